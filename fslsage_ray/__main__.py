@@ -1,0 +1,3 @@
+from fslsage_ray.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""`fslsage-ray run | plan | info`: the command line over the Python API.
+
+Every subcommand takes `--config FILE` (default: the built-in offline quick start) and any
+number of `section.key=value` overrides, validated before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from fslsage_ray.config import Config, ConfigError, dump_config, load_config
+from fslsage_ray.data import DataError
+from fslsage_ray.models import ModelError
+
+QUICKSTART = "quickstart.yaml"
+
+
+def default_config_path() -> Path:
+    """The embedded offline default: digits, 10 clients, FSL-SAGE, a small CNN."""
+    return Path(str(resources.files("fslsage_ray") / "presets" / QUICKSTART))
+
+
+def _config(args: argparse.Namespace) -> Config:
+    path = args.config or default_config_path()
+    overrides = list(args.overrides)
+    if getattr(args, "backend", None):
+        overrides.append(f"runtime.backend={args.backend}")
+    if getattr(args, "address", None):
+        overrides.append(f"runtime.address={args.address}")
+    return load_config(path, overrides)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from fslsage_ray.simulation import Simulation
+
+    config = _config(args)
+    sim = Simulation(config, run_dir=args.out, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"run folder: {sim.run_dir}", file=sys.stderr)
+    table = sim.run()
+    last = table.slice(table.num_rows - 1).to_pylist()[0]
+    best = max(table.column("test_acc").to_pylist())
+    print(
+        f"done: {table.num_rows} rounds, final test accuracy {last['test_acc']:.4f} "
+        f"(best {best:.4f}), {last['comm_gib_cum']:.4f} GiB communicated; "
+        f"metrics in {sim.run_dir / 'metrics.parquet'}"
+    )
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from fslsage_ray.experiment import planned_sizes
+    from fslsage_ray.plan import plan_rounds
+
+    config = _config(args)
+    client_sizes, sizes = planned_sizes(config)
+    plan = plan_rounds(config, client_sizes, sizes, args.rounds or config.run.rounds)
+    if args.json:
+        print(json.dumps(plan, indent=2))
+        return 0
+    print(f"{plan['algorithm']}: {plan['num_clients']} clients, model bytes {plan['model_bytes']}")
+    for row in plan["rounds"]:
+        kinds = ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in row["bytes"].items())
+        print(f"round {row['round']:>4}: {row['gib']:.4f} GiB (cum {row['gib_cum']:.3f}) | {kinds}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from fslsage_ray.runtime.cluster import cluster_address, cluster_resources, connect
+    from fslsage_ray.runtime.placement import plan_actors
+
+    config = _config(args)
+    print(dump_config(config))
+    if config.runtime.backend == "inprocess":
+        print("backend: in-process (no Ray)")
+        return 0
+    import ray
+
+    started = connect(config.runtime)
+    try:
+        res = cluster_resources()
+        where = cluster_address(config.runtime) or "private local Ray on 127.0.0.1"
+        print(f"ray cluster: {where}")
+        print(
+            "resources: "
+            + ", ".join(f"{k}={v:g}" for k, v in sorted(res.items()) if not k.startswith("node:"))
+        )
+        plan = plan_actors(config.runtime, config.algorithm.num_clients, res)
+        print(f"actor plan: {plan.describe()}")
+        for i, group in enumerate(plan.groups):
+            print(f"  client actor {i}: clients {group[0]}..{group[-1]} ({len(group)})")
+    finally:
+        if started:
+            ray.shutdown()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fslsage-ray", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", help="YAML experiment (default: built-in digits quick start)")
+        p.add_argument("overrides", nargs="*", help="section.key=value, e.g. run.rounds=5")
+
+    run = sub.add_parser("run", help="run a simulation")
+    common(run)
+    run.add_argument("--out", help="run folder (default: run.out_dir/<name>-<timestamp>)")
+    run.add_argument("--overwrite", action="store_true", help="replace a non-empty run folder")
+    run.add_argument("--backend", choices=["ray", "inprocess"], help="shortcut for runtime.backend")
+    run.add_argument("--address", help="attach to this Ray cluster (else RAY_ADDRESS or local)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    plan = sub.add_parser("plan", help="bytes per round by message kind, without training")
+    common(plan)
+    plan.add_argument("--rounds", type=int, help="how many rounds (default: run.rounds)")
+    plan.add_argument("--json", action="store_true", help="print JSON")
+
+    info = sub.add_parser("info", help="Ray resources seen and the actor plan for a config")
+    common(info)
+    info.add_argument("--address", help="attach to this Ray cluster")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # `fslsage-ray` alone runs the offline quick start
+        args = parser.parse_args(["run", *(argv or [])])
+    handlers = {"run": _cmd_run, "plan": _cmd_plan, "info": _cmd_info}
+    try:
+        return handlers[args.command](args)
+    except (ConfigError, DataError, ModelError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; completed rounds are in the run folder's metrics", file=sys.stderr)
+        return 130

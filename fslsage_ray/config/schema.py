@@ -1,0 +1,186 @@
+"""The experiment as a tree of frozen dataclasses: every knob in one place.
+
+Each section validates itself at construction, so an impossible value is refused before any
+data is read or any Ray process starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class ConfigError(ValueError):
+    """A configuration the tool refuses to run, with a message that says how to fix it."""
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+ALGORITHMS = ("fsl_sage",)
+DATASETS = ("digits", "cifar10", "cifar100", "parquet")
+PARTITIONS = ("iid", "dirichlet", "shards")
+BACKENDS = ("ray", "inprocess")
+UPLOAD_ORDERS = ("deterministic", "arrival")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "digits"  # digits | cifar10 | cifar100 | parquet
+    data_dir: str | None = None  # folder with {name}-train/test.parquet or torchvision files
+    train_path: str | None = None  # parquet only: encoded images + labels
+    test_path: str | None = None
+    num_classes: int | None = None  # parquet only (cifar/digits know theirs)
+    train_subset: int | None = None  # use a class-balanced subset of the training set
+    test_subset: int | None = None
+    download: bool = True  # torchvision download when no local copy exists
+    augment: bool | None = None  # None: the data set's default (crop+flip for CIFAR)
+    partition: str = "iid"  # iid | dirichlet | shards
+    alpha: float = 1.0  # Dirichlet concentration (smaller = more heterogeneous)
+    shards_per_client: int = 2
+
+    def __post_init__(self) -> None:
+        _require(self.name in DATASETS, f"data.name must be one of {DATASETS}, got {self.name!r}")
+        _require(
+            self.partition in PARTITIONS,
+            f"data.partition must be one of {PARTITIONS}, got {self.partition!r}",
+        )
+        _require(
+            self.alpha > 0, f"data.alpha must be > 0 (Dirichlet concentration), got {self.alpha}"
+        )
+        _require(self.shards_per_client >= 1, "data.shards_per_client must be >= 1")
+        for key in ("train_subset", "test_subset", "num_classes"):
+            value = getattr(self, key)
+            _require(value is None or value >= 1, f"data.{key} must be >= 1, got {value}")
+        if self.name == "parquet":
+            _require(
+                self.train_path is not None and self.test_path is not None,
+                "data.name=parquet needs data.train_path and data.test_path",
+            )
+            _require(self.num_classes is not None, "data.name=parquet needs data.num_classes")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "cnn"  # registry name: cnn | resnet18
+    aux: str = "two_blocks"  # auxiliary model shape: linear | one_block | two_blocks | server_copy
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam for every model (client, server); the spec's setting for the image experiments."""
+
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 1e-4  # L2, as torch.optim.Adam applies it
+    aux_lr: float = 1e-3  # Adam for the auxiliary models during alignment
+    aux_weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0 and self.aux_lr > 0, "optim.lr and optim.aux_lr must be > 0")
+        _require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "optim.beta1/beta2 must be in [0, 1)")
+        _require(
+            self.weight_decay >= 0 and self.aux_weight_decay >= 0,
+            "optim weight decays must be >= 0",
+        )
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    name: str = "fsl_sage"
+    num_clients: int = 10  # m
+    batch_size: int = 256  # B; the last, smaller batch of an epoch is kept
+    upload_every: int = 5  # q: a client uploads its smashed batch when it % q == 0
+    align_every: int = 10  # l: alignment in rounds with t % l == 0 (round 0 included)
+    align_epochs: int = 100  # passes over the alignment buffer per alignment
+    align_batch_size: int = 1000
+    buffer_size: int = 1000  # newest samples kept per client for alignment (FIFO)
+    lazy: bool = False  # align to gradients stored at upload instead of recomputing them
+
+    def __post_init__(self) -> None:
+        _require(
+            self.name in ALGORITHMS,
+            f"algorithm.name must be one of {ALGORITHMS}, got {self.name!r}",
+        )
+        _require(
+            self.num_clients >= 1, f"algorithm.num_clients must be >= 1, got {self.num_clients}"
+        )
+        _require(self.batch_size >= 1, f"algorithm.batch_size must be >= 1, got {self.batch_size}")
+        _require(
+            self.upload_every >= 1,
+            f"algorithm.upload_every (q) must be >= 1, got {self.upload_every}",
+        )
+        _require(
+            self.align_every >= 1, f"algorithm.align_every (l) must be >= 1, got {self.align_every}"
+        )
+        _require(self.align_epochs >= 0, "algorithm.align_epochs must be >= 0")
+        _require(self.align_batch_size >= 1, "algorithm.align_batch_size must be >= 1")
+        _require(self.buffer_size >= 1, "algorithm.buffer_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    backend: str = "ray"  # ray | inprocess (same algorithm, no Ray: debugging and reference)
+    address: str | None = (
+        None  # attach to this Ray cluster; None: RAY_ADDRESS or a private local Ray
+    )
+    num_actors: int | None = None  # client actors; None: as many as the resources allow
+    clients_per_actor: int | None = None  # force packing; None: spread clients evenly
+    actor_num_cpus: float = 1.0
+    actor_num_gpus: float = 0.0  # fractions such as 0.25 pack several actors on one GPU
+    server_num_cpus: float = 1.0
+    server_num_gpus: float = 0.0
+    local_num_cpus: int | None = None  # CPUs a private local Ray advertises; None: all cores
+    local_num_gpus: int | None = None
+    torch_threads: int = 1  # per process; equal everywhere so results do not depend on layout
+    upload_order: str = "deterministic"  # or "arrival": faster, not reproducible
+    max_inflight_uploads: int = 8  # back-pressure: a client host waits beyond this many
+    dashboard: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.backend in BACKENDS, f"runtime.backend must be one of {BACKENDS}")
+        _require(
+            self.upload_order in UPLOAD_ORDERS,
+            f"runtime.upload_order must be one of {UPLOAD_ORDERS}",
+        )
+        _require(self.num_actors is None or self.num_actors >= 1, "runtime.num_actors must be >= 1")
+        _require(
+            self.clients_per_actor is None or self.clients_per_actor >= 1,
+            "runtime.clients_per_actor must be >= 1",
+        )
+        for key in ("actor_num_cpus", "actor_num_gpus", "server_num_cpus", "server_num_gpus"):
+            _require(getattr(self, key) >= 0, f"runtime.{key} must be >= 0")
+        _require(
+            self.actor_num_cpus > 0 or self.actor_num_gpus > 0,
+            "runtime: a client actor must request some CPU or GPU",
+        )
+        _require(self.torch_threads >= 1, "runtime.torch_threads must be >= 1")
+        _require(self.max_inflight_uploads >= 1, "runtime.max_inflight_uploads must be >= 1")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "run"
+    rounds: int = 20
+    seed: int = 200
+    out_dir: str = "runs"
+    max_gib: float | None = None  # stop once this much communication is spent
+    count_labels: bool = False  # count uploaded labels in the ledger (the paper does not)
+    eval_batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        _require(self.rounds >= 1, f"run.rounds must be >= 1, got {self.rounds}")
+        _require(self.max_gib is None or self.max_gib > 0, "run.max_gib must be > 0")
+        _require(self.eval_batch_size >= 1, "run.eval_batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    run: RunConfig = field(default_factory=RunConfig)

@@ -1,0 +1,58 @@
+"""Smaller, class-balanced training sets for quick runs and ablations."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fslsage_ray.data.dataset import DataError, ImageData
+
+
+def balanced_counts(class_counts: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """How many samples to take per class: as equal as possible, capped by what each has.
+
+    Classes too small for an equal share give all they have and the rest is spread over the
+    others (water-filling); the last few leftover units go to randomly chosen classes so no
+    class id is favoured.
+    """
+    class_counts = np.asarray(class_counts, dtype=np.int64)
+    take = np.zeros_like(class_counts)
+    remaining = n
+    open_classes = [int(c) for c in np.argsort(class_counts, kind="stable") if class_counts[c] > 0]
+    while open_classes:
+        share = remaining // len(open_classes)
+        smallest = open_classes[0]
+        if class_counts[smallest] <= share:
+            take[smallest] = class_counts[smallest]
+            remaining -= int(class_counts[smallest])
+            open_classes.pop(0)
+            continue
+        # Every open class can give `share`; those above it can give one more.
+        take[open_classes] = share
+        leftover = remaining - share * len(open_classes)
+        lucky = rng.choice(np.asarray(open_classes), size=leftover, replace=False)
+        take[lucky] += 1
+        break
+    return take
+
+
+def take_subset(data: ImageData, n: int | None, seed: int) -> ImageData:
+    """A deterministic subset of ``n`` samples, class-balanced as far as the data allows.
+
+    Returns ``data`` unchanged when ``n`` is None or at least the split's size. Chosen rows
+    keep their original relative order.
+    """
+    if n is not None and n < 1:
+        raise DataError(f"subset size must be >= 1, got {n}")
+    if n is None or n >= len(data):
+        return data
+    rng = np.random.default_rng(seed)
+    labels = data.labels
+    counts = np.bincount(labels)
+    take = balanced_counts(counts, n, rng)
+    chosen = [
+        rng.choice(np.flatnonzero(labels == cls), size=int(k), replace=False)
+        for cls, k in enumerate(take)
+        if k > 0
+    ]
+    rows = np.sort(np.concatenate(chosen))
+    return ImageData(images=data.images[rows], labels=labels[rows])

@@ -1,0 +1,47 @@
+"""The per-round metrics table, rewritten atomically after every round."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fslsage_ray.algorithms.ledger import GIB, KINDS, column_name
+
+# Columns that measure time, not learning: excluded when comparing runs for equality.
+TIMING_COLUMNS = ("wall_s", "elapsed_s", "local_s", "align_s", "eval_s")
+
+
+class MetricsTable:
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.comm_bytes_cum = 0
+
+    def add_round(self, row: Mapping[str, Any], bytes_by_kind: Mapping[str, int]) -> dict[str, Any]:
+        """Append one round, adding the ledger columns (every kind, zero when unused)."""
+        total = sum(bytes_by_kind.values())
+        self.comm_bytes_cum += total
+        full = dict(row)
+        full["comm_bytes"] = total
+        full["comm_bytes_cum"] = self.comm_bytes_cum
+        full["comm_gib_cum"] = self.comm_bytes_cum / GIB
+        for kind in KINDS:
+            full[column_name(kind)] = int(bytes_by_kind.get(kind, 0))
+        self.rows.append(full)
+        return full
+
+    def to_arrow(self) -> pa.Table:
+        return pa.Table.from_pylist(self.rows)
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        pq.write_table(self.to_arrow(), tmp)
+        os.replace(tmp, path)
+
+
+def read_metrics(run_dir: str | Path) -> pa.Table:
+    return pq.read_table(Path(run_dir) / "metrics.parquet")

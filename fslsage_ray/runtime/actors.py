@@ -1,0 +1,122 @@
+"""The Ray actors: thin shells around ClientHost and ServerHost.
+
+Smashed activations go from a client actor straight to the server actor as object refs
+(ray.put once, the ref passed); the client does not wait for the server, except to bound
+the uploads in flight (back-pressure) and, at the end of a phase, to surface server errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import ray
+import torch
+
+from fslsage_ray.experiment import WorldSpec
+from fslsage_ray.runtime.client_host import ClientHost, ClientResult
+from fslsage_ray.runtime.server_host import ServerHost, UploadOrderError
+
+
+def _device() -> torch.device:
+    if ray.get_gpu_ids() and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+@ray.remote
+class ClientActor:
+    def __init__(
+        self,
+        world: WorldSpec,
+        images: np.ndarray,
+        labels: np.ndarray,
+        assignment: dict[int, np.ndarray],
+        server: ray.actor.ActorHandle,
+    ) -> None:
+        torch.set_num_threads(world.config.runtime.torch_threads)
+        self.host = ClientHost(world, images, labels, assignment, _device())
+        self.server = server
+        self.max_inflight = world.config.runtime.max_inflight_uploads
+        self.inflight: list[ray.ObjectRef] = []
+
+    def num_batches(self) -> dict[int, int]:
+        return self.host.num_batches()
+
+    def start_round(self, global_state: Mapping[str, torch.Tensor]) -> None:
+        self.host.start_round(global_state)
+
+    def _send(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> None:
+        self.inflight.append(self.server.submit.remote(it, cid, ray.put(smashed), labels))
+        if len(self.inflight) > self.max_inflight:
+            extra = len(self.inflight) - self.max_inflight
+            done, self.inflight = ray.wait(self.inflight, num_returns=extra)
+            ray.get(done)  # raises here if the server failed on an upload
+
+    def run_local(self, start: int, stop: int | None) -> None:
+        self.host.run_local(start, stop, self._send)
+        ray.get(self.inflight)
+        self.inflight = []
+
+    def load_aux(self, states: Mapping[int, Mapping[str, torch.Tensor]]) -> None:
+        self.host.load_aux(states)
+
+    def finish_round(self) -> list[ClientResult]:
+        return self.host.finish_round()
+
+
+@ray.remote
+class ServerActor:
+    """Async: uploads are accepted while the server works through them in order."""
+
+    def __init__(
+        self,
+        world: WorldSpec,
+        test_images: np.ndarray,
+        test_labels: np.ndarray,
+        client_ids: Sequence[int],
+    ) -> None:
+        torch.set_num_threads(world.config.runtime.torch_threads)
+        self.host = ServerHost(world, test_images, test_labels, client_ids, _device())
+        self._changed: asyncio.Event | None = None
+
+    def _event(self) -> asyncio.Event:
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        return self._changed
+
+    async def ready(self) -> bool:
+        return True
+
+    async def begin_round(self, expected: Sequence[tuple[int, int]]) -> None:
+        self.host.begin_round(expected)
+
+    async def submit(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> None:
+        self.host.submit(it, cid, smashed, labels)
+        self._event().set()
+
+    async def wait_processed(self, it_limit: int | None, timeout_s: float) -> None:
+        """Return once every expected upload before it_limit is applied, or fail loudly."""
+        deadline = time.monotonic() + timeout_s
+        event = self._event()
+        while not self.host.processed_before(it_limit):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                missing = self.host.missing_before(it_limit)
+                raise UploadOrderError(f"uploads did not arrive within {timeout_s}s: {missing[:5]}")
+            event.clear()
+            try:
+                await asyncio.wait_for(event.wait(), timeout=min(remaining, 1.0))
+            except asyncio.TimeoutError:
+                pass
+
+    async def align_all(self):
+        return self.host.align_all()
+
+    async def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> tuple[float, float]:
+        return self.host.evaluate(client_state)
+
+    async def take_round_stats(self) -> tuple[float, int]:
+        return self.host.take_round_stats()

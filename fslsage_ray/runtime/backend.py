@@ -1,0 +1,63 @@
+"""The small interface every execution backend implements (in-process, Ray).
+
+The coordinator drives a round through these calls; a backend decides only where and how
+the work runs, never what it computes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from fslsage_ray.algorithms.fsl_sage import AlignResult
+from fslsage_ray.experiment import WorldSpec
+from fslsage_ray.runtime.client_host import ClientResult
+
+Key = tuple[int, int]
+
+
+class Backend(ABC):
+    @abstractmethod
+    def start(
+        self,
+        world: WorldSpec,
+        train: tuple[np.ndarray, np.ndarray],
+        test: tuple[np.ndarray, np.ndarray],
+        parts: Sequence[np.ndarray],
+    ) -> None:
+        """Create the clients (all of them, with their data indices) and the server."""
+
+    @abstractmethod
+    def num_batches(self) -> dict[int, int]:
+        """Local iterations per client this round, K_i."""
+
+    @abstractmethod
+    def start_round(
+        self, global_state: Mapping[str, torch.Tensor], expected: Sequence[Key]
+    ) -> None:
+        """Broadcast the aggregated client model; tell the server which uploads will come."""
+
+    @abstractmethod
+    def run_local(self, start: int, stop: int | None) -> None:
+        """All clients run local iterations [start, stop); uploads flow to the server."""
+
+    @abstractmethod
+    def align(self, it_limit: int) -> dict[int, AlignResult]:
+        """Wait for uploads before it_limit, fit every AM, and send them to their clients."""
+
+    @abstractmethod
+    def finish_round(self) -> tuple[list[ClientResult], tuple[float, int]]:
+        """Wait for all uploads; return client results (by client id) and server stats."""
+
+    @abstractmethod
+    def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> tuple[float, float]:
+        """Test accuracy and loss of the given client model with the current server model."""
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    def close(self) -> None:
+        """Release processes; safe to call twice."""

@@ -1,0 +1,91 @@
+"""Hosts a group of virtual clients in one process (a Ray actor or the in-process backend).
+
+Clients on a host run iteration by iteration (all clients' iteration 0, then 1, ...), the
+order in which parallel clients would reach the server, so uploads arrive nearly sorted.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fslsage_ray.algorithms.client_view import ClientView
+from fslsage_ray.algorithms.fsl_sage import FslSageClient, SendUpload
+from fslsage_ray.experiment import WorldSpec, build_aux, build_template
+from fslsage_ray.seeding import generator
+
+
+@dataclass
+class ClientResult:
+    """What a client hands back at the end of a round."""
+
+    cid: int
+    state: dict[str, torch.Tensor]
+    num_samples: int
+    aux_loss_sum: float
+    steps: int
+    bytes: dict[str, int]
+
+
+class ClientHost:
+    def __init__(
+        self,
+        world: WorldSpec,
+        images: np.ndarray,
+        labels: np.ndarray,
+        assignment: Mapping[int, np.ndarray],
+        device: torch.device,
+    ) -> None:
+        cfg = world.config
+        template = build_template(world)
+        self.clients: dict[int, FslSageClient] = {}
+        for cid in sorted(assignment):
+            view = ClientView(images, labels, np.asarray(assignment[cid]), world.image_spec)
+            self.clients[cid] = FslSageClient(
+                cid,
+                view,
+                copy.deepcopy(template.client),
+                build_aux(template, cfg.run.seed, cid),
+                cfg.algorithm,
+                cfg.optim,
+                generator(cfg.run.seed, "client", cid),
+                device,
+                count_labels=cfg.run.count_labels,
+            )
+
+    def num_batches(self) -> dict[int, int]:
+        return {cid: c.num_batches for cid, c in self.clients.items()}
+
+    def start_round(self, global_state: Mapping[str, torch.Tensor]) -> None:
+        for client in self.clients.values():
+            client.start_round(global_state)
+
+    def run_local(self, start: int, stop: int | None, send: SendUpload) -> None:
+        last = max(c.num_batches for c in self.clients.values())
+        stop = last if stop is None else min(stop, last)
+        for it in range(start, stop):
+            for client in self.clients.values():
+                if it < client.num_batches:
+                    client.step(it, send)
+
+    def load_aux(self, states: Mapping[int, Mapping[str, torch.Tensor]]) -> None:
+        for cid, state in states.items():
+            if cid in self.clients:
+                self.clients[cid].load_aux(state)
+
+    def finish_round(self) -> list[ClientResult]:
+        return [
+            ClientResult(
+                cid,
+                c.state(),
+                c.view.num_samples,
+                c.stats.aux_loss_sum,
+                c.stats.steps,
+                dict(c.stats.bytes),
+            )
+            for cid, c in self.clients.items()
+        ]
