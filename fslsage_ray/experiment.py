@@ -58,9 +58,9 @@ def load_data(config: Config) -> DataBundle:
         test = load_parquet_images(
             data.test_path, num_classes=data.num_classes, expected_hw=train.images.shape[1:3]
         )
-        images = train.images.astype(np.float64) / 255.0
-        mean = tuple(float(v) for v in images.mean(axis=(0, 1, 2)))
-        std = tuple(float(v) for v in images.std(axis=(0, 1, 2)))
+        # Reductions accumulate in float64 without a float copy of the whole image array.
+        mean = tuple(float(v) / 255.0 for v in train.images.mean(axis=(0, 1, 2), dtype=np.float64))
+        std = tuple(float(v) / 255.0 for v in train.images.std(axis=(0, 1, 2), dtype=np.float64))
         bundle = _Bundle(train, test, data.num_classes, mean, std, False, 255.0, "parquet")
     seed = config.run.seed
     train = take_subset(bundle.train, data.train_subset, seed)

@@ -59,5 +59,5 @@ class Backend(ABC):
     def describe(self) -> str:
         return type(self).__name__
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: in-process has nothing to release
         """Release processes; safe to call twice."""

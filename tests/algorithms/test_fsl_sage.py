@@ -1,0 +1,171 @@
+"""FSL-SAGE's client and server behaviour on a small split CNN."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from fslsage_ray.algorithms.client_view import ClientView, ImageSpec, batch_sizes
+from fslsage_ray.algorithms.fsl_sage import (
+    AlignmentBuffer,
+    FslSageClient,
+    FslSageServer,
+    expected_uploads,
+    plan_round_bytes,
+    round_phases,
+)
+from fslsage_ray.algorithms.phases import AlignPhase, LocalPhase
+from fslsage_ray.config import AlgorithmConfig, OptimConfig
+from fslsage_ray.models import build_split_model, state_nbytes
+
+SPEC = ImageSpec(255.0, (0.5,), (0.25,), False)
+
+
+def _model():
+    torch.manual_seed(0)
+    return build_split_model("cnn", 10, 1, 8, aux="two_blocks")
+
+
+def _client(alg: AlgorithmConfig, n: int = 50, cid: int = 0) -> FslSageClient:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(n, 8, 8, 1), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=n).astype(np.int64)
+    split = _model()
+    view = ClientView(images, labels, np.arange(n), SPEC)
+    gen = torch.Generator().manual_seed(1)
+    return FslSageClient(
+        cid, view, split.client, split.make_aux(), alg, OptimConfig(), gen, torch.device("cpu")
+    )
+
+
+def _server(alg: AlgorithmConfig) -> FslSageServer:
+    split = _model()
+    return FslSageServer(
+        split.server, {0: split.make_aux()}, alg, OptimConfig(), torch.device("cpu")
+    )
+
+
+def test_client_uploads_every_qth_batch_and_never_updates_its_aux_model():
+    alg = AlgorithmConfig(batch_size=8, upload_every=3)
+    client = _client(alg, n=50)  # K = 7 batches: 6 of 8 and one of 2
+    client.start_round(client.model.state_dict())
+    aux_before = copy.deepcopy(client.aux.state_dict())
+    model_before = copy.deepcopy(client.model.state_dict())
+    sent = []
+    for it in range(client.num_batches):
+        client.step(it, lambda it, cid, z, y: sent.append((it, z.shape, y.shape)))
+    assert [s[0] for s in sent] == [0, 3, 6]
+    assert sent[0][1] == (8, 32, 4, 4) and sent[-1][1] == (2, 32, 4, 4)  # last batch kept
+    for key, value in client.aux.state_dict().items():
+        if "running" not in key and "num_batches" not in key:  # train-mode BN stats move
+            assert torch.equal(value, aux_before[key]), key
+    changed = [
+        k for k in model_before if not torch.equal(model_before[k], client.model.state_dict()[k])
+    ]
+    assert changed, "the client model must train"
+    assert client.stats.bytes["smashed.up"] == (8 + 8 + 2) * 32 * 4 * 4 * 4
+
+
+def test_client_step_follows_the_aux_gradient_estimate():
+    """A client step is an Adam step on CE(a(h(x))) taken for h's parameters only."""
+    alg = AlgorithmConfig(batch_size=8, upload_every=100)
+    client = _client(alg, n=8)
+    twin_model = copy.deepcopy(client.model)
+    twin_aux = copy.deepcopy(client.aux)
+    opt = torch.optim.Adam(twin_model.parameters(), lr=1e-3, weight_decay=1e-4)
+    client.start_round(client.model.state_dict())
+    gen = torch.Generator().manual_seed(1)
+    batches = client.view.shuffled_batches(8, gen)
+    x, y = client.view.batch(batches[0], gen, torch.device("cpu"))
+    client.step(0, lambda *a: None)
+    twin_model.train()
+    twin_aux.train()
+    loss = torch.nn.functional.cross_entropy(twin_aux(twin_model(x)), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    for (k, a), b in zip(
+        client.model.state_dict().items(), twin_model.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, msg=k)
+
+
+def test_server_steps_once_per_upload_and_buffers_newest_samples():
+    alg = AlgorithmConfig(buffer_size=10)
+    server = _server(alg)
+    before = copy.deepcopy(server.model.state_dict())
+    z = np.random.default_rng(0).standard_normal((6, 32, 4, 4)).astype(np.float32)
+    y = np.arange(6)
+    server.process_upload(0, z, y)
+    assert server.optimizer.state[next(iter(server.model.parameters()))]["step"] == 1
+    assert any(not torch.equal(before[k], v) for k, v in server.model.state_dict().items())
+    server.process_upload(0, z + 1, y + 1)
+    buf = server.buffers[0]
+    assert len(buf) == 10  # 12 uploaded, newest 10 kept
+    torch.testing.assert_close(buf.labels, torch.tensor([2, 3, 4, 5, 1, 2, 3, 4, 5, 6]))
+    mean_loss, uploads = server.take_round_stats()
+    assert uploads == 2 and mean_loss > 0
+
+
+def test_alignment_lowers_the_estimation_error_on_the_buffer():
+    alg = AlgorithmConfig(align_epochs=60, align_batch_size=1000)
+    server = _server(alg)
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        server.process_upload(
+            0, rng.standard_normal((16, 32, 4, 4)).astype(np.float32), rng.integers(0, 10, 16)
+        )
+    result = server.align(0)
+    assert result.samples == 64
+    assert result.rel_error_after < 0.7 * result.rel_error_before
+    assert set(result.state) == set(server.aux[0].state_dict())
+
+
+def test_lazy_alignment_stores_upload_time_gradients():
+    alg = AlgorithmConfig(lazy=True, align_epochs=1)
+    server = _server(alg)
+    z = np.random.default_rng(2).standard_normal((5, 32, 4, 4)).astype(np.float32)
+    server.process_upload(0, z, np.arange(5))
+    assert server.buffers[0].grad_sums.shape == (5, 32, 4, 4)
+    assert float(server.buffers[0].grad_sums.abs().sum()) > 0
+
+
+def test_fifo_buffer_capacity():
+    buf = AlignmentBuffer(3)
+    buf.append(torch.zeros(2, 1), torch.tensor([0, 1]), None)
+    buf.append(torch.ones(2, 1), torch.tensor([2, 3]), None)
+    assert buf.labels.tolist() == [1, 2, 3]
+
+
+def test_alignment_rounds_include_round_zero_and_every_lth():
+    alg = AlgorithmConfig(align_every=10)
+    assert round_phases(0, alg) == [LocalPhase(0, 1), AlignPhase(), LocalPhase(1, None)]
+    assert round_phases(5, alg) == [LocalPhase(0, None)]
+    assert round_phases(20, alg)[1] == AlignPhase()
+
+
+def test_expected_uploads_are_ordered_by_iteration_then_client():
+    alg = AlgorithmConfig(upload_every=2)
+    keys = expected_uploads({1: 3, 0: 5}, alg)
+    assert keys == [(0, 0), (0, 1), (2, 0), (2, 1), (4, 0)]
+
+
+@pytest.mark.parametrize("round_idx, aligned", [(0, True), (1, False), (10, True)])
+def test_plan_for_the_authors_cifar10_setting(round_idx, aligned):
+    alg = AlgorithmConfig(batch_size=256, upload_every=5, align_every=10)
+    torch.manual_seed(0)
+    split = build_split_model("resnet18", 10, 3, 32)
+    client_b, aux_b = state_nbytes(split.client), state_nbytes(split.make_aux())
+    smashed = 128 * 4 * 4 * 4
+    counts = plan_round_bytes(round_idx, [5000] * 10, alg, client_b, aux_b, smashed, False)
+    # K = ceil(5000/256) = 20 batches (19 of 256, one of 136); uploads at it = 0,5,10,15: 4 x 256
+    assert batch_sizes(5000, 256)[-1] == 136
+    assert counts["smashed.up"] == 10 * 4 * 256 * smashed
+    assert counts["client_model.down"] == counts["client_model.up"] == 10 * client_b
+    assert ("aux_model.down" in counts) == aligned
+    if aligned:
+        assert counts["aux_model.down"] == 10 * aux_b
+    assert "labels.up" not in counts

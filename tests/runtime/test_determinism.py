@@ -1,0 +1,84 @@
+"""The standout property: same config and seed, same metrics, whatever runs the clients.
+
+In-process, one Ray client actor, and three Ray client actors must give identical
+per-round metrics (bit for bit on CPU), alignment rounds included. The real ledger must
+equal the plan computed from sizes alone.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from fslsage_ray.config import load_config
+from fslsage_ray.experiment import planned_sizes
+from fslsage_ray.outputs.metrics import TIMING_COLUMNS
+from fslsage_ray.plan import plan_rounds
+from fslsage_ray.simulation import Simulation
+
+ROUNDS = 3
+OVERRIDES = [
+    f"run.rounds={ROUNDS}",
+    "algorithm.num_clients=5",
+    "algorithm.batch_size=32",
+    "algorithm.upload_every=2",
+    "algorithm.align_every=2",  # rounds 0 and 2 align
+    "algorithm.align_epochs=5",
+    "data.train_subset=600",
+    "data.test_subset=200",
+    "runtime.actor_num_cpus=0.5",
+    "runtime.server_num_cpus=0.5",
+]
+
+
+def _run(tmp_path, name: str, *extra: str) -> list[dict]:
+    config = load_config(None, [*OVERRIDES, *extra])
+    sim = Simulation(config, run_dir=tmp_path / name, progress=False)
+    return sim.run().to_pylist()
+
+
+def _learning_columns(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
+
+
+def _same(a: list[dict], b: list[dict]) -> bool:
+    for ra, rb in zip(a, b, strict=True):
+        for key in ra:
+            x, y = ra[key], rb[key]
+            if isinstance(x, float) and math.isnan(x) and math.isnan(y):
+                continue
+            if x != y:
+                raise AssertionError(f"round {ra['round']} {key}: {x!r} != {y!r}")
+    return True
+
+
+@pytest.mark.ray
+def test_inprocess_one_actor_and_three_actors_agree_exactly(tmp_path, ray_local):
+    reference = _learning_columns(_run(tmp_path, "inproc", "runtime.backend=inprocess"))
+    one = _learning_columns(_run(tmp_path, "one", "runtime.num_actors=1"))
+    three = _learning_columns(_run(tmp_path, "three", "runtime.num_actors=3"))
+    assert _same(reference, one)
+    assert _same(reference, three)
+    assert [r["aligned"] for r in reference] == [True, False, True]
+    assert reference[-1]["test_acc"] > 0.5  # learning, not just finishing (chance: 0.1)
+
+
+def test_real_ledger_equals_the_plan(tmp_path):
+    rows = _run(tmp_path, "ledger", "runtime.backend=inprocess")
+    config = load_config(None, OVERRIDES)
+    client_sizes, sizes = planned_sizes(config)
+    plan = plan_rounds(config, client_sizes, sizes, ROUNDS)
+    for row, planned in zip(rows, plan["rounds"], strict=True):
+        measured = {k[len("bytes_") :]: v for k, v in row.items() if k.startswith("bytes_") and v}
+        expected = {k.replace(".", "_"): v for k, v in planned["bytes"].items()}
+        assert measured == expected
+        assert row["comm_bytes"] == planned["total"]
+
+
+def test_ledger_counts_labels_only_when_asked(tmp_path):
+    rows = _run(
+        tmp_path, "labels", "runtime.backend=inprocess", "run.count_labels=true", "run.rounds=1"
+    )
+    uploaded_samples = rows[0]["bytes_smashed_up"] // (32 * 4 * 4 * 4)
+    assert rows[0]["bytes_labels_up"] == uploaded_samples * 8
