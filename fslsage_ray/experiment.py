@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from torch import nn
 
+from fslsage_ray.algorithms.base import ModelSizes
 from fslsage_ray.algorithms.client_view import ImageSpec
 from fslsage_ray.config.schema import Config, ConfigError
 from fslsage_ray.data import (
@@ -114,22 +114,19 @@ def build_aux(template: SplitModel, seed: int, cid: int) -> nn.Module:
         return template.make_aux()
 
 
-@dataclass(frozen=True)
-class ModelSizes:
-    client_state_bytes: int
-    aux_state_bytes: int
-    smashed_sample_bytes: int  # one sample's cut-layer activations, fp32
-
-
 def model_sizes(world: WorldSpec, template: SplitModel | None = None) -> ModelSizes:
     template = template or build_template(world)
     aux = build_aux(template, world.config.run.seed, 0)
     numel = int(np.prod(template.cut_shape))
-    return ModelSizes(state_nbytes(template.client), state_nbytes(aux), numel * 4)
+    return ModelSizes(
+        state_nbytes(template.client), state_nbytes(template.server), state_nbytes(aux), numel * 4
+    )
 
 
-def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+def shared_aux(world: WorldSpec, template: SplitModel) -> nn.Module:
+    """The AM every client starts from when AMs are averaged (CSE-FSL, FSL-AN)."""
+    with seeded_init(world.config.run.seed, "aux", "shared"):
+        return template.make_aux()
 
 
 CIFAR_SHAPES = {

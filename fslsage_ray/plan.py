@@ -8,28 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from fslsage_ray.algorithms import fsl_sage
+from fslsage_ray.algorithms.base import ModelSizes
 from fslsage_ray.algorithms.ledger import GIB
+from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.config import Config
-from fslsage_ray.experiment import ModelSizes
 
 
 def plan_rounds(
     config: Config, client_sizes: list[int], sizes: ModelSizes, rounds: int
 ) -> dict[str, Any]:
     """{"algorithm", "rounds": [{"round", "bytes": {kind: n}, "total", "gib"}], ...}."""
+    algorithm = get_algorithm(config)
     out = []
     cumulative = 0
     for t in range(rounds):
-        counts = fsl_sage.plan_round_bytes(
-            t,
-            client_sizes,
-            config.algorithm,
-            sizes.client_state_bytes,
-            sizes.aux_state_bytes,
-            sizes.smashed_sample_bytes,
-            config.run.count_labels,
-        )
+        counts = algorithm.plan_round_bytes(t, client_sizes, sizes)
         total = sum(counts.values())
         cumulative += total
         out.append(
@@ -42,11 +35,12 @@ def plan_rounds(
             }
         )
     return {
-        "algorithm": config.algorithm.name,
+        "algorithm": algorithm.name,
         "num_clients": len(client_sizes),
         "client_sizes": client_sizes,
         "model_bytes": {
             "client_state": sizes.client_state_bytes,
+            "server_state": sizes.server_state_bytes,
             "aux_state": sizes.aux_state_bytes,
             "smashed_per_sample": sizes.smashed_sample_bytes,
         },

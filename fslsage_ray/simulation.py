@@ -15,21 +15,20 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import torch
 
-from fslsage_ray.algorithms import fsl_sage
 from fslsage_ray.algorithms.aggregate import sample_weights, weighted_average
+from fslsage_ray.algorithms.base import PART_KINDS, Algorithm, ModelSizes, Parts
 from fslsage_ray.algorithms.ledger import GIB, Ledger, state_bytes
 from fslsage_ray.algorithms.phases import AlignPhase, LocalPhase
+from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.config import Config
 from fslsage_ray.experiment import (
-    ModelSizes,
     WorldSpec,
     build_template,
-    cpu_state,
     load_data,
     model_sizes,
     partition,
+    shared_aux,
     world_spec,
 )
 from fslsage_ray.outputs.metrics import MetricsTable
@@ -65,7 +64,7 @@ class Prepared:
     test: tuple[np.ndarray, np.ndarray]
     parts: list[np.ndarray]
     sizes: ModelSizes
-    initial_state: dict[str, torch.Tensor]
+    initial_parts: Parts
 
     @property
     def client_sizes(self) -> list[int]:
@@ -77,13 +76,14 @@ def prepare(config: Config) -> Prepared:
     parts = partition(config, bundle.train.labels)
     world = world_spec(config, bundle)
     template = build_template(world)
+    algorithm = get_algorithm(config)
     return Prepared(
         world,
         (bundle.train.images, bundle.train.labels),
         (bundle.test.images, bundle.test.labels),
         parts,
         model_sizes(world, template),
-        cpu_state(template.client),
+        algorithm.initial_parts(template, shared_aux(world, template)),
     )
 
 
@@ -103,6 +103,7 @@ class Simulation:
             target = Path(run_dir) if run_dir is not None else default_run_dir(config)
             self.run_dir = prepare_run_dir(target, config, overwrite)
         self.show_progress = progress
+        self.algorithm: Algorithm = get_algorithm(config)
         self.metrics = MetricsTable()
 
     def run(self) -> pa.Table:
@@ -125,29 +126,30 @@ class Simulation:
         return self.metrics.to_arrow()
 
     def _loop(self, backend: Backend, bar: Progress) -> None:
-        cfg, p = self.config, self.prepared
-        alg = cfg.algorithm
+        cfg, p, algorithm = self.config, self.prepared, self.algorithm
+        m = len(p.parts)
         num_batches = backend.num_batches()
-        expected = fsl_sage.expected_uploads(num_batches, alg)
-        global_state = p.initial_state
+        expected = algorithm.expected_uploads(num_batches)
+        global_parts = p.initial_parts
         ledger = Ledger()
         started = time.perf_counter()
         for t in range(cfg.run.rounds):
             round_start = time.perf_counter()
-            ledger.add("client_model.down", state_bytes(global_state), times=len(p.parts))
-            backend.start_round(global_state, expected)
+            for part, state in global_parts.items():
+                ledger.add(f"{PART_KINDS[part]}.down", state_bytes(state), times=m)
+            backend.start_round(global_parts, expected)
             local_s = align_s = 0.0
             align_results = {}
             last_stop = 0
-            for phase in fsl_sage.round_phases(t, alg):
+            for phase in algorithm.round_phases(t):
                 t0 = time.perf_counter()
                 if isinstance(phase, LocalPhase):
                     bar.phase(f"round {t}: local steps")
-                    backend.run_local(phase.start, phase.stop)
+                    self._run_local(backend, phase)
                     last_stop = phase.stop if phase.stop is not None else max(num_batches.values())
                     local_s += time.perf_counter() - t0
                 elif isinstance(phase, AlignPhase):
-                    bar.phase(f"round {t}: aligning {len(p.parts)} AMs")
+                    bar.phase(f"round {t}: aligning {m} AMs")
                     align_results = backend.align(last_stop)
                     for result in align_results.values():
                         ledger.add("aux_model.down", state_bytes(result.state))
@@ -156,19 +158,24 @@ class Simulation:
             results, (server_loss, uploads) = backend.finish_round()
             local_s += time.perf_counter() - t0
             for r in results:
-                ledger.add("client_model.up", state_bytes(r.state))
+                for part, state in r.parts.items():
+                    ledger.add(f"{PART_KINDS[part]}.up", state_bytes(state))
                 ledger.merge(r.bytes)
             # Fixed client order: the average is bit-identical however clients were hosted.
-            global_state = weighted_average(
-                [r.state for r in results], sample_weights([r.num_samples for r in results])
-            )
+            weights = sample_weights([r.num_samples for r in results])
+            global_parts = {
+                part: weighted_average([r.parts[part] for r in results], weights)
+                for part in algorithm.shared_parts
+            }
             t0 = time.perf_counter()
             bar.phase(f"round {t}: evaluating")
-            test_acc, test_loss = backend.evaluate(global_state)
+            eval_part = "full" if "full" in global_parts else "client"
+            test_acc, test_loss = backend.evaluate(global_parts[eval_part])
             eval_s = time.perf_counter() - t0
             steps = sum(r.steps for r in results)
             row = {
                 "round": t,
+                "algorithm": algorithm.name,
                 "wall_s": time.perf_counter() - round_start,
                 "elapsed_s": time.perf_counter() - started,
                 "local_s": local_s,
@@ -178,7 +185,7 @@ class Simulation:
                 "test_acc": test_acc,
                 "test_loss": test_loss,
                 "train_loss": server_loss,
-                "client_aux_loss": sum(r.aux_loss_sum for r in results) / max(steps, 1),
+                "client_loss": sum(r.loss_sum for r in results) / steps if steps else float("nan"),
                 "uploads": uploads,
                 "aligned": bool(align_results),
                 "am_rel_error_before": _mean_or_nan(
@@ -204,6 +211,13 @@ class Simulation:
             if cfg.run.max_gib is not None and full["comm_bytes_cum"] >= cfg.run.max_gib * GIB:
                 log.info("communication budget of %s GiB spent after round %d", cfg.run.max_gib, t)
                 break
+
+    def _run_local(self, backend: Backend, phase: LocalPhase) -> None:
+        if not self.algorithm.sequential_clients:
+            backend.run_local(phase.start, phase.stop)
+            return
+        for cid in range(len(self.prepared.parts)):  # clients take turns, in id order
+            backend.run_local(phase.start, phase.stop, only=[cid])
 
 
 def _mean_or_nan(values: list[float]) -> float:

@@ -11,107 +11,74 @@ at the start of the round; the aligned AM is used from it = 1 on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fslsage_ray.algorithms.client_view import ClientView, batch_sizes, upload_iterations
+from fslsage_ray.algorithms.base import (
+    Algorithm,
+    Channel,
+    Client,
+    ModelSizes,
+    Parts,
+    Server,
+    State,
+    adam,
+    cpu_state,
+)
 from fslsage_ray.algorithms.gradients import (
     alignment_loss,
     gradient_estimate,
     relative_error,
     true_cut_gradient,
 )
-from fslsage_ray.algorithms.ledger import state_bytes, tensor_nbytes
 from fslsage_ray.algorithms.phases import AlignPhase, LocalPhase, Phase
-from fslsage_ray.config.schema import AlgorithmConfig, OptimConfig
-
-# send(it, cid, smashed, labels): hands an upload to whatever carries it to the server.
-SendUpload = Callable[[int, int, np.ndarray, np.ndarray], None]
+from fslsage_ray.config.schema import AlgorithmConfig, Config
 
 
-def adam(params, lr: float, optim: OptimConfig, weight_decay: float) -> torch.optim.Adam:
-    return torch.optim.Adam(
-        params, lr=lr, betas=(optim.beta1, optim.beta2), weight_decay=weight_decay
-    )
-
-
-@dataclass
-class ClientRoundStats:
-    aux_loss_sum: float = 0.0  # the local loss CE(a(z), y) the client descends
-    steps: int = 0
-    bytes: dict[str, int] = field(default_factory=dict)
-
-    def charge(self, kind: str, nbytes: int) -> None:
-        self.bytes[kind] = self.bytes.get(kind, 0) + nbytes
-
-
-class FslSageClient:
-    """One virtual client: its part of the model, its AM copy, optimizer and RNG."""
+class FslSageClient(Client):
+    """Trains its part through its AM's gradient estimate; never updates the AM itself."""
 
     def __init__(
-        self,
-        cid: int,
-        view: ClientView,
-        client_model: nn.Module,
-        aux_model: nn.Module,
-        alg: AlgorithmConfig,
-        optim: OptimConfig,
-        generator: torch.Generator,
-        device: torch.device,
-        count_labels: bool = False,
+        self, cid, view, config: Config, generator, device, model: nn.Module, aux: nn.Module
     ) -> None:
-        self.cid = cid
-        self.view = view
-        self.model = client_model.to(device)
-        self.aux = aux_model.to(device)
-        self.alg = alg
-        self.device = device
-        self.generator = generator
-        self.count_labels = count_labels
+        super().__init__(cid, view, config, generator, device)
+        self.model = model.to(device)
+        self.aux = aux.to(device)
+        o = config.optim
         # Persistent across rounds: never averaged or reset (spec step 4).
-        self.optimizer = adam(self.model.parameters(), optim.lr, optim, optim.weight_decay)
-        self._batches: list[np.ndarray] = []
-        self.stats = ClientRoundStats()
+        self.optimizer = adam(self.model.parameters(), o.lr, o, o.weight_decay)
 
-    @property
-    def num_batches(self) -> int:
-        return self.view.num_batches(self.alg.batch_size)
-
-    def start_round(self, global_state: Mapping[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(global_state)
+    def load_parts(self, parts: Mapping[str, State]) -> None:
+        self.model.load_state_dict(parts["client"])
         self.model.train()
         self.aux.train()  # AMs stay in train mode (batch statistics), as in the authors' runs
-        self._batches = self.view.shuffled_batches(self.alg.batch_size, self.generator)
-        self.stats = ClientRoundStats()
+
+    def parts(self) -> Parts:
+        return {"client": cpu_state(self.model)}
 
     def load_aux(self, state: Mapping[str, torch.Tensor]) -> None:
         self.aux.load_state_dict(state)
 
-    def step(self, it: int, send: SendUpload) -> None:
+    def step(self, it: int, channel: Channel) -> None:
         """One local iteration: forward, maybe upload, step through the AM's estimate."""
-        x, y = self.view.batch(self._batches[it], self.generator, self.device)
+        x, y = self.next_batch(it)
         smashed = self.model(x)
-        if it % self.alg.upload_every == 0:
-            z_np = smashed.detach().cpu().numpy()
-            y_np = y.cpu().numpy()
-            self.stats.charge("smashed.up", tensor_nbytes(z_np))
-            if self.count_labels:
-                self.stats.charge("labels.up", tensor_nbytes(y_np))
-            send(it, self.cid, z_np, y_np)
+        if it % self.config.algorithm.upload_every == 0:
+            z_np, y_np = smashed.detach().cpu().numpy(), y.cpu().numpy()
+            self.charge_upload(z_np, y_np)
+            channel.upload(it, self.cid, z_np, y_np)
         g_hat, aux_loss = gradient_estimate(self.aux, smashed, y)
         self.optimizer.zero_grad(set_to_none=True)
         smashed.backward(g_hat)
         self.optimizer.step()
-        self.stats.aux_loss_sum += float(aux_loss)
+        self.stats.loss_sum += float(aux_loss)
         self.stats.steps += 1
-
-    def state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
 
 class AlignmentBuffer:
@@ -145,17 +112,20 @@ class AlignResult:
     samples: int
 
 
-class FslSageServer:
+class FslSageServer(Server):
     """The main server: one server model, per-client buffers, AMs and AM optimizers."""
 
     def __init__(
         self,
         server_model: nn.Module,
         aux_models: Mapping[int, nn.Module],
-        alg: AlgorithmConfig,
-        optim: OptimConfig,
+        config: Config,
         device: torch.device,
+        lazy: bool = False,
     ) -> None:
+        super().__init__()
+        self.lazy = lazy
+        alg, optim = config.algorithm, config.optim
         self.model = server_model.to(device)
         self.alg = alg
         self.device = device
@@ -166,25 +136,20 @@ class FslSageServer:
             for cid, m in self.aux.items()
         }
         self.buffers = {cid: AlignmentBuffer(alg.buffer_size) for cid in self.aux}
-        self.loss_sum = 0.0
-        self.uploads = 0
 
-    def process_upload(self, cid: int, smashed: np.ndarray, labels: np.ndarray) -> float:
+    def process_upload(self, cid: int, smashed: np.ndarray, labels: np.ndarray) -> None:
         """ONE optimizer step on the server model, then remember the batch for alignment."""
         self.model.train()
         z = torch.as_tensor(np.array(smashed), device=self.device)
         y = torch.as_tensor(np.array(labels, dtype=np.int64), device=self.device)
-        z_in = z.clone().requires_grad_(self.alg.lazy)
+        z_in = z.clone().requires_grad_(self.lazy)
         loss = F.cross_entropy(self.model(z_in), y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        grad_sum = z_in.grad.detach() * len(y) if self.alg.lazy else None
+        grad_sum = z_in.grad.detach() * len(y) if self.lazy else None
         self.buffers[cid].append(z, y, grad_sum)
-        value = float(loss.detach())
-        self.loss_sum += value
-        self.uploads += 1
-        return value
+        self.record_loss(float(loss.detach()))
 
     def _chunks(self, cid: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Fixed alignment batches with their targets g* (same normalisation as g_hat)."""
@@ -194,7 +159,7 @@ class FslSageServer:
         for start in range(0, len(buf), size):
             z = buf.smashed[start : start + size]
             y = buf.labels[start : start + size]
-            if self.alg.lazy:
+            if self.lazy:
                 g_star = buf.grad_sums[start : start + size] / len(y)
             else:
                 # Non-lazy: recompute with the CURRENT server model, in train mode (so its
@@ -228,71 +193,54 @@ class FslSageServer:
         state = {k: v.detach().cpu().clone() for k, v in aux.state_dict().items()}
         return AlignResult(state, before, after, len(self.buffers[cid]))
 
-    def take_round_stats(self) -> tuple[float, int]:
-        """(mean server loss on this round's uploads, number of uploads); resets them."""
-        mean = self.loss_sum / self.uploads if self.uploads else float("nan")
-        stats = (mean, self.uploads)
-        self.loss_sum, self.uploads = 0.0, 0
-        return stats
+    def eval_head(self) -> nn.Module:
+        return self.model
 
 
 def is_alignment_round(round_idx: int, alg: AlgorithmConfig) -> bool:
     return round_idx % alg.align_every == 0
 
 
-def round_phases(round_idx: int, alg: AlgorithmConfig) -> list[Phase]:
-    if is_alignment_round(round_idx, alg):
-        return [LocalPhase(0, 1), AlignPhase(), LocalPhase(1, None)]
-    return [LocalPhase(0, None)]
+class FslSage(Algorithm):
+    name = "fsl_sage"
+    label = "FSL-SAGE"
+    ordered_uploads = True
+    server_holds_aux = True
+
+    def make_client(self, cid, view, template, own_aux, generator, device) -> FslSageClient:
+        return FslSageClient(
+            cid, view, self.config, generator, device, copy.deepcopy(template.client), own_aux
+        )
+
+    def make_server(self, template, own_aux, client_sizes, device) -> FslSageServer:
+        return FslSageServer(
+            copy.deepcopy(template.server), own_aux, self.config, device, lazy=self.lazy
+        )
+
+    @property
+    def lazy(self) -> bool:
+        return self.alg.lazy
+
+    def round_phases(self, round_idx: int) -> list[Phase]:
+        if is_alignment_round(round_idx, self.alg):
+            return [LocalPhase(0, 1), AlignPhase(), LocalPhase(1, None)]
+        return [LocalPhase(0, None)]
+
+    def plan_round_bytes(
+        self, round_idx: int, client_sizes: Sequence[int], sizes: ModelSizes
+    ) -> dict[str, int]:
+        counts = super().plan_round_bytes(round_idx, client_sizes, sizes)
+        if is_alignment_round(round_idx, self.alg):
+            counts["aux_model.down"] = len(client_sizes) * sizes.aux_state_bytes
+        return counts
 
 
-def expected_uploads(num_batches: Mapping[int, int], alg: AlgorithmConfig) -> list[tuple[int, int]]:
-    """Every (it, cid) the server will receive this round, in the order it processes them.
+class LazyFslSage(FslSage):
+    """Aligns to the gradients stored when each batch arrived (algorithm.lazy=true)."""
 
-    Sorting by iteration first mirrors clients that run in lockstep; processing in this fixed
-    order (not arrival order) keeps results identical for any number of actors.
-    """
-    keys = [
-        (it, cid) for cid, k in num_batches.items() for it in upload_iterations(k, alg.upload_every)
-    ]
-    return sorted(keys)
+    name = "fsl_sage_lazy"
+    label = "FSL-SAGE (lazy)"
 
-
-def plan_round_bytes(
-    round_idx: int,
-    client_sizes: Sequence[int],
-    alg: AlgorithmConfig,
-    client_state_bytes: int,
-    aux_state_bytes: int,
-    smashed_sample_bytes: int,
-    count_labels: bool,
-) -> dict[str, int]:
-    """What round `round_idx` will send, by kind, computed from sizes alone (spec table)."""
-    m = len(client_sizes)
-    uploaded = 0
-    for n_i in client_sizes:
-        sizes = batch_sizes(n_i, alg.batch_size)
-        uploaded += sum(sizes[it] for it in upload_iterations(len(sizes), alg.upload_every))
-    counts = {
-        "client_model.down": m * client_state_bytes,
-        "client_model.up": m * client_state_bytes,
-        "smashed.up": uploaded * smashed_sample_bytes,
-    }
-    if count_labels:
-        counts["labels.up"] = uploaded * 8
-    if is_alignment_round(round_idx, alg):
-        counts["aux_model.down"] = m * aux_state_bytes
-    return counts
-
-
-__all__ = [
-    "AlignResult",
-    "AlignmentBuffer",
-    "FslSageClient",
-    "FslSageServer",
-    "expected_uploads",
-    "is_alignment_round",
-    "plan_round_bytes",
-    "round_phases",
-    "state_bytes",
-]
+    @property
+    def lazy(self) -> bool:
+        return True

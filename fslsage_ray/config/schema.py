@@ -18,7 +18,7 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-ALGORITHMS = ("fsl_sage",)
+ALGORITHMS = ("fsl_sage", "fsl_sage_lazy", "fedavg", "sflv1", "sflv2", "cse_fsl", "fsl_an")
 DATASETS = ("digits", "cifar10", "cifar100", "parquet")
 PARTITIONS = ("iid", "dirichlet", "shards")
 BACKENDS = ("ray", "inprocess")

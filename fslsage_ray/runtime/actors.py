@@ -45,18 +45,23 @@ class ClientActor:
     def num_batches(self) -> dict[int, int]:
         return self.host.num_batches()
 
-    def start_round(self, global_state: Mapping[str, torch.Tensor]) -> None:
-        self.host.start_round(global_state)
+    def start_round(self, parts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+        self.host.start_round(parts)
 
-    def _send(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> None:
+    def upload(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> None:
+        """Channel.upload: the ref goes to the server; the client goes on training."""
         self.inflight.append(self.server.submit.remote(it, cid, ray.put(smashed), labels))
         if len(self.inflight) > self.max_inflight:
             extra = len(self.inflight) - self.max_inflight
             done, self.inflight = ray.wait(self.inflight, num_returns=extra)
             ray.get(done)  # raises here if the server failed on an upload
 
-    def run_local(self, start: int, stop: int | None) -> None:
-        self.host.run_local(start, stop, self._send)
+    def exchange(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Channel.exchange: wait for dL/dz (SplitFed)."""
+        return ray.get(self.server.submit.remote(it, cid, ray.put(smashed), labels))
+
+    def run_local(self, start: int, stop: int | None, only: list[int] | None = None) -> None:
+        self.host.run_local(start, stop, self, only)
         ray.get(self.inflight)
         self.inflight = []
 
@@ -76,10 +81,10 @@ class ServerActor:
         world: WorldSpec,
         test_images: np.ndarray,
         test_labels: np.ndarray,
-        client_ids: Sequence[int],
+        client_sizes: dict[int, int],
     ) -> None:
         torch.set_num_threads(world.config.runtime.torch_threads)
-        self.host = ServerHost(world, test_images, test_labels, client_ids, _device())
+        self.host = ServerHost(world, test_images, test_labels, client_sizes, _device())
         self._changed: asyncio.Event | None = None
 
     def _event(self) -> asyncio.Event:
@@ -90,12 +95,13 @@ class ServerActor:
     async def ready(self) -> bool:
         return True
 
-    async def begin_round(self, expected: Sequence[tuple[int, int]]) -> None:
+    async def begin_round(self, expected: Sequence[tuple[int, int]] | None) -> None:
         self.host.begin_round(expected)
 
-    async def submit(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> None:
-        self.host.submit(it, cid, smashed, labels)
+    async def submit(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray):
+        grad = self.host.submit(it, cid, smashed, labels)
         self._event().set()
+        return grad
 
     async def wait_processed(self, it_limit: int | None, timeout_s: float) -> None:
         """Return once every expected upload before it_limit is applied, or fail loudly."""
@@ -118,5 +124,5 @@ class ServerActor:
     async def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> tuple[float, float]:
         return self.host.evaluate(client_state)
 
-    async def take_round_stats(self) -> tuple[float, int]:
-        return self.host.take_round_stats()
+    async def end_round(self) -> tuple[float, int]:
+        return self.host.end_round()

@@ -50,7 +50,7 @@ class Backend(ABC):
 
     @abstractmethod
     def finish_round(self) -> tuple[list[ClientResult], tuple[float, int]]:
-        """Wait for all uploads; return client results (by client id) and server stats."""
+        """Wait for all uploads, end the server's round; client results (by id), server stats."""
 
     @abstractmethod
     def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> tuple[float, float]:

@@ -6,15 +6,15 @@ order in which parallel clients would reach the server, so uploads arrive nearly
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from fslsage_ray.algorithms.base import Channel, Client, Parts, State
 from fslsage_ray.algorithms.client_view import ClientView
-from fslsage_ray.algorithms.fsl_sage import FslSageClient, SendUpload
+from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.experiment import WorldSpec, build_aux, build_template
 from fslsage_ray.seeding import generator
 
@@ -24,9 +24,9 @@ class ClientResult:
     """What a client hands back at the end of a round."""
 
     cid: int
-    state: dict[str, torch.Tensor]
+    parts: Parts
     num_samples: int
-    aux_loss_sum: float
+    loss_sum: float
     steps: int
     bytes: dict[str, int]
 
@@ -41,36 +41,39 @@ class ClientHost:
         device: torch.device,
     ) -> None:
         cfg = world.config
+        algorithm = get_algorithm(cfg)
         template = build_template(world)
-        self.clients: dict[int, FslSageClient] = {}
+        self.clients: dict[int, Client] = {}
         for cid in sorted(assignment):
             view = ClientView(images, labels, np.asarray(assignment[cid]), world.image_spec)
-            self.clients[cid] = FslSageClient(
+            self.clients[cid] = algorithm.make_client(
                 cid,
                 view,
-                copy.deepcopy(template.client),
+                template,
                 build_aux(template, cfg.run.seed, cid),
-                cfg.algorithm,
-                cfg.optim,
                 generator(cfg.run.seed, "client", cid),
                 device,
-                count_labels=cfg.run.count_labels,
             )
 
     def num_batches(self) -> dict[int, int]:
         return {cid: c.num_batches for cid, c in self.clients.items()}
 
-    def start_round(self, global_state: Mapping[str, torch.Tensor]) -> None:
+    def start_round(self, parts: Mapping[str, State]) -> None:
         for client in self.clients.values():
-            client.start_round(global_state)
+            client.start_round(parts)
 
-    def run_local(self, start: int, stop: int | None, send: SendUpload) -> None:
-        last = max(c.num_batches for c in self.clients.values())
+    def run_local(
+        self, start: int, stop: int | None, channel: Channel, only: Sequence[int] | None = None
+    ) -> None:
+        chosen = [c for cid, c in self.clients.items() if only is None or cid in only]
+        if not chosen:
+            return
+        last = max(c.num_batches for c in chosen)
         stop = last if stop is None else min(stop, last)
         for it in range(start, stop):
-            for client in self.clients.values():
+            for client in chosen:
                 if it < client.num_batches:
-                    client.step(it, send)
+                    client.step(it, channel)
 
     def load_aux(self, states: Mapping[int, Mapping[str, torch.Tensor]]) -> None:
         for cid, state in states.items():
@@ -81,9 +84,9 @@ class ClientHost:
         return [
             ClientResult(
                 cid,
-                c.state(),
+                c.parts(),
                 c.view.num_samples,
-                c.stats.aux_loss_sum,
+                c.stats.loss_sum,
                 c.stats.steps,
                 dict(c.stats.bytes),
             )

@@ -7,11 +7,25 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from fslsage_ray.algorithms.base import State
 from fslsage_ray.algorithms.fsl_sage import AlignResult
 from fslsage_ray.experiment import WorldSpec
 from fslsage_ray.runtime.backend import Backend, Key
 from fslsage_ray.runtime.client_host import ClientHost, ClientResult
 from fslsage_ray.runtime.server_host import ServerHost, UploadOrderError
+
+
+class DirectChannel:
+    """Hands uploads straight to the server object in the same process."""
+
+    def __init__(self, server: ServerHost) -> None:
+        self.server = server
+
+    def upload(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> None:
+        self.server.submit(it, cid, smashed, labels)
+
+    def exchange(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        return self.server.submit(it, cid, smashed, labels)
 
 
 class InProcessBackend(Backend):
@@ -23,20 +37,20 @@ class InProcessBackend(Backend):
     def start(self, world: WorldSpec, train, test, parts: Sequence[np.ndarray]) -> None:
         torch.set_num_threads(world.config.runtime.torch_threads)
         assignment = {cid: idx for cid, idx in enumerate(parts)}
+        sizes = {cid: len(idx) for cid, idx in assignment.items()}
         self.host = ClientHost(world, train[0], train[1], assignment, self.device)
-        self.server = ServerHost(world, test[0], test[1], list(assignment), self.device)
+        self.server = ServerHost(world, test[0], test[1], sizes, self.device)
+        self.channel = DirectChannel(self.server)
 
     def num_batches(self) -> dict[int, int]:
         return self.host.num_batches()
 
-    def start_round(
-        self, global_state: Mapping[str, torch.Tensor], expected: Sequence[Key]
-    ) -> None:
+    def start_round(self, parts: Mapping[str, State], expected: Sequence[Key] | None) -> None:
         self.server.begin_round(expected)
-        self.host.start_round(global_state)
+        self.host.start_round(parts)
 
-    def run_local(self, start: int, stop: int | None) -> None:
-        self.host.run_local(start, stop, self.server.submit)
+    def run_local(self, start: int, stop: int | None, only: Sequence[int] | None = None) -> None:
+        self.host.run_local(start, stop, self.channel, only)
 
     def _check_drained(self, it_limit: int | None) -> None:
         missing = self.server.missing_before(it_limit)
@@ -51,7 +65,8 @@ class InProcessBackend(Backend):
 
     def finish_round(self) -> tuple[list[ClientResult], tuple[float, int]]:
         self._check_drained(None)
-        return self.host.finish_round(), self.server.take_round_stats()
+        stats = self.server.end_round()
+        return self.host.finish_round(), stats
 
     def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> tuple[float, float]:
         return self.server.evaluate(client_state)

@@ -40,7 +40,7 @@ class RayBackend(Backend):
         # The arrays go to the object store once; every actor reads them zero-copy.
         images_ref, labels_ref = ray.put(train[0]), ray.put(train[1])
         self.server = ServerActor.options(**_options(self.plan.server_request)).remote(
-            world, ray.put(test[0]), ray.put(test[1]), list(range(len(parts)))
+            world, ray.put(test[0]), ray.put(test[1]), {c: len(p) for c, p in enumerate(parts)}
         )
         self.actors = [
             ClientActor.options(**_options(self.plan.actor_request)).remote(
@@ -86,10 +86,9 @@ class RayBackend(Backend):
 
     def finish_round(self) -> tuple[list[ClientResult], tuple[float, int]]:
         ray.get(self.server.wait_processed.remote(None, UPLOAD_TIMEOUT_S))
-        results = [
-            r for part in ray.get([a.finish_round.remote() for a in self.actors]) for r in part
-        ]
-        stats = ray.get(self.server.take_round_stats.remote())
+        stats = ray.get(self.server.end_round.remote())
+        per_actor = ray.get([a.finish_round.remote() for a in self.actors])
+        results = [r for part in per_actor for r in part]
         return sorted(results, key=lambda r: r.cid), stats
 
     def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> tuple[float, float]:

@@ -1,8 +1,9 @@
-"""The server side in one process: ordered upload processing, alignment, evaluation.
+"""The server side in one process: upload processing, alignment, evaluation.
 
-In deterministic mode uploads are applied in the fixed order `expected_uploads` gives,
-whatever order they arrive in, so the server model is the same for any number of actors.
-An upload that arrives early waits in `pending` until every upload before it is applied.
+For algorithms with one server model fed without replies (FSL-SAGE, CSE-FSL), uploads are
+applied in the fixed order the algorithm gives, whatever order they arrive in, so the server
+model is the same for any number of actors: an upload that arrives early waits in
+`pending` until every upload before it is applied. Other algorithms apply on arrival.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import numpy as np
 import torch
 
 from fslsage_ray.algorithms.evaluate import evaluate_split
-from fslsage_ray.algorithms.fsl_sage import AlignResult, FslSageServer
+from fslsage_ray.algorithms.fsl_sage import AlignResult
+from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.experiment import WorldSpec, build_aux, build_template
 
 Key = tuple[int, int]  # (iteration, client id)
@@ -30,74 +32,83 @@ class ServerHost:
         world: WorldSpec,
         test_images: np.ndarray,
         test_labels: np.ndarray,
-        client_ids: Sequence[int],
+        client_sizes: Mapping[int, int],
         device: torch.device,
     ) -> None:
         cfg = world.config
+        algorithm = get_algorithm(cfg)
         template = build_template(world)
-        aux = {cid: build_aux(template, cfg.run.seed, cid) for cid in client_ids}
-        self.server = FslSageServer(template.server, aux, cfg.algorithm, cfg.optim, device)
-        self.eval_client = copy.deepcopy(template.client).to(device)
+        own_aux = (
+            {cid: build_aux(template, cfg.run.seed, cid) for cid in client_sizes}
+            if algorithm.server_holds_aux
+            else {}
+        )
+        self.server = algorithm.make_server(template, own_aux, dict(client_sizes), device)
+        self.eval_client = copy.deepcopy(algorithm.client_module(template)).to(device)
         self.world = world
         self.device = device
         self.test_images = test_images
         self.test_labels = test_labels
-        self.arrival_order = cfg.runtime.upload_order == "arrival"
-        self._expected: list[Key] = []
+        self.ordered = algorithm.ordered_uploads and cfg.runtime.upload_order == "deterministic"
+        self._expected: list[Key] | None = None
         self._next = 0
         self._pending: dict[Key, tuple[np.ndarray, np.ndarray]] = {}
         self._done: set[Key] = set()
 
-    def begin_round(self, expected: Sequence[Key]) -> None:
+    def begin_round(self, expected: Sequence[Key] | None) -> None:
         if self._pending:
             raise UploadOrderError(f"{len(self._pending)} uploads left over from last round")
-        self._expected = sorted(expected)
+        self._expected = sorted(expected) if expected is not None else None
         self._next = 0
         self._done = set()
 
-    def submit(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> None:
+    def submit(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray):
+        """Take one upload; returns dL/dz for algorithms that send it back."""
         key = (it, cid)
-        if self.arrival_order:
-            self.server.process_upload(cid, smashed, labels)
+        if not self.ordered:
             self._done.add(key)
-            return
+            return self.server.process_upload(cid, smashed, labels)
         if key in self._pending or key in self._done:
             raise UploadOrderError(f"upload {key} received twice")
         self._pending[key] = (smashed, labels)
-        while self._next < len(self._expected) and self._expected[self._next] in self._pending:
-            ready = self._expected[self._next]
+        expected = self._expected or []
+        while self._next < len(expected) and expected[self._next] in self._pending:
+            ready = expected[self._next]
             z, y = self._pending.pop(ready)
             self.server.process_upload(ready[1], z, y)
             self._done.add(ready)
             self._next += 1
-
-    def processed_before(self, it_limit: int | None) -> bool:
-        """True once every expected upload with iteration < it_limit (None: all) is applied."""
-        return all(
-            key in self._done for key in self._expected if it_limit is None or key[0] < it_limit
-        )
+        return None
 
     def missing_before(self, it_limit: int | None) -> list[Key]:
+        """Expected uploads with iteration < it_limit (None: all) not yet applied."""
+        if not self.ordered or self._expected is None:
+            return []
         return [
             k
             for k in self._expected
             if (it_limit is None or k[0] < it_limit) and k not in self._done
         ]
 
+    def processed_before(self, it_limit: int | None) -> bool:
+        return not self.missing_before(it_limit)
+
     def align_all(self) -> dict[int, AlignResult]:
         return {cid: self.server.align(cid) for cid in sorted(self.server.aux)}
+
+    def end_round(self) -> tuple[float, int]:
+        """Round-end server work; returns (mean server loss, uploads) of the round."""
+        self.server.end_round()
+        return self.server.take_round_stats()
 
     def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> tuple[float, float]:
         self.eval_client.load_state_dict(client_state)
         return evaluate_split(
             self.eval_client,
-            self.server.model,
+            self.server.eval_head(),
             self.test_images,
             self.test_labels,
             self.world.image_spec,
             self.world.config.run.eval_batch_size,
             self.device,
         )
-
-    def take_round_stats(self) -> tuple[float, int]:
-        return self.server.take_round_stats()

@@ -7,18 +7,18 @@ import copy
 import numpy as np
 import pytest
 import torch
+from algo_helpers import RecordingChannel
 
+from fslsage_ray.algorithms.base import ModelSizes
 from fslsage_ray.algorithms.client_view import ClientView, ImageSpec, batch_sizes
 from fslsage_ray.algorithms.fsl_sage import (
     AlignmentBuffer,
+    FslSage,
     FslSageClient,
     FslSageServer,
-    expected_uploads,
-    plan_round_bytes,
-    round_phases,
 )
 from fslsage_ray.algorithms.phases import AlignPhase, LocalPhase
-from fslsage_ray.config import AlgorithmConfig, OptimConfig
+from fslsage_ray.config import AlgorithmConfig, Config
 from fslsage_ray.models import build_split_model, state_nbytes
 
 SPEC = ImageSpec(255.0, (0.5,), (0.25,), False)
@@ -37,28 +37,29 @@ def _client(alg: AlgorithmConfig, n: int = 50, cid: int = 0) -> FslSageClient:
     view = ClientView(images, labels, np.arange(n), SPEC)
     gen = torch.Generator().manual_seed(1)
     return FslSageClient(
-        cid, view, split.client, split.make_aux(), alg, OptimConfig(), gen, torch.device("cpu")
+        cid, view, Config(algorithm=alg), gen, torch.device("cpu"), split.client, split.make_aux()
     )
 
 
 def _server(alg: AlgorithmConfig) -> FslSageServer:
     split = _model()
     return FslSageServer(
-        split.server, {0: split.make_aux()}, alg, OptimConfig(), torch.device("cpu")
+        split.server, {0: split.make_aux()}, Config(algorithm=alg), torch.device("cpu"), alg.lazy
     )
 
 
 def test_client_uploads_every_qth_batch_and_never_updates_its_aux_model():
     alg = AlgorithmConfig(batch_size=8, upload_every=3)
     client = _client(alg, n=50)  # K = 7 batches: 6 of 8 and one of 2
-    client.start_round(client.model.state_dict())
+    client.start_round({"client": client.model.state_dict()})
     aux_before = copy.deepcopy(client.aux.state_dict())
     model_before = copy.deepcopy(client.model.state_dict())
-    sent = []
+    channel = RecordingChannel()
     for it in range(client.num_batches):
-        client.step(it, lambda it, cid, z, y: sent.append((it, z.shape, y.shape)))
+        client.step(it, channel)
+    sent = channel.sent
     assert [s[0] for s in sent] == [0, 3, 6]
-    assert sent[0][1] == (8, 32, 4, 4) and sent[-1][1] == (2, 32, 4, 4)  # last batch kept
+    assert sent[0][2] == (8, 32, 4, 4) and sent[-1][2] == (2, 32, 4, 4)  # last batch kept
     for key, value in client.aux.state_dict().items():
         if "running" not in key and "num_batches" not in key:  # train-mode BN stats move
             assert torch.equal(value, aux_before[key]), key
@@ -76,11 +77,11 @@ def test_client_step_follows_the_aux_gradient_estimate():
     twin_model = copy.deepcopy(client.model)
     twin_aux = copy.deepcopy(client.aux)
     opt = torch.optim.Adam(twin_model.parameters(), lr=1e-3, weight_decay=1e-4)
-    client.start_round(client.model.state_dict())
+    client.start_round({"client": client.model.state_dict()})
     gen = torch.Generator().manual_seed(1)
     batches = client.view.shuffled_batches(8, gen)
     x, y = client.view.batch(batches[0], gen, torch.device("cpu"))
-    client.step(0, lambda *a: None)
+    client.step(0, RecordingChannel())
     twin_model.train()
     twin_aux.train()
     loss = torch.nn.functional.cross_entropy(twin_aux(twin_model(x)), y)
@@ -142,14 +143,15 @@ def test_fifo_buffer_capacity():
 
 def test_alignment_rounds_include_round_zero_and_every_lth():
     alg = AlgorithmConfig(align_every=10)
-    assert round_phases(0, alg) == [LocalPhase(0, 1), AlignPhase(), LocalPhase(1, None)]
-    assert round_phases(5, alg) == [LocalPhase(0, None)]
-    assert round_phases(20, alg)[1] == AlignPhase()
+    algorithm = FslSage(Config(algorithm=alg))
+    assert algorithm.round_phases(0) == [LocalPhase(0, 1), AlignPhase(), LocalPhase(1, None)]
+    assert algorithm.round_phases(5) == [LocalPhase(0, None)]
+    assert algorithm.round_phases(20)[1] == AlignPhase()
 
 
 def test_expected_uploads_are_ordered_by_iteration_then_client():
     alg = AlgorithmConfig(upload_every=2)
-    keys = expected_uploads({1: 3, 0: 5}, alg)
+    keys = FslSage(Config(algorithm=alg)).expected_uploads({1: 3, 0: 5})
     assert keys == [(0, 0), (0, 1), (2, 0), (2, 1), (4, 0)]
 
 
@@ -160,7 +162,8 @@ def test_plan_for_the_authors_cifar10_setting(round_idx, aligned):
     split = build_split_model("resnet18", 10, 3, 32)
     client_b, aux_b = state_nbytes(split.client), state_nbytes(split.make_aux())
     smashed = 128 * 4 * 4 * 4
-    counts = plan_round_bytes(round_idx, [5000] * 10, alg, client_b, aux_b, smashed, False)
+    sizes = ModelSizes(client_b, state_nbytes(split.server), aux_b, smashed)
+    counts = FslSage(Config(algorithm=alg)).plan_round_bytes(round_idx, [5000] * 10, sizes)
     # K = ceil(5000/256) = 20 batches (19 of 256, one of 136); uploads at it = 0,5,10,15: 4 x 256
     assert batch_sizes(5000, 256)[-1] == 136
     assert counts["smashed.up"] == 10 * 4 * 256 * smashed

@@ -67,7 +67,7 @@ def test_alignment_loss_is_sum_of_squared_errors_and_differentiable():
     g_star, _ = true_cut_gradient(server, z, y)
     loss = alignment_loss(aux, z, y, g_star)
     g_hat, _ = gradient_estimate(aux, z, y)
-    assert abs(float(loss) - float((g_hat - g_star).pow(2).sum())) < 1e-9
+    assert abs(float(loss.detach()) - float((g_hat - g_star).pow(2).sum())) < 1e-9
     loss.backward()  # second-order: gradients reach the AM's parameters
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in aux.parameters())
 

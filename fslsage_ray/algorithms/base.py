@@ -1,0 +1,242 @@
+"""What every algorithm provides, and what a backend may call (spec: "Baselines").
+
+An algorithm is pure PyTorch: what one client does with a batch, what the server does with
+an upload, which model parts the fed server averages, and what each round costs. Backends
+(in-process, Ray) run any algorithm through these classes and never look inside.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from fslsage_ray.algorithms.client_view import ClientView, batch_sizes
+from fslsage_ray.algorithms.phases import LocalPhase, Phase
+from fslsage_ray.config.schema import Config, OptimConfig
+from fslsage_ray.models import SplitModel
+
+State = dict[str, torch.Tensor]
+Parts = dict[str, State]  # e.g. {"client": state} or {"client": ..., "aux": ...}
+
+# Which ledger kind a model part travels as.
+PART_KINDS = {"client": "client_model", "aux": "aux_model", "full": "full_model"}
+
+
+class Channel(Protocol):
+    """How a client reaches the server; a backend supplies it."""
+
+    def upload(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> None:
+        """Send and go on: the server's answer, if any, is not awaited."""
+
+    def exchange(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Send and wait for dL/dz (SplitFed)."""
+
+
+def adam(params, lr: float, optim: OptimConfig, weight_decay: float) -> torch.optim.Adam:
+    return torch.optim.Adam(
+        params, lr=lr, betas=(optim.beta1, optim.beta2), weight_decay=weight_decay
+    )
+
+
+def cpu_state(module: nn.Module) -> State:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+@dataclass
+class ClientRoundStats:
+    loss_sum: float = 0.0  # the loss the client itself descends (local or through the server)
+    steps: int = 0
+    bytes: dict[str, int] = field(default_factory=dict)
+
+    def charge(self, kind: str, nbytes: int) -> None:
+        self.bytes[kind] = self.bytes.get(kind, 0) + int(nbytes)
+
+
+class Client(ABC):
+    """One virtual client: its model part(s), optimizer and RNG; all state persists."""
+
+    def __init__(self, cid: int, view: ClientView, config: Config, generator, device) -> None:
+        self.cid = cid
+        self.view = view
+        self.config = config
+        self.generator = generator
+        self.device = device
+        self.stats = ClientRoundStats()
+        self._batches: list[np.ndarray] = []
+
+    @property
+    def num_batches(self) -> int:
+        return self.view.num_batches(self.config.algorithm.batch_size)
+
+    def start_round(self, parts: Mapping[str, State]) -> None:
+        self.load_parts(parts)
+        self._batches = self.view.shuffled_batches(self.config.algorithm.batch_size, self.generator)
+        self.stats = ClientRoundStats()
+
+    def next_batch(self, it: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.view.batch(self._batches[it], self.generator, self.device)
+
+    @abstractmethod
+    def load_parts(self, parts: Mapping[str, State]) -> None: ...
+
+    @abstractmethod
+    def parts(self) -> Parts:
+        """The model parts the fed server averages (keys as in Algorithm.shared_parts)."""
+
+    @abstractmethod
+    def step(self, it: int, channel: Channel) -> None: ...
+
+    def load_aux(self, state: Mapping[str, torch.Tensor]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} receives no auxiliary model")
+
+    def charge_upload(self, smashed: np.ndarray, labels: np.ndarray) -> None:
+        self.stats.charge("smashed.up", smashed.nbytes)
+        if self.config.run.count_labels:
+            self.stats.charge("labels.up", labels.nbytes)
+
+
+class Server(ABC):
+    """The main server's side of an algorithm."""
+
+    def __init__(self) -> None:
+        self.loss_sum = 0.0
+        self.uploads = 0
+
+    @abstractmethod
+    def process_upload(
+        self, cid: int, smashed: np.ndarray, labels: np.ndarray
+    ) -> np.ndarray | None:
+        """Apply one upload; return dL/dz when the algorithm sends it back."""
+
+    def end_round(self) -> None:  # noqa: B027 - optional hook; most servers have no round end
+        """Round-end server work (e.g. averaging per-client copies)."""
+
+    @abstractmethod
+    def eval_head(self) -> nn.Module:
+        """What follows the client part at test time."""
+
+    def record_loss(self, loss: float) -> None:
+        self.loss_sum += loss
+        self.uploads += 1
+
+    def take_round_stats(self) -> tuple[float, int]:
+        """(mean server loss on this round's uploads, number of uploads); resets them."""
+        mean = self.loss_sum / self.uploads if self.uploads else float("nan")
+        stats = (mean, self.uploads)
+        self.loss_sum, self.uploads = 0.0, 0
+        return stats
+
+
+@dataclass(frozen=True)
+class ModelSizes:
+    client_state_bytes: int
+    server_state_bytes: int
+    aux_state_bytes: int
+    smashed_sample_bytes: int  # one sample's cut-layer activations, fp32
+
+    def part_bytes(self, part: str) -> int:
+        if part == "full":
+            return self.client_state_bytes + self.server_state_bytes
+        return {"client": self.client_state_bytes, "aux": self.aux_state_bytes}[part]
+
+
+class Algorithm(ABC):
+    name: ClassVar[str]
+    label: ClassVar[str]
+    shared_parts: ClassVar[tuple[str, ...]] = ("client",)  # what the fed server averages
+    ordered_uploads: ClassVar[bool] = False  # one server model fed without replies: fix order
+    sequential_clients: ClassVar[bool] = False  # clients take turns (SplitFed-SS)
+    returns_gradients: ClassVar[bool] = False
+    server_holds_aux: ClassVar[bool] = False  # the server keeps and fits one AM per client
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.alg = config.algorithm
+
+    # --- models -------------------------------------------------------------------------
+    def client_module(self, template: SplitModel) -> nn.Module:
+        """The model a client trains and the fed server averages."""
+        return template.client
+
+    def initial_parts(self, template: SplitModel, shared_aux: nn.Module) -> Parts:
+        modules = {"client": self.client_module(template), "aux": shared_aux}
+        modules["full"] = modules["client"]
+        return {part: cpu_state(modules[part]) for part in self.shared_parts}
+
+    @abstractmethod
+    def make_client(
+        self,
+        cid: int,
+        view: ClientView,
+        template: SplitModel,
+        own_aux: nn.Module,
+        generator,
+        device,
+    ) -> Client: ...
+
+    @abstractmethod
+    def make_server(
+        self,
+        template: SplitModel,
+        own_aux: Mapping[int, nn.Module],
+        client_sizes: Mapping[int, int],
+        device,
+    ) -> Server: ...
+
+    # --- schedule -----------------------------------------------------------------------
+    def round_phases(self, round_idx: int) -> list[Phase]:
+        return [LocalPhase(0, None)]
+
+    def upload_every(self) -> int | None:
+        """Upload when it % q == 0; None: never (FedAvg); 1: every batch."""
+        return self.alg.upload_every
+
+    def upload_iterations(self, num_batches: int) -> range:
+        q = self.upload_every()
+        return range(0) if q is None else range(0, num_batches, q)
+
+    def expected_uploads(self, num_batches: Mapping[int, int]) -> list[tuple[int, int]] | None:
+        """Every (it, cid) the server gets this round, in the order it must apply them.
+
+        Sorted by iteration first, as clients running in lockstep would arrive; None where
+        arrival order cannot change the result (per-client server copies, or replies).
+        """
+        if not self.ordered_uploads:
+            return None
+        return sorted(
+            (it, cid) for cid, k in num_batches.items() for it in self.upload_iterations(k)
+        )
+
+    # --- accounting ---------------------------------------------------------------------
+    def plan_round_bytes(
+        self, round_idx: int, client_sizes: Sequence[int], sizes: ModelSizes
+    ) -> dict[str, int]:
+        """What round `round_idx` sends, by kind, from sizes alone (spec's table)."""
+        m = len(client_sizes)
+        counts: dict[str, int] = {}
+        for part in self.shared_parts:
+            kind = PART_KINDS[part]
+            counts[f"{kind}.down"] = m * sizes.part_bytes(part)
+            counts[f"{kind}.up"] = m * sizes.part_bytes(part)
+        uploaded = 0
+        for n_i in client_sizes:
+            per_batch = batch_sizes(n_i, self.alg.batch_size)
+            uploaded += sum(per_batch[it] for it in self.upload_iterations(len(per_batch)))
+        if uploaded:
+            counts["smashed.up"] = uploaded * sizes.smashed_sample_bytes
+            if self.config.run.count_labels:
+                counts["labels.up"] = uploaded * 8
+            if self.returns_gradients:
+                counts["grad.down"] = uploaded * sizes.smashed_sample_bytes
+        return counts
+
+
+def fresh_copy(module: nn.Module) -> nn.Module:
+    return copy.deepcopy(module)

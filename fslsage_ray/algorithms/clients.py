@@ -1,0 +1,115 @@
+"""Client behaviours shared by the baselines (FSL-SAGE's own client is in fsl_sage.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fslsage_ray.algorithms.base import Channel, Client, Parts, State, adam, cpu_state
+
+
+class FullModelClient(Client):
+    """FedAvg: the whole model (client part then server part) trained on the local loss."""
+
+    def __init__(self, cid, view, config, generator, device, model: nn.Module) -> None:
+        super().__init__(cid, view, config, generator, device)
+        self.model = model.to(device)
+        o = config.optim
+        self.optimizer = adam(self.model.parameters(), o.lr, o, o.weight_decay)
+
+    def load_parts(self, parts: Mapping[str, State]) -> None:
+        self.model.load_state_dict(parts["full"])
+        self.model.train()
+
+    def parts(self) -> Parts:
+        return {"full": cpu_state(self.model)}
+
+    def step(self, it: int, channel: Channel) -> None:
+        x, y = self.next_batch(it)
+        loss = F.cross_entropy(self.model(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.stats.loss_sum += float(loss.detach())
+        self.stats.steps += 1
+
+
+class GradientReturnClient(Client):
+    """SplitFed: every batch goes to the server, which answers with dL/dz."""
+
+    def __init__(self, cid, view, config, generator, device, model: nn.Module) -> None:
+        super().__init__(cid, view, config, generator, device)
+        self.model = model.to(device)
+        o = config.optim
+        self.optimizer = adam(self.model.parameters(), o.lr, o, o.weight_decay)
+
+    def load_parts(self, parts: Mapping[str, State]) -> None:
+        self.model.load_state_dict(parts["client"])
+        self.model.train()
+
+    def parts(self) -> Parts:
+        return {"client": cpu_state(self.model)}
+
+    def step(self, it: int, channel: Channel) -> None:
+        x, y = self.next_batch(it)
+        smashed = self.model(x)
+        z_np, y_np = smashed.detach().cpu().numpy(), y.cpu().numpy()
+        self.charge_upload(z_np, y_np)
+        grad = channel.exchange(it, self.cid, z_np, y_np)
+        self.stats.charge("grad.down", grad.nbytes)
+        self.optimizer.zero_grad(set_to_none=True)
+        smashed.backward(torch.as_tensor(grad, device=self.device))
+        self.optimizer.step()
+        self.stats.steps += 1
+
+
+class LocalLossClient(Client):
+    """CSE-FSL and FSL-AN: client part and its AM trained together on CE(a(h(x))).
+
+    Uploads go to the server on the algorithm's schedule; nothing comes back.
+    """
+
+    def __init__(
+        self,
+        cid,
+        view,
+        config,
+        generator,
+        device,
+        model: nn.Module,
+        aux: nn.Module,
+        upload_every: int,
+    ) -> None:
+        super().__init__(cid, view, config, generator, device)
+        self.model = model.to(device)
+        self.aux = aux.to(device)
+        self.upload_every = upload_every
+        o = config.optim
+        params = list(self.model.parameters()) + list(self.aux.parameters())
+        self.optimizer = adam(params, o.lr, o, o.weight_decay)
+
+    def load_parts(self, parts: Mapping[str, State]) -> None:
+        self.model.load_state_dict(parts["client"])
+        self.aux.load_state_dict(parts["aux"])
+        self.model.train()
+        self.aux.train()
+
+    def parts(self) -> Parts:
+        return {"client": cpu_state(self.model), "aux": cpu_state(self.aux)}
+
+    def step(self, it: int, channel: Channel) -> None:
+        x, y = self.next_batch(it)
+        smashed = self.model(x)
+        if it % self.upload_every == 0:
+            z_np, y_np = smashed.detach().cpu().numpy(), y.cpu().numpy()
+            self.charge_upload(z_np, y_np)
+            channel.upload(it, self.cid, z_np, y_np)
+        loss = F.cross_entropy(self.aux(smashed), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.stats.loss_sum += float(loss.detach())
+        self.stats.steps += 1

@@ -1,0 +1,31 @@
+"""FedAvg: each client trains the full model for one local epoch; F averages it (n_i/n)."""
+
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+from fslsage_ray.algorithms.base import Algorithm
+from fslsage_ray.algorithms.clients import FullModelClient
+from fslsage_ray.algorithms.servers import NoServer
+from fslsage_ray.models import SplitModel
+
+
+class FedAvg(Algorithm):
+    name = "fedavg"
+    label = "FedAvg"
+    shared_parts = ("full",)
+
+    def client_module(self, template: SplitModel) -> nn.Module:
+        return nn.Sequential(template.client, template.server)
+
+    def upload_every(self) -> int | None:
+        return None
+
+    def make_client(self, cid, view, template, own_aux, generator, device):
+        model = copy.deepcopy(self.client_module(template))
+        return FullModelClient(cid, view, self.config, generator, device, model)
+
+    def make_server(self, template, own_aux, client_sizes, device):
+        return NoServer()

@@ -1,0 +1,116 @@
+"""Server behaviours shared by the baselines (FSL-SAGE's server is in fsl_sage.py)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fslsage_ray.algorithms.aggregate import sample_weights, weighted_average
+from fslsage_ray.algorithms.base import Server, adam
+from fslsage_ray.config.schema import Config
+
+
+def server_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    smashed: np.ndarray,
+    labels: np.ndarray,
+    device: torch.device,
+    want_grad: bool,
+) -> tuple[float, np.ndarray | None]:
+    """ONE optimizer step of a server model on an uploaded batch; dL/dz if asked."""
+    model.train()
+    z = torch.as_tensor(np.array(smashed), device=device).requires_grad_(want_grad)
+    y = torch.as_tensor(np.array(labels, dtype=np.int64), device=device)
+    loss = F.cross_entropy(model(z), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    grad = z.grad.detach().cpu().numpy() if want_grad else None
+    return float(loss.detach()), grad
+
+
+class NoServer(Server):
+    """FedAvg has no main server: the client model is the whole model."""
+
+    def process_upload(self, cid, smashed, labels):
+        raise RuntimeError("FedAvg sends nothing to a main server")
+
+    def eval_head(self) -> nn.Module:
+        return nn.Identity()
+
+
+class SingleServer(Server):
+    """One server model stepped by every upload (SplitFed-SS, CSE-FSL)."""
+
+    def __init__(self, model: nn.Module, config: Config, device, returns_gradients: bool) -> None:
+        super().__init__()
+        self.model = model.to(device)
+        self.device = device
+        self.returns_gradients = returns_gradients
+        o = config.optim
+        self.optimizer = adam(self.model.parameters(), o.lr, o, o.weight_decay)
+
+    def process_upload(self, cid, smashed, labels):
+        loss, grad = server_step(
+            self.model, self.optimizer, smashed, labels, self.device, self.returns_gradients
+        )
+        self.record_loss(loss)
+        return grad
+
+    def eval_head(self) -> nn.Module:
+        return self.model
+
+
+class ServerCopies(Server):
+    """A server-model copy per client, each with its own optimizer (SplitFed-MS, FSL-AN).
+
+    At round end the copies are averaged (weights n_i/n) and every copy starts the next round
+    from that average; the optimizers persist. Averaging on the server is not communication.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        client_sizes: Mapping[int, int],
+        config: Config,
+        device,
+        returns_gradients: bool,
+    ) -> None:
+        super().__init__()
+        self.device = device
+        self.returns_gradients = returns_gradients
+        self.average = model.to(device)
+        self.cids = sorted(client_sizes)
+        self.weights = sample_weights([client_sizes[c] for c in self.cids])
+        self.copies = {cid: copy.deepcopy(self.average) for cid in self.cids}
+        o = config.optim
+        self.optimizers = {
+            cid: adam(m.parameters(), o.lr, o, o.weight_decay) for cid, m in self.copies.items()
+        }
+
+    def process_upload(self, cid, smashed, labels):
+        loss, grad = server_step(
+            self.copies[cid],
+            self.optimizers[cid],
+            smashed,
+            labels,
+            self.device,
+            self.returns_gradients,
+        )
+        self.record_loss(loss)
+        return grad
+
+    def end_round(self) -> None:
+        state = weighted_average([self.copies[c].state_dict() for c in self.cids], self.weights)
+        self.average.load_state_dict(state)
+        for model in self.copies.values():
+            model.load_state_dict(state)
+
+    def eval_head(self) -> nn.Module:
+        return self.average

@@ -1,0 +1,324 @@
+"""Comparison figures from run folders: accuracy and loss against communication (the paper's
+x-axis), best accuracy against heterogeneity, and FSL-SAGE's auxiliary-model error.
+
+Each function writes one PNG and returns its path, so the CLI and notebooks can share them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on clusters or in CI
+
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import (  # noqa: E402
+    FixedLocator,
+    FuncFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+    NullLocator,
+)
+
+from fslsage_ray.outputs.runs import RunRecord, best_within_budget, gib_to_target  # noqa: E402
+
+FIGSIZE = (7.0, 4.5)
+DPI = 120
+GIB_LABEL = "cumulative communication (GiB)"
+ACC_LABEL = "test accuracy (%)"
+LINESTYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P")
+LEGEND_INSIDE_MAX = 6
+
+# Accuracy the paper's communication comparisons are quoted at.
+DEFAULT_TARGETS = {"cifar10": 0.81, "cifar100": 0.50}
+
+
+def default_target(dataset: str) -> float | None:
+    """The accuracy to read GiB-to-target at, where the paper gives one."""
+    return DEFAULT_TARGETS.get(dataset)
+
+
+def _dataset_title(records: Sequence[RunRecord]) -> str:
+    names = dict.fromkeys(r.dataset_label for r in records)
+    return ", ".join(names) or "no runs"
+
+
+def _series_labels(records: Sequence[RunRecord]) -> list[str]:
+    """Method labels, widened with the partition and then the run name only when needed."""
+    labels = [r.method_label for r in records]
+    if len({r.partition_label for r in records}) > 1:
+        labels = [f"{label}, {r.partition_label}" for label, r in zip(labels, records, strict=True)]
+    if len(set(labels)) < len(labels):
+        labels = [f"{label} [{r.name}]" for label, r in zip(labels, records, strict=True)]
+    return labels
+
+
+def _series(records: Sequence[RunRecord]) -> list[tuple[RunRecord, str, dict[str, Any]]]:
+    """(record, label, line style): colour per method and dash per partition, so a sweep reads
+    as families; repeats of one setting (seeds) get markers to tell them apart.
+    """
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    methods = list(dict.fromkeys(r.method_label for r in records))
+    partitions = list(dict.fromkeys(r.partition_label for r in records))
+    repeats: Counter[tuple[str, str]] = Counter()
+    series = []
+    for record, label in zip(records, _series_labels(records), strict=True):
+        key = (record.method_label, record.partition_label)
+        style: dict[str, Any] = {
+            "color": colors[methods.index(key[0]) % len(colors)],
+            "linestyle": LINESTYLES[partitions.index(key[1]) % len(LINESTYLES)],
+        }
+        if repeats[key]:
+            style["marker"] = MARKERS[(repeats[key] - 1) % len(MARKERS)]
+            style["markevery"] = max(1, record.rounds // 8)
+        repeats[key] += 1
+        series.append((record, label, style))
+    return series
+
+
+def _fmt_gib(gib: float) -> str:
+    return f"{gib:.1f}" if gib >= 1 else f"{gib:.3g}"
+
+
+def _fmt_pct(fraction: float) -> str:
+    return f"{fraction * 100:.4g}%"
+
+
+def _require_records(records: Sequence[RunRecord]) -> None:
+    if not records:
+        raise ValueError("no runs to plot")
+
+
+def _new_axes() -> tuple[Figure, Axes]:
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    return fig, ax
+
+
+def _save(fig: Figure, ax: Axes, out_path: str | Path, inside_max: int = LEGEND_INSIDE_MAX) -> Path:
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    ax.grid(True, which="major", alpha=0.35)
+    handles, _ = ax.get_legend_handles_labels()
+    if len(handles) > inside_max:
+        # A long legend would hide the curves: move it to the right and widen the figure.
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        fig.set_size_inches(FIGSIZE[0] + 3.0, FIGSIZE[1])
+    else:
+        ax.legend(fontsize="small", framealpha=0.9)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=DPI)
+    plt.close(fig)
+    return out_path
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not math.isnan(value)
+
+
+def _xy(record: RunRecord, y_name: str, scale: float = 1.0) -> tuple[list[float], list[float]]:
+    """Pairs of (cumulative GiB, metric) for rounds that have the metric."""
+    xs, ys = [], []
+    for row in record.metrics:
+        y = row.get(y_name)
+        if _is_number(y):
+            xs.append(float(row["comm_gib_cum"]))
+            ys.append(float(y) * scale)
+    return xs, ys
+
+
+def plot_accuracy_vs_gib(
+    records: Sequence[RunRecord], out_path: str | Path, target: float | None = None
+) -> Path:
+    """Test accuracy against traffic; with a target (a fraction, e.g. 0.81) each run's first
+    crossing is marked and its GiB quoted in the legend, which is the paper's headline number.
+    """
+    _require_records(records)
+    fig, ax = _new_axes()
+    for record, label, style in _series(records):
+        xs, ys = _xy(record, "test_acc", scale=100.0)
+        reached = gib_to_target(record, target) if target is not None else None
+        if target is not None:
+            note = f"at {_fmt_gib(reached)} GiB" if reached is not None else "not reached"
+            label = f"{label} ({_fmt_pct(target)} {note})"
+        ax.plot(xs, ys, label=label, linewidth=1.6, **style)
+        if reached is not None:
+            acc = next(a for a in record.column("test_acc") if _is_number(a) and a >= target)
+            ax.plot(
+                [reached],
+                [acc * 100],
+                marker="o",
+                markersize=7,
+                color=style["color"],
+                markeredgecolor="black",
+                zorder=3,
+            )
+    if target is not None:
+        ax.axhline(
+            target * 100,
+            color="dimgray",
+            linestyle="--",
+            linewidth=1,
+            label=f"target {_fmt_pct(target)}",
+        )
+    ax.set_xlabel(GIB_LABEL)
+    ax.set_ylabel(ACC_LABEL)
+    ax.set_xlim(left=0)
+    ax.set_title(f"{_dataset_title(records)}: test accuracy vs communication")
+    return _save(fig, ax, out_path)
+
+
+def plot_loss_vs_gib(records: Sequence[RunRecord], out_path: str | Path) -> Path:
+    """Test loss against traffic; shows divergence or overfitting that accuracy can hide."""
+    _require_records(records)
+    fig, ax = _new_axes()
+    for record, label, style in _series(records):
+        ax.plot(*_xy(record, "test_loss"), label=label, linewidth=1.6, **style)
+    ax.set_xlabel(GIB_LABEL)
+    ax.set_ylabel("test loss (cross-entropy)")
+    ax.set_xlim(left=0)
+    ax.set_title(f"{_dataset_title(records)}: test loss vs communication")
+    return _save(fig, ax, out_path)
+
+
+def plot_best_accuracy_vs_alpha(
+    records: Sequence[RunRecord], out_path: str | Path, budgets: Sequence[float] = (50, 80)
+) -> Path:
+    """Best accuracy within each GiB budget against Dirichlet alpha, one line per
+    (method, budget); runs repeated at one alpha (seeds) are averaged.
+    """
+    swept = [r for r in records if r.alpha is not None]
+    if not swept:
+        raise ValueError(
+            "no run has a Dirichlet alpha (data.partition must be 'dirichlet'); "
+            "nothing to plot against alpha"
+        )
+    # (method, budget) -> alpha -> accuracies from each run at that alpha
+    points: dict[tuple[str, float], dict[float, list[float]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    # Where every run stopped short of the budget, the budget did not bind: say so.
+    short: dict[tuple[str, float], bool] = {}
+    for record in swept:
+        spent = max(record.column("comm_gib_cum"), default=0.0)
+        for budget in budgets:
+            best = best_within_budget(record, budget)
+            if best is not None:
+                key = (record.method_label, budget)
+                points[key][record.alpha].append(best)
+                short[key] = short.get(key, True) and spent < budget
+    if not points:
+        raise ValueError(
+            f"no Dirichlet run has a round within the budgets {list(budgets)} GiB; "
+            "nothing to plot against alpha"
+        )
+
+    fig, ax = _new_axes()
+    methods = list(dict.fromkeys(method for method, _ in points))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (method, budget), by_alpha in points.items():
+        m, b = methods.index(method), list(budgets).index(budget)
+        alphas = sorted(by_alpha)
+        note = " (runs end below budget)" if short[(method, budget)] else ""
+        ax.plot(
+            alphas,
+            [mean(by_alpha[a]) * 100 for a in alphas],
+            color=colors[m % len(colors)],
+            linestyle=LINESTYLES[b % len(LINESTYLES)],
+            marker=MARKERS[b % len(MARKERS)],
+            label=f"{method}, ≤ {budget:g} GiB{note}",
+        )
+    all_alphas = sorted({r.alpha for r in swept})
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(all_alphas))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.set_xlabel("Dirichlet α (log scale; smaller = more heterogeneous clients)")
+    ax.set_ylabel("best test accuracy within budget (%)")
+    ax.set_title(f"{_dataset_title(swept)}: best accuracy within a GiB budget vs α")
+    # Lines span the whole x range, so an inside legend would always cover points.
+    return _save(fig, ax, out_path, inside_max=0)
+
+
+def _has_am_error(record: RunRecord) -> bool:
+    columns = record.column("am_rel_error_before") + record.column("am_rel_error_after")
+    return any(_is_number(v) for v in columns)
+
+
+def _readable_log_y(ax: Axes) -> None:
+    """Log y with plain-number labels, and more of them when the data span under a decade."""
+    ax.set_yscale("log")
+    low, high = ax.get_ylim()
+    subs = (1.0, 2.0, 5.0) if high / low > 10 else (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
+    ax.yaxis.set_major_locator(LogLocator(subs=subs))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def plot_am_error(records: Sequence[RunRecord], out_path: str | Path) -> Path:
+    """How far the auxiliary models' gradient estimates are from the server's, before and
+    after each alignment: the quantity FSL-SAGE's convergence argument rests on.
+    """
+    runs = [r for r in records if _has_am_error(r)]
+    if not runs:
+        raise ValueError(
+            "no run has auxiliary-model error data (am_rel_error_before/after); "
+            "only FSL-SAGE runs with at least one alignment round record it"
+        )
+    fig, ax = _new_axes()
+    for record, label in zip(runs, _series_labels(runs), strict=True):
+        color = None
+        for column, style, marker, when in (
+            ("am_rel_error_before", "--", "o", "before"),
+            ("am_rel_error_after", "-", "s", "after"),
+        ):
+            pts = [
+                (row["round"], row[column])
+                for row in record.metrics
+                if _is_number(row.get(column)) and row[column] > 0
+            ]
+            (line,) = ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                linestyle=style,
+                marker=marker,
+                color=color,
+                label=f"{label}, {when} alignment",
+                markersize=5,
+            )
+            color = line.get_color()
+    _readable_log_y(ax)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("round")
+    ax.set_ylabel("AM relative error ‖ĝ − g*‖² / ‖g*‖² (log)")
+    ax.set_title(f"{_dataset_title(runs)}: auxiliary-model estimation error at alignments")
+    return _save(fig, ax, out_path)
+
+
+def plot_all(
+    records: Sequence[RunRecord], out_dir: str | Path, target: float | None = None
+) -> list[Path]:
+    """Every figure that applies; the target defaults to the dataset's when all runs share one."""
+    _require_records(records)
+    out_dir = Path(out_dir)
+    datasets = {r.dataset for r in records}
+    if target is None and len(datasets) == 1:
+        target = default_target(next(iter(datasets)))
+    paths = [
+        plot_accuracy_vs_gib(records, out_dir / "accuracy_vs_gib.png", target=target),
+        plot_loss_vs_gib(records, out_dir / "loss_vs_gib.png"),
+    ]
+    if any(_has_am_error(r) for r in records):
+        paths.append(plot_am_error(records, out_dir / "am_error.png"))
+    if len({r.alpha for r in records if r.alpha is not None}) >= 2:
+        paths.append(plot_best_accuracy_vs_alpha(records, out_dir / "best_accuracy_vs_alpha.png"))
+    return paths
