@@ -137,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DataError, ModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `fslsage-ray plan --json | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted; completed rounds are in the run folder's metrics", file=sys.stderr)
         return 130

@@ -36,6 +36,7 @@ from fslsage_ray.outputs.progress import Progress
 from fslsage_ray.outputs.run_dir import (
     METRICS_FILE,
     attach_log,
+    check_run_dir,
     default_run_dir,
     detach_log,
     prepare_run_dir,
@@ -97,10 +98,12 @@ class Simulation:
         write_outputs: bool = True,
     ) -> None:
         self.config = config
+        target = Path(run_dir) if run_dir is not None else default_run_dir(config)
+        if write_outputs:
+            check_run_dir(target, overwrite)
         self.prepared = prepare(config)  # bad data or config fails here, before any Ray work
         self.run_dir: Path | None = None
         if write_outputs:
-            target = Path(run_dir) if run_dir is not None else default_run_dir(config)
             self.run_dir = prepare_run_dir(target, config, overwrite)
         self.show_progress = progress
         self.algorithm: Algorithm = get_algorithm(config)

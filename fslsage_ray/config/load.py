@@ -20,7 +20,12 @@ from fslsage_ray.config.schema import Config, ConfigError
 
 
 def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _one_line(exc: Exception) -> str:
+    """YAML errors span several lines; a CLI error should be one."""
+    return " ".join(str(exc).split())
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -59,7 +64,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 def _unknown_key(key: str, known: Sequence[str], where: str) -> ConfigError:
     close = difflib.get_close_matches(key, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+    if close:
+        hint = f"; did you mean {where + close[0]!r}?"
+    else:
+        hint = f"; known keys in {where.rstrip('.') or 'the top level'}: {', '.join(known)}"
     return ConfigError(f"unknown config key {where + key!r}{hint}")
 
 
@@ -106,7 +114,7 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
         try:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: cannot parse value: {exc}") from exc
+            raise ConfigError(f"override {item!r}: cannot parse value: {_one_line(exc)}") from exc
         _set_path(tree, key.strip(), value)
     return tree
 
@@ -128,7 +136,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"config file {path} is not valid YAML: {_one_line(exc)}") from exc
     if raw is None:
         return {}
     if not isinstance(raw, dict):

@@ -157,6 +157,14 @@ class RuntimeConfig:
             "runtime: a client actor must request some CPU or GPU",
         )
         _require(self.torch_threads >= 1, "runtime.torch_threads must be >= 1")
+        _require(
+            self.local_num_cpus is None or self.local_num_cpus >= 1,
+            f"runtime.local_num_cpus must be >= 1 (null: all cores), got {self.local_num_cpus}",
+        )
+        _require(
+            self.local_num_gpus is None or self.local_num_gpus >= 0,
+            f"runtime.local_num_gpus must be >= 0, got {self.local_num_gpus}",
+        )
         _require(self.max_inflight_uploads >= 1, "runtime.max_inflight_uploads must be >= 1")
 
 
@@ -172,6 +180,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _require(self.rounds >= 1, f"run.rounds must be >= 1, got {self.rounds}")
+        _require(self.seed >= 0, f"run.seed must be >= 0, got {self.seed}")
         _require(self.max_gib is None or self.max_gib > 0, "run.max_gib must be > 0")
         _require(self.eval_batch_size >= 1, "run.eval_batch_size must be >= 1")
 

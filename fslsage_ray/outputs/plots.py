@@ -49,8 +49,10 @@ def default_target(dataset: str) -> float | None:
 
 
 def _dataset_title(records: Sequence[RunRecord]) -> str:
-    names = dict.fromkeys(r.dataset_label for r in records)
-    return ", ".join(names) or "no runs"
+    """Dataset name(s), plus the client split when all runs share it (labels then omit it)."""
+    names = ", ".join(dict.fromkeys(r.dataset_label for r in records)) or "no runs"
+    partitions = {r.partition_label for r in records}
+    return f"{names} ({partitions.pop()})" if len(partitions) == 1 else names
 
 
 def _series_labels(records: Sequence[RunRecord]) -> list[str]:

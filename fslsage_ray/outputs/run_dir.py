@@ -18,15 +18,20 @@ def default_run_dir(config: Config) -> Path:
     return Path(config.run.out_dir) / f"{config.run.name}-{stamp}"
 
 
+def check_run_dir(path: Path, overwrite: bool) -> None:
+    """Refuse to mix a new run into an earlier one's folder (checked before any work)."""
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise ConfigError(
+            f"output folder {path} is not empty; pass --overwrite to replace it "
+            "or choose another --out"
+        )
+
+
 def prepare_run_dir(path: Path, config: Config, overwrite: bool = False) -> Path:
-    """Create the folder and save the resolved config; refuse to mix with an earlier run."""
+    """Create the folder and save the resolved config."""
     path = Path(path)
-    if path.exists() and any(path.iterdir()):
-        if not overwrite:
-            raise ConfigError(
-                f"output folder {path} is not empty; pass --overwrite to replace it "
-                "or choose another --out"
-            )
+    check_run_dir(path, overwrite)
+    if path.exists() and overwrite:
         for name in (CONFIG_FILE, METRICS_FILE, LOG_FILE):
             (path / name).unlink(missing_ok=True)
     path.mkdir(parents=True, exist_ok=True)

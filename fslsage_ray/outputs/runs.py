@@ -19,8 +19,10 @@ from fslsage_ray.outputs.run_dir import CONFIG_FILE, METRICS_FILE
 # Columns every comparison needs; a metrics table without them is not from this simulator.
 REQUIRED_COLUMNS = ("round", "test_acc", "comm_gib_cum")
 
+# Mirrors the algorithm classes' labels without importing them (they pull in torch).
 METHOD_LABELS = {
     "fsl_sage": "FSL-SAGE",
+    "fsl_sage_lazy": "FSL-SAGE (lazy)",
     "fedavg": "FedAvg",
     "sflv1": "SplitFed-MS",
     "sflv2": "SplitFed-SS",

@@ -30,7 +30,7 @@ def connect(runtime: RuntimeConfig) -> bool:
         return False
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every address becomes 127.0.0.1
     ray.init(
-        num_cpus=runtime.local_num_cpus or os.cpu_count() or 1,
+        num_cpus=runtime.local_num_cpus if runtime.local_num_cpus else (os.cpu_count() or 1),
         num_gpus=runtime.local_num_gpus,
         include_dashboard=runtime.dashboard,
         dashboard_host="127.0.0.1",

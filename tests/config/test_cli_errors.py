@@ -126,11 +126,9 @@ def test_plan_cifar_does_not_decode(
     assert rounds[0]["total"] > rounds[1]["total"]
 
 
-@pytest.mark.xfail(strict=True, reason="run.seed < 0 passes validation; numpy raises later")
 def test_negative_seed_refused(capsys: pytest.CaptureFixture[str]) -> None:
     _refused(["plan", "run.seed=-1"], capsys, "run.seed")
 
 
-@pytest.mark.xfail(strict=True, reason="YAML parse errors are printed over several lines")
 def test_unparsable_override_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     _refused(["plan", "run.rounds=[1"], capsys, "run.rounds")

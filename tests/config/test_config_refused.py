@@ -119,3 +119,15 @@ def test_bad_override_refused_on_top_of_file(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
     path.write_text("algorithm:\n  num_clients: 4\n")
     _refused(lambda: load_config(path, ["algorithm.num_clients=0"]), "algorithm.num_clients")
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("runtime.local_num_cpus=-1", "runtime.local_num_cpus"),
+        ("runtime.local_num_gpus=-1", "runtime.local_num_gpus"),
+        ("run.seed=-1", "run.seed"),
+    ],
+)
+def test_unvalidated_negatives_refused(override: str, key: str) -> None:
+    _refused(lambda: load_config(None, [override]), key)

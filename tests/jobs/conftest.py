@@ -94,7 +94,7 @@ def _our_pids(pgid: int, markers: list[str]) -> list[int]:
     return pids
 
 
-def stop_head(pgid: int, markers: list[str], grace_s: float = 6.0) -> None:
+def stop_head(pgid: int, markers: list[str], grace_s: float = 2.0) -> None:
     """SIGTERM our processes, then SIGKILL whatever is left after the grace period."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         deadline = time.monotonic() + (grace_s if sig == signal.SIGTERM else 5.0)

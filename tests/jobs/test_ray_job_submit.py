@@ -14,6 +14,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from ray.job_submission import JobStatus, JobSubmissionClient
+from ray.util.state import list_actors
 
 REPO = Path(__file__).resolve().parents[2]
 SUBMIT_TIMEOUT_S = 240
@@ -50,13 +52,15 @@ def test_quickstart_job_succeeds(local_ray_head: Any, tmp_path: Path) -> None:
     out = tmp_path / "out"
     submission_id = f"fslsage-test-{uuid.uuid4().hex[:8]}"
     submit = _submit(head, submission_id, out)
-    status = head.ray("job", "status", "--address", head.dashboard, submission_id, timeout=30)
-    if "SUCCEEDED" not in status.stdout + status.stderr:
+    status = JobSubmissionClient(head.dashboard).get_job_status(submission_id)
+    if status != JobStatus.SUCCEEDED:
         logs = head.ray("job", "logs", "--address", head.dashboard, submission_id, timeout=30)
         pytest.fail(
-            f"job did not succeed:\n{status.stdout}{status.stderr}\n--- submit ---\n"
-            f"{submit.stdout}{submit.stderr}\n--- logs ---\n{logs.stdout}{logs.stderr}"
+            f"job ended {status}, `ray job submit` exit code {submit.returncode}\n"
+            f"--- submit ---\n{submit.stdout}{submit.stderr}\n"
+            f"--- logs ---\n{logs.stdout}{logs.stderr}"
         )
+    assert submit.returncode == 0
 
     table = pq.read_table(out / "metrics.parquet")
     assert table.num_rows == 2
@@ -66,6 +70,10 @@ def test_quickstart_job_succeeds(local_ray_head: Any, tmp_path: Path) -> None:
     assert saved["run"]["rounds"] == 2
     assert saved["data"]["name"] == "digits"
     assert saved["algorithm"]["num_clients"] == 10
+
+    # The driver attached to this cluster (RAY_ADDRESS) rather than starting a private Ray.
+    actors = {a.class_name for a in list_actors(address=head.dashboard, limit=1000)}
+    assert {"ServerActor", "ClientActor"} <= actors, actors
 
     uploads = _uploaded_dirs(head)
     assert uploads, "no unpacked working_dir found on the cluster"

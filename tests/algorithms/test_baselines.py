@@ -1,0 +1,137 @@
+"""The baselines (spec: "Baselines"): behaviour on tiny models, and exact equivalences."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from algo_helpers import RecordingChannel
+from torch import nn
+
+from fslsage_ray.algorithms.client_view import ClientView, ImageSpec
+from fslsage_ray.algorithms.clients import GradientReturnClient, LocalLossClient
+from fslsage_ray.algorithms.cse_fsl import CseFsl
+from fslsage_ray.algorithms.fedavg import FedAvg
+from fslsage_ray.algorithms.fsl_an import FslAn
+from fslsage_ray.algorithms.registry import ALGORITHMS
+from fslsage_ray.algorithms.servers import ServerCopies, SingleServer
+from fslsage_ray.algorithms.sflv1 import SplitFedMS
+from fslsage_ray.algorithms.sflv2 import SplitFedSS
+from fslsage_ray.config import AlgorithmConfig, Config
+from fslsage_ray.models import build_split_model
+
+SPEC = ImageSpec(255.0, (0.5,), (0.25,), False)
+CPU = torch.device("cpu")
+
+
+def _data(n: int):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(n, 8, 8, 1), dtype=np.uint8)
+    return ClientView(images, rng.integers(0, 10, size=n).astype(np.int64), np.arange(n), SPEC)
+
+
+def _split():
+    torch.manual_seed(0)
+    return build_split_model("cnn", 10, 1, 8, aux="one_block")
+
+
+def _config(**alg) -> Config:
+    return Config(algorithm=AlgorithmConfig(**alg))
+
+
+def test_splitfed_one_client_one_batch_equals_backprop_through_the_whole_model():
+    config = _config(batch_size=16)
+    split = _split()
+    whole = nn.Sequential(copy.deepcopy(split.client), copy.deepcopy(split.server))
+    client = GradientReturnClient(
+        0, _data(16), config, torch.Generator().manual_seed(3), CPU, split.client
+    )
+    server = SingleServer(split.server, config, CPU, returns_gradients=True)
+    client.start_round({"client": client.model.state_dict()})
+    gen = torch.Generator().manual_seed(3)
+    x, y = client.view.batch(client.view.shuffled_batches(16, gen)[0], gen, CPU)
+    loss = F.cross_entropy(whole(x), y)
+    grads = torch.autograd.grad(loss, list(whole.parameters()))
+    # Record the gradients each optimizer is about to apply (the server steps first,
+    # inside the exchange, then the client), instead of letting Adam step.
+    applied: list[torch.Tensor] = []
+
+    def record(opt: torch.optim.Optimizer):
+        return lambda: applied.extend(p.grad.clone() for g in opt.param_groups for p in g["params"])
+
+    for opt in (client.optimizer, server.optimizer):
+        opt.step = record(opt)
+    client.step(0, RecordingChannel(server))
+    n_server = len(list(split.server.parameters()))
+    server_grads, client_grads = applied[:n_server], applied[n_server:]
+    for got, want in zip(client_grads + server_grads, grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_local_loss_client_updates_its_aux_model():
+    config = _config(batch_size=8, upload_every=3)
+    split = _split()
+    client = CseFsl(config).make_client(
+        0, _data(24), split, split.make_aux(), torch.Generator().manual_seed(0), CPU
+    )
+    assert isinstance(client, LocalLossClient)
+    start = {"client": client.model.state_dict(), "aux": copy.deepcopy(client.aux.state_dict())}
+    client.start_round(start)
+    channel = RecordingChannel()
+    for it in range(client.num_batches):
+        client.step(it, channel)
+    assert [s[0] for s in channel.sent] == [0]  # K = 3, q = 3
+    weight = next(k for k in start["aux"] if k.endswith("weight"))
+    assert not torch.equal(client.parts()["aux"][weight], start["aux"][weight])
+    assert set(client.parts()) == {"client", "aux"}
+
+
+def test_fsl_an_uploads_every_batch_and_keeps_a_server_copy_per_client():
+    config = _config(batch_size=8, upload_every=5)  # q is ignored by FSL-AN
+    split = _split()
+    algorithm = FslAn(config)
+    client = algorithm.make_client(
+        0, _data(40), split, split.make_aux(), torch.Generator().manual_seed(0), CPU
+    )
+    client.start_round(algorithm.initial_parts(split, split.make_aux()))
+    channel = RecordingChannel()
+    for it in range(client.num_batches):
+        client.step(it, channel)
+    assert [s[0] for s in channel.sent] == [0, 1, 2, 3, 4]
+    server = algorithm.make_server(split, {}, {0: 40, 1: 40}, CPU)
+    assert isinstance(server, ServerCopies) and not server.returns_gradients
+
+
+def test_server_copies_average_with_sample_weights_at_round_end():
+    config = _config()
+    split = _split()
+    server = ServerCopies(split.server, {0: 10, 1: 30}, config, CPU, returns_gradients=False)
+    rng = np.random.default_rng(0)
+    server.process_upload(1, rng.standard_normal((4, 32, 4, 4)).astype(np.float32), np.arange(4))
+    before = {c: copy.deepcopy(m.state_dict()) for c, m in server.copies.items()}
+    server.end_round()
+    key = next(k for k in before[0] if k.endswith("weight"))
+    expected = 0.25 * before[0][key] + 0.75 * before[1][key]
+    torch.testing.assert_close(server.average.state_dict()[key], expected)
+    torch.testing.assert_close(server.copies[0].state_dict()[key], expected)
+
+
+@pytest.mark.parametrize(
+    "cls, parts, ordered, returns, sequential",
+    [
+        (FedAvg, ("full",), False, False, False),
+        (SplitFedMS, ("client",), False, True, False),
+        (SplitFedSS, ("client",), False, True, True),
+        (CseFsl, ("client", "aux"), True, False, False),
+        (FslAn, ("client", "aux"), False, False, False),
+    ],
+)
+def test_what_each_baseline_shares_and_how_it_talks(cls, parts, ordered, returns, sequential):
+    assert cls.shared_parts == parts
+    assert cls.ordered_uploads == ordered
+    assert cls.returns_gradients == returns
+    assert cls.sequential_clients == sequential
+    assert cls.name in ALGORITHMS
