@@ -151,7 +151,7 @@ class Algorithm(ABC):
     name: ClassVar[str]
     label: ClassVar[str]
     shared_parts: ClassVar[tuple[str, ...]] = ("client",)  # what the fed server averages
-    ordered_uploads: ClassVar[bool] = False  # one server model fed without replies: fix order
+    ordered_uploads: ClassVar[bool] = False  # uploads without replies: apply in a fixed order
     sequential_clients: ClassVar[bool] = False  # clients take turns (SplitFed-SS)
     returns_gradients: ClassVar[bool] = False
     server_holds_aux: ClassVar[bool] = False  # the server keeps and fits one AM per client
@@ -206,7 +206,7 @@ class Algorithm(ABC):
         """Every (it, cid) the server gets this round, in the order it must apply them.
 
         Sorted by iteration first, as clients running in lockstep would arrive; None where
-        arrival order cannot change the result (per-client server copies, or replies).
+        the order is fixed anyway (a client waits for each reply before its next upload).
         """
         if not self.ordered_uploads:
             return None

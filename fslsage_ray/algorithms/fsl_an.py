@@ -17,6 +17,9 @@ class FslAn(Algorithm):
     name = "fsl_an"
     label = "FSL-AN"
     shared_parts = ("client", "aux")
+    # Copies are independent, but Ray may run an async actor's calls out of submission
+    # order, so a client's own uploads still need the fixed order.
+    ordered_uploads = True
 
     def upload_every(self) -> int | None:
         return 1

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from fslsage_ray.algorithms.base import State
 from fslsage_ray.algorithms.fsl_sage import AlignResult
 from fslsage_ray.experiment import WorldSpec
 from fslsage_ray.runtime.client_host import ClientResult
@@ -35,14 +36,12 @@ class Backend(ABC):
         """Local iterations per client this round, K_i."""
 
     @abstractmethod
-    def start_round(
-        self, global_state: Mapping[str, torch.Tensor], expected: Sequence[Key]
-    ) -> None:
-        """Broadcast the aggregated client model; tell the server which uploads will come."""
+    def start_round(self, parts: Mapping[str, State], expected: Sequence[Key] | None) -> None:
+        """Broadcast the aggregated parts; tell the server which uploads come, if ordered."""
 
     @abstractmethod
-    def run_local(self, start: int, stop: int | None) -> None:
-        """All clients run local iterations [start, stop); uploads flow to the server."""
+    def run_local(self, start: int, stop: int | None, only: Sequence[int] | None = None) -> None:
+        """Clients (all, or `only` these) run local iterations [start, stop)."""
 
     @abstractmethod
     def align(self, it_limit: int) -> dict[int, AlignResult]:

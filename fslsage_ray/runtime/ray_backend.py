@@ -8,6 +8,7 @@ import numpy as np
 import ray
 import torch
 
+from fslsage_ray.algorithms.base import State
 from fslsage_ray.algorithms.fsl_sage import AlignResult
 from fslsage_ray.config.schema import ConfigError
 from fslsage_ray.experiment import WorldSpec
@@ -63,15 +64,23 @@ class RayBackend(Backend):
             merged.update(part)
         return merged
 
-    def start_round(
-        self, global_state: Mapping[str, torch.Tensor], expected: Sequence[Key]
-    ) -> None:
-        state_ref = ray.put(dict(global_state))
-        ray.get([self.server.begin_round.remote(list(expected))])
-        ray.get([a.start_round.remote(state_ref) for a in self.actors])
+    def start_round(self, parts: Mapping[str, State], expected: Sequence[Key] | None) -> None:
+        parts_ref = ray.put(dict(parts))  # once in the object store, read by every actor
+        ray.get(self.server.begin_round.remote(None if expected is None else list(expected)))
+        ray.get([a.start_round.remote(parts_ref) for a in self.actors])
 
-    def run_local(self, start: int, stop: int | None) -> None:
-        ray.get([a.run_local.remote(start, stop) for a in self.actors])
+    def run_local(self, start: int, stop: int | None, only: Sequence[int] | None = None) -> None:
+        if only is None:
+            ray.get([a.run_local.remote(start, stop) for a in self.actors])
+            return
+        chosen = set(only)
+        ray.get(
+            [
+                actor.run_local.remote(start, stop, [c for c in group if c in chosen])
+                for actor, group in zip(self.actors, self.plan.groups, strict=True)
+                if chosen.intersection(group)
+            ]
+        )
 
     def align(self, it_limit: int) -> dict[int, AlignResult]:
         ray.get(self.server.wait_processed.remote(it_limit, UPLOAD_TIMEOUT_S))

@@ -1,9 +1,10 @@
 """The server side in one process: upload processing, alignment, evaluation.
 
-For algorithms with one server model fed without replies (FSL-SAGE, CSE-FSL), uploads are
-applied in the fixed order the algorithm gives, whatever order they arrive in, so the server
-model is the same for any number of actors: an upload that arrives early waits in
-`pending` until every upload before it is applied. Other algorithms apply on arrival.
+For algorithms whose uploads get no reply (FSL-SAGE, CSE-FSL, FSL-AN), uploads are applied
+in the fixed order the algorithm gives, whatever order they arrive in (Ray does not keep
+an async actor's calls in submission order), so the server is the same for any number of
+actors: an upload that arrives early waits in `pending` until every upload before it is
+applied. SplitFed clients wait for each reply, so their uploads are applied on arrival.
 """
 
 from __future__ import annotations

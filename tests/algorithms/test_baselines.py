@@ -126,7 +126,7 @@ def test_server_copies_average_with_sample_weights_at_round_end():
         (SplitFedMS, ("client",), False, True, False),
         (SplitFedSS, ("client",), False, True, True),
         (CseFsl, ("client", "aux"), True, False, False),
-        (FslAn, ("client", "aux"), False, False, False),
+        (FslAn, ("client", "aux"), True, False, False),
     ],
 )
 def test_what_each_baseline_shares_and_how_it_talks(cls, parts, ordered, returns, sequential):

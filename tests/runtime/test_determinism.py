@@ -64,9 +64,32 @@ def test_inprocess_one_actor_and_three_actors_agree_exactly(tmp_path, ray_local)
     assert reference[-1]["test_acc"] > 0.5  # learning, not just finishing (chance: 0.1)
 
 
-def test_real_ledger_equals_the_plan(tmp_path):
-    rows = _run(tmp_path, "ledger", "runtime.backend=inprocess")
-    config = load_config(None, OVERRIDES)
+BASELINES = ["fedavg", "sflv1", "sflv2", "cse_fsl", "fsl_an", "fsl_sage_lazy"]
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("name", BASELINES)
+def test_every_algorithm_gives_the_same_metrics_on_three_actors(tmp_path, ray_local, name):
+    algorithm = f"algorithm.name={name}"
+    reference = _learning_columns(_run(tmp_path, "inproc", "runtime.backend=inprocess", algorithm))
+    three = _learning_columns(_run(tmp_path, "three", "runtime.num_actors=3", algorithm))
+    assert _same(reference, three)
+    assert reference[-1]["test_acc"] > 0.5  # each learns on digits (chance: 0.1)
+
+
+def test_splitfed_ms_equals_fedavg_exactly(tmp_path):
+    """SFLv1 with true gradients, per-client server copies and per-part Adam is FedAvg."""
+    fedavg = _run(tmp_path, "fedavg", "runtime.backend=inprocess", "algorithm.name=fedavg")
+    sflv1 = _run(tmp_path, "sflv1", "runtime.backend=inprocess", "algorithm.name=sflv1")
+    for a, b in zip(fedavg, sflv1, strict=True):
+        assert a["test_acc"] == b["test_acc"]
+        assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["fsl_sage", *BASELINES])
+def test_real_ledger_equals_the_plan(tmp_path, name):
+    rows = _run(tmp_path, "ledger", "runtime.backend=inprocess", f"algorithm.name={name}")
+    config = load_config(None, [*OVERRIDES, f"algorithm.name={name}"])
     client_sizes, sizes = planned_sizes(config)
     plan = plan_rounds(config, client_sizes, sizes, ROUNDS)
     for row, planned in zip(rows, plan["rounds"], strict=True):
@@ -74,6 +97,7 @@ def test_real_ledger_equals_the_plan(tmp_path):
         expected = {k.replace(".", "_"): v for k, v in planned["bytes"].items()}
         assert measured == expected
         assert row["comm_bytes"] == planned["total"]
+    assert plan["algorithm"] == name
 
 
 def test_ledger_counts_labels_only_when_asked(tmp_path):
