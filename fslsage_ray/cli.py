@@ -1,4 +1,4 @@
-"""`fslsage-ray run | plan | info`: the command line over the Python API.
+"""`fslsage-ray run | plan | compare | plot | info`: the command line over the Python API.
 
 Every subcommand takes `--config FILE` (default: the built-in offline quick start) and any
 number of `section.key=value` overrides, validated before anything starts.
@@ -99,6 +99,50 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(run_dirs: list[Path], out_dir: Path, target: float | None) -> None:
+    """Figures and the summary table for finished runs."""
+    from fslsage_ray.outputs.plots import default_target, plot_all
+    from fslsage_ray.outputs.runs import load_runs
+    from fslsage_ray.outputs.summary import summarize, to_markdown
+
+    records = load_runs(run_dirs)
+    datasets = {r.dataset for r in records}
+    if target is None and len(datasets) == 1:
+        target = default_target(next(iter(datasets)))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = plot_all(records, out_dir, target=target)
+    table = to_markdown(summarize(records, target), target)
+    (out_dir / "summary.md").write_text(table + "\n")
+    print(table)
+    for path in figures:
+        print(f"figure: {path}")
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from fslsage_ray.compare import parse_methods, parse_sweep, run_comparison
+
+    config = _config(args)
+    methods = parse_methods(args.methods)
+    sweep = parse_sweep(args.sweep)
+    out_dir = (
+        Path(args.out) if args.out else Path(config.run.out_dir) / f"compare-{config.run.name}"
+    )
+    run_dirs = run_comparison(config, methods, out_dir, sweep, args.overwrite, not args.quiet)
+    _report(run_dirs, out_dir, args.target)
+    print(f"combined table: {out_dir / 'comparison.parquet'}")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    run_dirs = [Path(p) for p in args.runs]
+    out_dir = Path(args.out) if args.out else run_dirs[0] if len(run_dirs) == 1 else Path(".")
+    try:
+        _report(run_dirs, out_dir, args.target)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError(str(exc)) from exc
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fslsage-ray", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command")
@@ -120,6 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--rounds", type=int, help="how many rounds (default: run.rounds)")
     plan.add_argument("--json", action="store_true", help="print JSON")
 
+    compare = sub.add_parser("compare", help="several algorithms on the same split and seed")
+    common(compare)
+    compare.add_argument("--methods", help="comma-separated (default: the six of the paper)")
+    compare.add_argument("--sweep", help="also sweep one setting, e.g. data.alpha=1,10,100")
+    compare.add_argument("--out", help="folder for the runs, table and figures")
+    compare.add_argument("--overwrite", action="store_true", help="replace existing run folders")
+    compare.add_argument("--target", type=float, help="accuracy target for 'GiB to target'")
+    compare.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    plot = sub.add_parser("plot", help="figures and a summary from finished run folders")
+    plot.add_argument("runs", nargs="+", help="run folders, or folders that hold run folders")
+    plot.add_argument("--out", help="where to write the PNGs and summary.md")
+    plot.add_argument("--target", type=float, help="accuracy target (default: 81%% CIFAR-10)")
+
     info = sub.add_parser("info", help="Ray resources seen and the actor plan for a config")
     common(info)
     info.add_argument("--address", help="attach to this Ray cluster")
@@ -131,7 +189,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:  # `fslsage-ray` alone runs the offline quick start
         args = parser.parse_args(["run", *(argv or [])])
-    handlers = {"run": _cmd_run, "plan": _cmd_plan, "info": _cmd_info}
+    handlers = {
+        "run": _cmd_run,
+        "plan": _cmd_plan,
+        "info": _cmd_info,
+        "compare": _cmd_compare,
+        "plot": _cmd_plot,
+    }
     try:
         return handlers[args.command](args)
     except (ConfigError, DataError, ModelError) as exc:

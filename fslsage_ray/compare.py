@@ -1,0 +1,105 @@
+"""Several algorithms (and optionally a sweep of one setting) on the same split and seed.
+
+Each run gets its own folder under the output folder; then one combined table, the figures
+and a summary are written next to them. Every config is validated before the first run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fslsage_ray.config import Config, ConfigError, config_from_dict, config_to_dict
+from fslsage_ray.config.load import parse_overrides
+from fslsage_ray.config.schema import ALGORITHMS
+from fslsage_ray.outputs.run_dir import check_run_dir
+
+DEFAULT_METHODS = ("fsl_sage", "cse_fsl", "fsl_an", "sflv1", "sflv2", "fedavg")
+
+
+def parse_methods(text: str | None) -> list[str]:
+    methods = list(DEFAULT_METHODS) if not text else [m.strip() for m in text.split(",") if m]
+    unknown = [m for m in methods if m not in ALGORITHMS]
+    if unknown:
+        raise ConfigError(f"unknown method(s) {unknown}; choose from {', '.join(ALGORITHMS)}")
+    return methods
+
+
+def parse_sweep(text: str | None) -> tuple[str, list[str]] | None:
+    """`data.alpha=1,10,100` -> ("data.alpha", ["1", "10", "100"])."""
+    if not text:
+        return None
+    key, sep, values = text.partition("=")
+    items = [v.strip() for v in values.split(",") if v.strip()]
+    if not sep or not items:
+        raise ConfigError(f"--sweep {text!r} must look like section.key=v1,v2,...")
+    return key.strip(), items
+
+
+def _with(config: Config, overrides: Sequence[str]) -> Config:
+    """Apply overrides through the loader, so every changed value is validated again."""
+    raw = config_to_dict(config)
+    for section, values in parse_overrides(overrides).items():
+        raw.setdefault(section, {}).update(values)
+    return config_from_dict(raw)
+
+
+def plan_runs(
+    config: Config, methods: Sequence[str], sweep: tuple[str, list[str]] | None
+) -> list[tuple[str, Config]]:
+    """(folder name, config) for every run, all validated now."""
+    runs = []
+    values = sweep[1] if sweep else [None]
+    for value in values:
+        for method in methods:
+            name = method if value is None else f"{method}-{sweep[0].split('.')[-1]}{value}"
+            overrides = [f"algorithm.name={method}", f"run.name={name}"]
+            if value is not None:
+                overrides.append(f"{sweep[0]}={value}")
+            runs.append((name, _with(config, overrides)))
+    return runs
+
+
+def run_comparison(
+    config: Config,
+    methods: Sequence[str],
+    out_dir: Path,
+    sweep: tuple[str, list[str]] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> list[Path]:
+    from fslsage_ray.simulation import Simulation
+
+    runs = plan_runs(config, methods, sweep)
+    for name, _ in runs:
+        check_run_dir(out_dir / name, overwrite)
+    started_ray = _connect_once(config)
+    tables = []
+    try:
+        for name, cfg in runs:
+            table = Simulation(cfg, out_dir / name, overwrite=overwrite, progress=progress).run()
+            tables.append(table.append_column("run", pa.array([name] * table.num_rows)))
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    pq.write_table(
+        pa.concat_tables(tables, promote_options="default"), out_dir / "comparison.parquet"
+    )
+    return [out_dir / name for name, _ in runs]
+
+
+def _connect_once(config: Config) -> bool:
+    """Start Ray once for all runs instead of once per run."""
+    if config.runtime.backend != "ray":
+        return False
+    from fslsage_ray.runtime.cluster import connect
+
+    return connect(config.runtime)
+
+
+__all__ = ["DEFAULT_METHODS", "parse_methods", "parse_sweep", "plan_runs", "run_comparison"]
