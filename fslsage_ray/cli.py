@@ -16,6 +16,7 @@ from pathlib import Path
 from fslsage_ray.config import Config, ConfigError, dump_config, load_config
 from fslsage_ray.data import DataError
 from fslsage_ray.models import ModelError
+from fslsage_ray.simulation import RunStopped
 
 QUICKSTART = "quickstart.yaml"
 
@@ -25,21 +26,29 @@ def default_config_path() -> Path:
     return Path(str(resources.files("fslsage_ray") / "presets" / QUICKSTART))
 
 
-def _config(args: argparse.Namespace) -> Config:
-    path = args.config or default_config_path()
+def _extra_overrides(args: argparse.Namespace) -> list[str]:
     overrides = list(args.overrides)
     if getattr(args, "backend", None):
         overrides.append(f"runtime.backend={args.backend}")
     if getattr(args, "address", None):
         overrides.append(f"runtime.address={args.address}")
-    return load_config(path, overrides)
+    return overrides
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config or default_config_path(), _extra_overrides(args))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from fslsage_ray.simulation import Simulation
 
-    config = _config(args)
-    sim = Simulation(config, run_dir=args.out, overwrite=args.overwrite, progress=not args.quiet)
+    if args.resume:
+        if args.config or args.out:
+            raise ConfigError("--resume continues a run folder's own config; drop --config/--out")
+        sim = Simulation.resume(args.resume, _extra_overrides(args), progress=not args.quiet)
+    else:
+        config = _config(args)
+        sim = Simulation(config, args.out, overwrite=args.overwrite, progress=not args.quiet)
     print(f"run folder: {sim.run_dir}", file=sys.stderr)
     table = sim.run()
     last = table.slice(table.num_rows - 1).to_pylist()[0]
@@ -158,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", choices=["ray", "inprocess"], help="shortcut for runtime.backend")
     run.add_argument("--address", help="attach to this Ray cluster (else RAY_ADDRESS or local)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
 
     plan = sub.add_parser("plan", help="bytes per round by message kind, without training")
     common(plan)
@@ -198,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except (ConfigError, DataError, ModelError) as exc:
+    except (ConfigError, DataError, ModelError, RunStopped) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `fslsage-ray plan --json | head`

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,7 +23,7 @@ from fslsage_ray.algorithms.base import PART_KINDS, Algorithm, ModelSizes, Parts
 from fslsage_ray.algorithms.ledger import GIB, Ledger, state_bytes
 from fslsage_ray.algorithms.phases import AlignPhase, LocalPhase
 from fslsage_ray.algorithms.registry import get_algorithm
-from fslsage_ray.config import Config
+from fslsage_ray.config import Config, config_to_dict, load_config
 from fslsage_ray.experiment import (
     WorldSpec,
     build_template,
@@ -31,9 +33,11 @@ from fslsage_ray.experiment import (
     shared_aux,
     world_spec,
 )
+from fslsage_ray.outputs.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from fslsage_ray.outputs.metrics import MetricsTable
 from fslsage_ray.outputs.progress import Progress
 from fslsage_ray.outputs.run_dir import (
+    CONFIG_FILE,
     METRICS_FILE,
     attach_log,
     check_run_dir,
@@ -41,7 +45,7 @@ from fslsage_ray.outputs.run_dir import (
     detach_log,
     prepare_run_dir,
 )
-from fslsage_ray.runtime.backend import Backend
+from fslsage_ray.runtime.backend import Backend, WorkerLost
 
 log = logging.getLogger("fslsage_ray")
 
@@ -96,18 +100,32 @@ class Simulation:
         overwrite: bool = False,
         progress: bool = True,
         write_outputs: bool = True,
+        resume: bool = False,
     ) -> None:
         self.config = config
         target = Path(run_dir) if run_dir is not None else default_run_dir(config)
-        if write_outputs:
+        self._resume_from: dict[str, Any] | None = None
+        if resume:
+            self._resume_from = load_checkpoint(target)
+            check_compatible(self._resume_from, config)
+        elif write_outputs:
             check_run_dir(target, overwrite)
         self.prepared = prepare(config)  # bad data or config fails here, before any Ray work
         self.run_dir: Path | None = None
         if write_outputs:
-            self.run_dir = prepare_run_dir(target, config, overwrite)
+            self.run_dir = target if resume else prepare_run_dir(target, config, overwrite)
         self.show_progress = progress
         self.algorithm: Algorithm = get_algorithm(config)
         self.metrics = MetricsTable()
+        self.restarts = 0
+
+    @classmethod
+    def resume(
+        cls, run_dir: str | Path, overrides: Sequence[str] = (), progress: bool = True
+    ) -> Simulation:
+        """Continue a run from its last checkpoint, exactly as if it had not stopped."""
+        config = load_config(Path(run_dir) / CONFIG_FILE, overrides)
+        return cls(config, run_dir, progress=progress, resume=True)
 
     def run(self) -> pa.Table:
         """Train for run.rounds rounds (or until run.max_gib); returns the metrics table."""
@@ -120,7 +138,12 @@ class Simulation:
             backend.start(p.world, p.train, p.test, p.parts)
             log.info("backend: %s", backend.describe())
             log.info("clients: %d, samples per client: %s", len(p.parts), p.client_sizes)
-            self._loop(backend, bar)
+            if self._resume_from is not None:
+                checkpoint = self._resume_from
+                log.info("resuming after round %d", checkpoint["round"])
+            else:
+                checkpoint = self._state(backend, -1, p.initial_parts)  # for recovery
+            self._loop(backend, bar, checkpoint)
         finally:
             bar.close()
             backend.close()
@@ -128,92 +151,153 @@ class Simulation:
                 detach_log(handler)
         return self.metrics.to_arrow()
 
-    def _loop(self, backend: Backend, bar: Progress) -> None:
-        cfg, p, algorithm = self.config, self.prepared, self.algorithm
-        m = len(p.parts)
+    # --- state ----------------------------------------------------------------------------
+    def _state(self, backend: Backend, round_done: int, global_parts: Parts) -> dict[str, Any]:
+        """Everything needed to continue after round `round_done` (-1: before round 0)."""
+        return {
+            "config": config_to_dict(self.config),
+            "round": round_done,
+            "global_parts": global_parts,
+            "metrics": [dict(r) for r in self.metrics.rows],
+            "backend": backend.snapshot(),
+        }
+
+    def _restore(self, backend: Backend, state: dict[str, Any], bar: Progress) -> tuple[int, Parts]:
+        backend.restore(state["backend"])
+        self.metrics.restore(state["metrics"])
+        bar.reset(len(self.metrics.rows))
+        return state["round"] + 1, state["global_parts"]
+
+    def _recover(self, backend: Backend, exc: WorkerLost, checkpoint, bar: Progress):
+        """Replace lost workers and redo everything since the last checkpoint."""
+        if self.restarts >= self.config.runtime.max_restarts:
+            if self.run_dir:  # the last good state, so that --resume has a starting point
+                save_checkpoint(self.run_dir, checkpoint)
+            raise RunStopped(
+                f"workers lost {self.restarts + 1} times (last: {exc}); completed rounds are in "
+                f"{self.run_dir}; continue with `fslsage-ray run --resume {self.run_dir}`"
+            ) from exc
+        self.restarts += 1
+        log.warning(
+            "worker lost (%s); restart %d/%d, redoing rounds after %d",
+            exc,
+            self.restarts,
+            self.config.runtime.max_restarts,
+            checkpoint["round"],
+        )
+        bar.phase("replacing lost workers")
+        backend.restart()
+        return self._restore(backend, checkpoint, bar)
+
+    # --- rounds ---------------------------------------------------------------------------
+    def _loop(self, backend: Backend, bar: Progress, checkpoint: dict[str, Any]) -> None:
+        cfg = self.config
+        t, global_parts = self._restore(backend, checkpoint, bar)
         num_batches = backend.num_batches()
-        expected = algorithm.expected_uploads(num_batches)
-        global_parts = p.initial_parts
-        ledger = Ledger()
-        started = time.perf_counter()
-        for t in range(cfg.run.rounds):
-            round_start = time.perf_counter()
-            for part, state in global_parts.items():
-                ledger.add(f"{PART_KINDS[part]}.down", state_bytes(state), times=m)
-            backend.start_round(global_parts, expected)
-            local_s = align_s = 0.0
-            align_results = {}
-            last_stop = 0
-            for phase in algorithm.round_phases(t):
-                t0 = time.perf_counter()
-                if isinstance(phase, LocalPhase):
-                    bar.phase(f"round {t}: local steps")
-                    self._run_local(backend, phase)
-                    last_stop = phase.stop if phase.stop is not None else max(num_batches.values())
-                    local_s += time.perf_counter() - t0
-                elif isinstance(phase, AlignPhase):
-                    bar.phase(f"round {t}: aligning {m} AMs")
-                    align_results = backend.align(last_stop)
-                    for result in align_results.values():
-                        ledger.add("aux_model.down", state_bytes(result.state))
-                    align_s += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            results, (server_loss, uploads) = backend.finish_round()
-            local_s += time.perf_counter() - t0
-            for r in results:
-                for part, state in r.parts.items():
-                    ledger.add(f"{PART_KINDS[part]}.up", state_bytes(state))
-                ledger.merge(r.bytes)
-            # Fixed client order: the average is bit-identical however clients were hosted.
-            weights = sample_weights([r.num_samples for r in results])
-            global_parts = {
-                part: weighted_average([r.parts[part] for r in results], weights)
-                for part in algorithm.shared_parts
-            }
-            t0 = time.perf_counter()
-            bar.phase(f"round {t}: evaluating")
-            eval_part = "full" if "full" in global_parts else "client"
-            test_acc, test_loss = backend.evaluate(global_parts[eval_part])
-            eval_s = time.perf_counter() - t0
-            steps = sum(r.steps for r in results)
-            row = {
-                "round": t,
-                "algorithm": algorithm.name,
-                "wall_s": time.perf_counter() - round_start,
-                "elapsed_s": time.perf_counter() - started,
-                "local_s": local_s,
-                "align_s": align_s,
-                "eval_s": eval_s,
-                "samples_per_s": sum(p.client_sizes) / local_s if local_s > 0 else 0.0,
-                "test_acc": test_acc,
-                "test_loss": test_loss,
-                "train_loss": server_loss,
-                "client_loss": sum(r.loss_sum for r in results) / steps if steps else float("nan"),
-                "uploads": uploads,
-                "aligned": bool(align_results),
-                "am_rel_error_before": _mean_or_nan(
-                    [r.rel_error_before for r in align_results.values()]
-                ),
-                "am_rel_error_after": _mean_or_nan(
-                    [r.rel_error_after for r in align_results.values()]
-                ),
-            }
-            full = self.metrics.add_round(row, ledger.close_round())
+        expected = self.algorithm.expected_uploads(num_batches)
+        while t < cfg.run.rounds:
+            try:
+                row, global_parts_next = self._round(
+                    backend, bar, t, global_parts, num_batches, expected
+                )
+            except WorkerLost as exc:
+                t, global_parts = self._recover(backend, exc, checkpoint, bar)
+                continue
+            global_parts = global_parts_next
             if self.run_dir:
                 self.metrics.write(self.run_dir / METRICS_FILE)
-            log.info(
-                "round %d acc %.4f loss %.4f GiB %.4f wall %.1fs (align %.1fs)",
-                t,
-                test_acc,
-                test_loss,
-                full["comm_gib_cum"],
-                full["wall_s"],
-                align_s,
+            bar.update(row)
+            done = t + 1 >= cfg.run.rounds or (
+                cfg.run.max_gib is not None and row["comm_bytes_cum"] >= cfg.run.max_gib * GIB
             )
-            bar.update(full)
-            if cfg.run.max_gib is not None and full["comm_bytes_cum"] >= cfg.run.max_gib * GIB:
+            every = cfg.run.checkpoint_every
+            if (every and (t + 1) % every == 0) or (done and every):
+                checkpoint = self._state(backend, t, global_parts)
+                if self.run_dir:
+                    save_checkpoint(self.run_dir, checkpoint)
+            if done and t + 1 < cfg.run.rounds:
                 log.info("communication budget of %s GiB spent after round %d", cfg.run.max_gib, t)
+            if done:
                 break
+            t += 1
+
+    def _round(self, backend, bar, t, global_parts, num_batches, expected):
+        """One round: local work, alignment if due, aggregation, evaluation, ledger."""
+        p, algorithm = self.prepared, self.algorithm
+        m = len(p.parts)
+        ledger = Ledger()
+        round_start = time.perf_counter()
+        for part, state in global_parts.items():
+            ledger.add(f"{PART_KINDS[part]}.down", state_bytes(state), times=m)
+        backend.start_round(global_parts, expected)
+        local_s = align_s = 0.0
+        align_results = {}
+        last_stop = 0
+        for phase in algorithm.round_phases(t):
+            t0 = time.perf_counter()
+            if isinstance(phase, LocalPhase):
+                bar.phase(f"round {t}: local steps")
+                self._run_local(backend, phase)
+                last_stop = phase.stop if phase.stop is not None else max(num_batches.values())
+                local_s += time.perf_counter() - t0
+            elif isinstance(phase, AlignPhase):
+                bar.phase(f"round {t}: aligning {m} AMs")
+                align_results = backend.align(last_stop)
+                for result in align_results.values():
+                    ledger.add("aux_model.down", state_bytes(result.state))
+                align_s += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        results, (server_loss, uploads) = backend.finish_round()
+        local_s += time.perf_counter() - t0
+        for r in results:
+            for part, state in r.parts.items():
+                ledger.add(f"{PART_KINDS[part]}.up", state_bytes(state))
+            ledger.merge(r.bytes)
+        # Fixed client order: the average is bit-identical however clients were hosted.
+        weights = sample_weights([r.num_samples for r in results])
+        new_parts = {
+            part: weighted_average([r.parts[part] for r in results], weights)
+            for part in algorithm.shared_parts
+        }
+        t0 = time.perf_counter()
+        bar.phase(f"round {t}: evaluating")
+        eval_part = "full" if "full" in new_parts else "client"
+        test_acc, test_loss = backend.evaluate(new_parts[eval_part])
+        eval_s = time.perf_counter() - t0
+        steps = sum(r.steps for r in results)
+        wall_s = time.perf_counter() - round_start
+        previous = self.metrics.rows[-1]["elapsed_s"] if self.metrics.rows else 0.0
+        row = {
+            "round": t,
+            "algorithm": algorithm.name,
+            "wall_s": wall_s,
+            "elapsed_s": previous + wall_s,
+            "local_s": local_s,
+            "align_s": align_s,
+            "eval_s": eval_s,
+            "samples_per_s": sum(p.client_sizes) / local_s if local_s > 0 else 0.0,
+            "test_acc": test_acc,
+            "test_loss": test_loss,
+            "train_loss": server_loss,
+            "client_loss": sum(r.loss_sum for r in results) / steps if steps else float("nan"),
+            "uploads": uploads,
+            "aligned": bool(align_results),
+            "am_rel_error_before": _mean_or_nan(
+                [r.rel_error_before for r in align_results.values()]
+            ),
+            "am_rel_error_after": _mean_or_nan([r.rel_error_after for r in align_results.values()]),
+        }
+        full = self.metrics.add_round(row, ledger.close_round())
+        log.info(
+            "round %d acc %.4f loss %.4f GiB %.4f wall %.1fs (align %.1fs)",
+            t,
+            test_acc,
+            test_loss,
+            full["comm_gib_cum"],
+            wall_s,
+            align_s,
+        )
+        return full, new_parts
 
     def _run_local(self, backend: Backend, phase: LocalPhase) -> None:
         if not self.algorithm.sequential_clients:
@@ -221,6 +305,10 @@ class Simulation:
             return
         for cid in range(len(self.prepared.parts)):  # clients take turns, in id order
             backend.run_local(phase.start, phase.stop, only=[cid])
+
+
+class RunStopped(RuntimeError):
+    """The run cannot go on here; its folder holds a checkpoint to resume from."""
 
 
 def _mean_or_nan(values: list[float]) -> float:

@@ -11,7 +11,7 @@ import copy
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from torch import nn
 
 from fslsage_ray.algorithms.client_view import ClientView, batch_sizes
 from fslsage_ray.algorithms.phases import LocalPhase, Phase
+from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
 from fslsage_ray.config.schema import Config, OptimConfig
 from fslsage_ray.models import SplitModel
 
@@ -96,6 +97,21 @@ class Client(ABC):
     def load_aux(self, state: Mapping[str, torch.Tensor]) -> None:
         raise NotImplementedError(f"{type(self).__name__} receives no auxiliary model")
 
+    # Every client keeps `model`, `optimizer`, and, where it has one, `aux`.
+    def snapshot(self) -> dict[str, Any]:
+        """Everything this client carries between rounds (optimizer moments, AM, RNG)."""
+        snap = snapshot_pair(self.model, self.optimizer)
+        if getattr(self, "aux", None) is not None:
+            snap["aux"] = to_cpu(self.aux.state_dict())
+        snap["generator"] = self.generator.get_state()
+        return snap
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        restore_pair(snap, self.model, self.optimizer)
+        if "aux" in snap:
+            self.aux.load_state_dict(snap["aux"])
+        self.generator.set_state(snap["generator"])
+
     def charge_upload(self, smashed: np.ndarray, labels: np.ndarray) -> None:
         self.stats.charge("smashed.up", smashed.nbytes)
         if self.config.run.count_labels:
@@ -121,6 +137,13 @@ class Server(ABC):
     @abstractmethod
     def eval_head(self) -> nn.Module:
         """What follows the client part at test time."""
+
+    @abstractmethod
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the server carries between rounds (models, optimizers, buffers)."""
+
+    @abstractmethod
+    def restore(self, snap: Mapping[str, Any]) -> None: ...
 
     def record_loss(self, loss: float) -> None:
         self.loss_sum += loss

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ from fslsage_ray.algorithms.gradients import (
     true_cut_gradient,
 )
 from fslsage_ray.algorithms.phases import AlignPhase, LocalPhase, Phase
+from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
 from fslsage_ray.config.schema import AlgorithmConfig, Config
 
 
@@ -195,6 +197,20 @@ class FslSageServer(Server):
 
     def eval_head(self) -> nn.Module:
         return self.model
+
+    def snapshot(self) -> dict[str, Any]:
+        snap = snapshot_pair(self.model, self.optimizer)
+        snap["aux"] = {c: snapshot_pair(self.aux[c], self.aux_optim[c]) for c in self.aux}
+        snap["buffers"] = {c: to_cpu(vars(b)) for c, b in self.buffers.items()}
+        return snap
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        restore_pair(snap, self.model, self.optimizer)
+        for cid in self.aux:
+            restore_pair(snap["aux"][cid], self.aux[cid], self.aux_optim[cid])
+            buf = self.buffers[cid]
+            for key, value in snap["buffers"][cid].items():
+                setattr(buf, key, value.to(self.device) if torch.is_tensor(value) else value)
 
 
 def is_alignment_round(round_idx: int, alg: AlgorithmConfig) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ from torch import nn
 
 from fslsage_ray.algorithms.aggregate import sample_weights, weighted_average
 from fslsage_ray.algorithms.base import Server, adam
+from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
 from fslsage_ray.config.schema import Config
 
 
@@ -44,6 +46,12 @@ class NoServer(Server):
     def eval_head(self) -> nn.Module:
         return nn.Identity()
 
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        pass
+
 
 class SingleServer(Server):
     """One server model stepped by every upload (SplitFed-SS, CSE-FSL)."""
@@ -65,6 +73,12 @@ class SingleServer(Server):
 
     def eval_head(self) -> nn.Module:
         return self.model
+
+    def snapshot(self) -> dict[str, Any]:
+        return snapshot_pair(self.model, self.optimizer)
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        restore_pair(snap, self.model, self.optimizer)
 
 
 class ServerCopies(Server):
@@ -114,3 +128,14 @@ class ServerCopies(Server):
 
     def eval_head(self) -> nn.Module:
         return self.average
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "average": to_cpu(self.average.state_dict()),
+            "copies": {c: snapshot_pair(self.copies[c], self.optimizers[c]) for c in self.cids},
+        }
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        self.average.load_state_dict(snap["average"])
+        for cid in self.cids:
+            restore_pair(snap["copies"][cid], self.copies[cid], self.optimizers[cid])

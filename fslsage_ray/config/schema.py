@@ -138,6 +138,8 @@ class RuntimeConfig:
     upload_order: str = "deterministic"  # or "arrival": faster, not reproducible
     max_inflight_uploads: int = 8  # back-pressure: a client host waits beyond this many
     dashboard: bool = False
+    call_timeout_s: float = 3600.0  # an actor silent this long counts as lost
+    max_restarts: int = 3  # lost workers replaced this many times before the run stops
 
     def __post_init__(self) -> None:
         _require(self.backend in BACKENDS, f"runtime.backend must be one of {BACKENDS}")
@@ -166,6 +168,8 @@ class RuntimeConfig:
             f"runtime.local_num_gpus must be >= 0, got {self.local_num_gpus}",
         )
         _require(self.max_inflight_uploads >= 1, "runtime.max_inflight_uploads must be >= 1")
+        _require(self.call_timeout_s > 0, "runtime.call_timeout_s must be > 0")
+        _require(self.max_restarts >= 0, "runtime.max_restarts must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -177,12 +181,14 @@ class RunConfig:
     max_gib: float | None = None  # stop once this much communication is spent
     count_labels: bool = False  # count uploaded labels in the ledger (the paper does not)
     eval_batch_size: int = 1000
+    checkpoint_every: int = 10  # rounds between checkpoints (0: never); resume continues exactly
 
     def __post_init__(self) -> None:
         _require(self.rounds >= 1, f"run.rounds must be >= 1, got {self.rounds}")
         _require(self.seed >= 0, f"run.seed must be >= 0, got {self.seed}")
         _require(self.max_gib is None or self.max_gib > 0, "run.max_gib must be > 0")
         _require(self.eval_batch_size >= 1, "run.eval_batch_size must be >= 1")
+        _require(self.checkpoint_every >= 0, "run.checkpoint_every must be >= 0 (0: never)")
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,11 @@ class MetricsTable:
         self.rows.append(full)
         return full
 
+    def restore(self, rows: list[dict[str, Any]]) -> None:
+        """Continue from earlier rows (a checkpoint's), dropping any later ones."""
+        self.rows = [dict(r) for r in rows]
+        self.comm_bytes_cum = self.rows[-1]["comm_bytes_cum"] if self.rows else 0
+
     def to_arrow(self) -> pa.Table:
         return pa.Table.from_pylist(self.rows)
 

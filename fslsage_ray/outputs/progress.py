@@ -25,5 +25,10 @@ class Progress:
         )
         self.bar.update(1)
 
+    def reset(self, rounds_done: int) -> None:
+        """After a resume or a recovery: show the rounds already done."""
+        self.bar.n = rounds_done
+        self.bar.refresh()
+
     def close(self) -> None:
         self.bar.close()

@@ -71,6 +71,12 @@ class ClientActor:
     def finish_round(self) -> list[ClientResult]:
         return self.host.finish_round()
 
+    def snapshot(self) -> dict:
+        return self.host.snapshot()
+
+    def restore(self, snaps: dict) -> None:
+        self.host.restore(snaps)
+
 
 @ray.remote
 class ServerActor:
@@ -126,3 +132,9 @@ class ServerActor:
 
     async def end_round(self) -> tuple[float, int]:
         return self.host.end_round()
+
+    async def snapshot(self) -> dict:
+        return self.host.snapshot()
+
+    async def restore(self, snap: dict) -> None:
+        self.host.restore(snap)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +19,10 @@ from fslsage_ray.experiment import WorldSpec
 from fslsage_ray.runtime.client_host import ClientResult
 
 Key = tuple[int, int]
+
+
+class WorkerLost(RuntimeError):
+    """A worker died or stopped answering; the round's work must be redone elsewhere."""
 
 
 class Backend(ABC):
@@ -54,6 +59,18 @@ class Backend(ABC):
     @abstractmethod
     def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> tuple[float, float]:
         """Test accuracy and loss of the given client model with the current server model."""
+
+    @abstractmethod
+    def snapshot(self) -> dict[str, Any]:
+        """{"clients": {cid: state}, "server": state} at a round boundary."""
+
+    @abstractmethod
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        """Put every client and the server back to a snapshot."""
+
+    def restart(self) -> None:
+        """Replace lost workers with fresh ones (state comes from a following restore)."""
+        raise WorkerLost(f"{self.describe()} cannot replace lost workers")
 
     def describe(self) -> str:
         return type(self).__name__

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,6 +80,13 @@ class ClientHost:
         for cid, state in states.items():
             if cid in self.clients:
                 self.clients[cid].load_aux(state)
+
+    def snapshot(self) -> dict[int, dict[str, Any]]:
+        return {cid: c.snapshot() for cid, c in self.clients.items()}
+
+    def restore(self, snaps: Mapping[int, Mapping[str, Any]]) -> None:
+        for cid, client in self.clients.items():
+            client.restore(snaps[cid])
 
     def finish_round(self) -> list[ClientResult]:
         return [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,6 +71,13 @@ class InProcessBackend(Backend):
 
     def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> tuple[float, float]:
         return self.server.evaluate(client_state)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"clients": self.host.snapshot(), "server": self.server.snapshot()}
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        self.host.restore(snap["clients"])
+        self.server.restore(snap["server"])
 
     def describe(self) -> str:
         return "in-process (no Ray)"

@@ -1,11 +1,17 @@
-"""Runs the rounds on Ray: client actors sized to the cluster, one async server actor."""
+"""Runs the rounds on Ray: client actors sized to the cluster, one async server actor.
+
+Every wait on an actor has a timeout; a dead or silent actor surfaces as WorkerLost, and
+`restart` replaces every actor (the coordinator then restores their state from a snapshot).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import ray
+import ray.exceptions
 import torch
 
 from fslsage_ray.algorithms.base import State
@@ -13,14 +19,13 @@ from fslsage_ray.algorithms.fsl_sage import AlignResult
 from fslsage_ray.config.schema import ConfigError
 from fslsage_ray.experiment import WorldSpec
 from fslsage_ray.runtime.actors import ClientActor, ServerActor
-from fslsage_ray.runtime.backend import Backend, Key
+from fslsage_ray.runtime.backend import Backend, Key, WorkerLost
 from fslsage_ray.runtime.client_host import ClientResult
 from fslsage_ray.runtime.cluster import cluster_resources, connect
 from fslsage_ray.runtime.placement import ActorPlan, plan_actors
 
-# Generous: a phase can hold a whole local epoch of a slow client before the last upload.
-UPLOAD_TIMEOUT_S = 3600.0
 STARTUP_TIMEOUT_S = 300.0
+_LOST = (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError)
 
 
 def _options(request: dict[str, float]) -> dict[str, float]:
@@ -33,19 +38,30 @@ class RayBackend(Backend):
         self.plan: ActorPlan | None = None
         self.server = None
         self.actors: list = []
+        self.timeout_s = 3600.0
 
+    # --- life cycle ---------------------------------------------------------------------
     def start(self, world: WorldSpec, train, test, parts: Sequence[np.ndarray]) -> None:
         runtime = world.config.runtime
+        self.timeout_s = runtime.call_timeout_s
         self.started_ray = connect(runtime)
         self.plan = plan_actors(runtime, len(parts), cluster_resources())
-        # The arrays go to the object store once; every actor reads them zero-copy.
-        images_ref, labels_ref = ray.put(train[0]), ray.put(train[1])
+        # The arrays go to the object store once; every actor (and any replacement) reads
+        # them zero-copy.
+        self._world = world
+        self._parts = list(parts)
+        self._refs = [ray.put(a) for a in (train[0], train[1], test[0], test[1])]
+        self._create_actors()
+
+    def _create_actors(self) -> None:
+        images, labels, test_images, test_labels = self._refs
+        sizes = {c: len(p) for c, p in enumerate(self._parts)}
         self.server = ServerActor.options(**_options(self.plan.server_request)).remote(
-            world, ray.put(test[0]), ray.put(test[1]), {c: len(p) for c, p in enumerate(parts)}
+            self._world, test_images, test_labels, sizes
         )
         self.actors = [
             ClientActor.options(**_options(self.plan.actor_request)).remote(
-                world, images_ref, labels_ref, {cid: parts[cid] for cid in group}, self.server
+                self._world, images, labels, {c: self._parts[c] for c in group}, self.server
             )
             for group in self.plan.groups
         ]
@@ -58,34 +74,62 @@ class RayBackend(Backend):
             )
         ray.get(ready)
 
+    def restart(self) -> None:
+        self._kill_actors()
+        self._create_actors()
+
+    def _kill_actors(self) -> None:
+        for handle in [*self.actors, self.server]:
+            if handle is not None:
+                try:
+                    ray.kill(handle)
+                except ray.exceptions.RayError:
+                    pass  # already gone
+        self.actors, self.server = [], None
+
+    def close(self) -> None:
+        self._kill_actors()
+        if self.started_ray and ray.is_initialized():
+            ray.shutdown()
+        self.started_ray = False
+
+    def _get(self, refs):
+        try:
+            return ray.get(refs, timeout=self.timeout_s)
+        except _LOST as exc:
+            raise WorkerLost(f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+        except ray.exceptions.RayTaskError as exc:
+            # A client actor that was waiting on the server when the server died.
+            if isinstance(exc.cause, _LOST):
+                raise WorkerLost(f"{type(exc.cause).__name__} inside {exc.function_name}") from exc
+            raise
+
+    # --- rounds -------------------------------------------------------------------------
     def num_batches(self) -> dict[int, int]:
         merged: dict[int, int] = {}
-        for part in ray.get([a.num_batches.remote() for a in self.actors]):
+        for part in self._get([a.num_batches.remote() for a in self.actors]):
             merged.update(part)
         return merged
 
     def start_round(self, parts: Mapping[str, State], expected: Sequence[Key] | None) -> None:
         parts_ref = ray.put(dict(parts))  # once in the object store, read by every actor
-        ray.get(self.server.begin_round.remote(None if expected is None else list(expected)))
-        ray.get([a.start_round.remote(parts_ref) for a in self.actors])
+        self._get(self.server.begin_round.remote(None if expected is None else list(expected)))
+        self._get([a.start_round.remote(parts_ref) for a in self.actors])
 
     def run_local(self, start: int, stop: int | None, only: Sequence[int] | None = None) -> None:
-        if only is None:
-            ray.get([a.run_local.remote(start, stop) for a in self.actors])
-            return
-        chosen = set(only)
-        ray.get(
+        chosen = None if only is None else set(only)
+        self._get(
             [
-                actor.run_local.remote(start, stop, [c for c in group if c in chosen])
+                actor.run_local.remote(start, stop, None if chosen is None else sorted(chosen))
                 for actor, group in zip(self.actors, self.plan.groups, strict=True)
-                if chosen.intersection(group)
+                if chosen is None or chosen.intersection(group)
             ]
         )
 
     def align(self, it_limit: int) -> dict[int, AlignResult]:
-        ray.get(self.server.wait_processed.remote(it_limit, UPLOAD_TIMEOUT_S))
-        results: dict[int, AlignResult] = ray.get(self.server.align_all.remote())
-        ray.get(
+        self._get(self.server.wait_processed.remote(it_limit, self.timeout_s))
+        results: dict[int, AlignResult] = self._get(self.server.align_all.remote())
+        self._get(
             [
                 actor.load_aux.remote({cid: results[cid].state for cid in group})
                 for actor, group in zip(self.actors, self.plan.groups, strict=True)
@@ -94,23 +138,31 @@ class RayBackend(Backend):
         return results
 
     def finish_round(self) -> tuple[list[ClientResult], tuple[float, int]]:
-        ray.get(self.server.wait_processed.remote(None, UPLOAD_TIMEOUT_S))
-        stats = ray.get(self.server.end_round.remote())
-        per_actor = ray.get([a.finish_round.remote() for a in self.actors])
+        self._get(self.server.wait_processed.remote(None, self.timeout_s))
+        stats = self._get(self.server.end_round.remote())
+        per_actor = self._get([a.finish_round.remote() for a in self.actors])
         results = [r for part in per_actor for r in part]
         return sorted(results, key=lambda r: r.cid), stats
 
     def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> tuple[float, float]:
-        return ray.get(self.server.evaluate.remote(dict(client_state)))
+        return self._get(self.server.evaluate.remote(dict(client_state)))
+
+    # --- state --------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        clients: dict[int, Any] = {}
+        for part in self._get([a.snapshot.remote() for a in self.actors]):
+            clients.update(part)
+        return {"clients": clients, "server": self._get(self.server.snapshot.remote())}
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        clients = snap["clients"]
+        self._get(
+            [
+                actor.restore.remote({cid: clients[cid] for cid in group})
+                for actor, group in zip(self.actors, self.plan.groups, strict=True)
+            ]
+            + [self.server.restore.remote(snap["server"])]
+        )
 
     def describe(self) -> str:
         return f"ray: {self.plan.describe()}" if self.plan else "ray (not started)"
-
-    def close(self) -> None:
-        for handle in [*self.actors, self.server]:
-            if handle is not None:
-                ray.kill(handle)
-        self.actors, self.server = [], None
-        if self.started_ray and ray.is_initialized():
-            ray.shutdown()
-        self.started_ray = False

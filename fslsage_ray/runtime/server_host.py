@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -101,6 +102,15 @@ class ServerHost:
         """Round-end server work; returns (mean server loss, uploads) of the round."""
         self.server.end_round()
         return self.server.take_round_stats()
+
+    def snapshot(self) -> dict[str, Any]:
+        if self._pending:
+            raise UploadOrderError("cannot snapshot the server with uploads still pending")
+        return self.server.snapshot()
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        self._pending.clear()
+        self.server.restore(snap)
 
     def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> tuple[float, float]:
         self.eval_client.load_state_dict(client_state)
