@@ -57,7 +57,7 @@ def make_backend(config: Config) -> Backend:
         return InProcessBackend()
     from fslsage_ray.runtime.ray_backend import RayBackend
 
-    return RayBackend()
+    return RayBackend(config.runtime)
 
 
 @dataclass
@@ -111,6 +111,12 @@ class Simulation:
         elif write_outputs:
             check_run_dir(target, overwrite)
         self.prepared = prepare(config)  # bad data or config fails here, before any Ray work
+        self.backend = make_backend(config)
+        try:  # resources the cluster can never provide: an error now, not a pending actor
+            self.backend.validate(len(self.prepared.parts))
+        except BaseException:
+            self.backend.close()
+            raise
         self.run_dir: Path | None = None
         if write_outputs:
             self.run_dir = target if resume else prepare_run_dir(target, config, overwrite)
@@ -130,7 +136,7 @@ class Simulation:
     def run(self) -> pa.Table:
         """Train for run.rounds rounds (or until run.max_gib); returns the metrics table."""
         handler = attach_log(self.run_dir) if self.run_dir else None
-        backend = make_backend(self.config)
+        backend = self.backend
         bar = Progress(self.config.run.rounds, self.config.run.name, self.show_progress)
         try:
             p = self.prepared

@@ -36,6 +36,9 @@ class Backend(ABC):
     ) -> None:
         """Create the clients (all of them, with their data indices) and the server."""
 
+    def validate(self, num_clients: int) -> None:  # noqa: B027 - optional hook
+        """Refuse, before any run folder or actor exists, what can never run here."""
+
     @abstractmethod
     def num_batches(self) -> dict[int, int]:
         """Local iterations per client this round, K_i."""

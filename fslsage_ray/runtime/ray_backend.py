@@ -16,7 +16,7 @@ import torch
 
 from fslsage_ray.algorithms.base import State
 from fslsage_ray.algorithms.fsl_sage import AlignResult
-from fslsage_ray.config.schema import ConfigError
+from fslsage_ray.config.schema import ConfigError, RuntimeConfig
 from fslsage_ray.experiment import WorldSpec
 from fslsage_ray.runtime.actors import ClientActor, ServerActor
 from fslsage_ray.runtime.backend import Backend, Key, WorkerLost
@@ -33,19 +33,22 @@ def _options(request: dict[str, float]) -> dict[str, float]:
 
 
 class RayBackend(Backend):
-    def __init__(self) -> None:
+    # --- life cycle ---------------------------------------------------------------------
+    def __init__(self, runtime: RuntimeConfig) -> None:
+        self.runtime = runtime
         self.started_ray = False
         self.plan: ActorPlan | None = None
         self.server = None
         self.actors: list = []
-        self.timeout_s = 3600.0
-
-    # --- life cycle ---------------------------------------------------------------------
-    def start(self, world: WorldSpec, train, test, parts: Sequence[np.ndarray]) -> None:
-        runtime = world.config.runtime
         self.timeout_s = runtime.call_timeout_s
-        self.started_ray = connect(runtime)
-        self.plan = plan_actors(runtime, len(parts), cluster_resources())
+
+    def validate(self, num_clients: int) -> None:
+        self.started_ray = connect(self.runtime) or self.started_ray
+        self.plan = plan_actors(self.runtime, num_clients, cluster_resources())
+
+    def start(self, world: WorldSpec, train, test, parts: Sequence[np.ndarray]) -> None:
+        if self.plan is None:
+            self.validate(len(parts))
         # The arrays go to the object store once; every actor (and any replacement) reads
         # them zero-copy.
         self._world = world

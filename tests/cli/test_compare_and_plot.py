@@ -9,14 +9,30 @@ from fslsage_ray.cli import main
 from fslsage_ray.compare import parse_methods, parse_sweep, plan_runs
 from fslsage_ray.config import ConfigError, load_config
 
-QUICK = ["runtime.backend=inprocess", "run.rounds=2", "algorithm.num_clients=4",
-         "data.train_subset=400", "algorithm.align_epochs=5"]
+QUICK = [
+    "runtime.backend=inprocess",
+    "run.rounds=2",
+    "algorithm.num_clients=4",
+    "data.train_subset=400",
+    "algorithm.align_epochs=5",
+]
 
 
 def test_compare_writes_runs_table_figures_and_summary(tmp_path, capsys):
     out = tmp_path / "cmp"
-    code = main(["compare", "--quiet", "--out", str(out), "--methods", "fsl_sage,fedavg,sflv2",
-                 "--target", "0.5", *QUICK])
+    code = main(
+        [
+            "compare",
+            "--quiet",
+            "--out",
+            str(out),
+            "--methods",
+            "fsl_sage,fedavg,sflv2",
+            "--target",
+            "0.5",
+            *QUICK,
+        ]
+    )
     assert code == 0
     table = pq.read_table(out / "comparison.parquet").to_pylist()
     assert sorted({r["run"] for r in table}) == ["fedavg", "fsl_sage", "sflv2"]
@@ -36,7 +52,10 @@ def test_sweep_names_one_run_per_method_and_value():
     config = load_config(None, ["data.partition=dirichlet"])
     runs = plan_runs(config, ["fsl_sage", "cse_fsl"], parse_sweep("data.alpha=1,100"))
     assert [name for name, _ in runs] == [
-        "fsl_sage-alpha1", "cse_fsl-alpha1", "fsl_sage-alpha100", "cse_fsl-alpha100"
+        "fsl_sage-alpha1",
+        "cse_fsl-alpha1",
+        "fsl_sage-alpha100",
+        "cse_fsl-alpha100",
     ]
     assert runs[2][1].data.alpha == 100.0 and runs[2][1].algorithm.name == "fsl_sage"
 

@@ -37,10 +37,10 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.chdir(tmp_path)
-    assert not ray.is_initialized()
 
 
 def _refused(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
+    ray_before = ray.is_initialized()  # another test's session Ray may already be up
     code = main(argv)
     err = capsys.readouterr().err
     assert code == 2, err
@@ -49,7 +49,7 @@ def _refused(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str)
     assert lines[0].startswith("error: ")
     for needle in needles:
         assert needle in lines[0]
-    assert not ray.is_initialized()
+    assert ray.is_initialized() == ray_before, "a refused command must not start Ray"
     return lines[0]
 
 
@@ -101,6 +101,7 @@ def test_non_empty_out_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_plan_json_default(capsys: pytest.CaptureFixture[str]) -> None:
+    ray_before = ray.is_initialized()
     assert main(["plan", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["algorithm"] == "fsl_sage"
@@ -108,7 +109,7 @@ def test_plan_json_default(capsys: pytest.CaptureFixture[str]) -> None:
     for t, row in enumerate(plan["rounds"]):
         assert row["round"] == t
         assert row["total"] == sum(row["bytes"].values()) > 0
-    assert not ray.is_initialized()
+    assert ray.is_initialized() == ray_before
 
 
 def test_plan_cifar_does_not_decode(
