@@ -10,6 +10,7 @@ from typing import Any
 
 from fslsage_ray.algorithms.base import ModelSizes
 from fslsage_ray.algorithms.ledger import GIB
+from fslsage_ray.algorithms.participation import participants
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.config import Config
 
@@ -21,8 +22,10 @@ def plan_rounds(
     algorithm = get_algorithm(config)
     out = []
     cumulative = 0
+    alg = config.algorithm
     for t in range(rounds):
-        counts = algorithm.plan_round_bytes(t, client_sizes, sizes)
+        chosen = participants(t, len(client_sizes), alg.clients_per_round, config.run.seed)
+        counts = algorithm.plan_round_bytes(t, [client_sizes[c] for c in chosen], sizes)
         total = sum(counts.values())
         cumulative += total
         out.append(

@@ -21,6 +21,7 @@ import pyarrow as pa
 from fslsage_ray.algorithms.aggregate import sample_weights, weighted_average
 from fslsage_ray.algorithms.base import PART_KINDS, Algorithm, ModelSizes, Parts
 from fslsage_ray.algorithms.ledger import GIB, Ledger, state_bytes
+from fslsage_ray.algorithms.participation import participants
 from fslsage_ray.algorithms.phases import AlignPhase, LocalPhase
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.config import Config, config_to_dict, load_config
@@ -200,12 +201,9 @@ class Simulation:
         cfg = self.config
         t, global_parts = self._restore(backend, checkpoint, bar)
         num_batches = backend.num_batches()
-        expected = self.algorithm.expected_uploads(num_batches)
         while t < cfg.run.rounds:
             try:
-                row, global_parts_next = self._round(
-                    backend, bar, t, global_parts, num_batches, expected
-                )
+                row, global_parts_next = self._round(backend, bar, t, global_parts, num_batches)
             except WorkerLost as exc:
                 t, global_parts = self._recover(backend, exc, checkpoint, bar)
                 continue
@@ -227,15 +225,18 @@ class Simulation:
                 break
             t += 1
 
-    def _round(self, backend, bar, t, global_parts, num_batches, expected):
+    def _round(self, backend, bar, t, global_parts, num_batches):
         """One round: local work, alignment if due, aggregation, evaluation, ledger."""
-        p, algorithm = self.prepared, self.algorithm
-        m = len(p.parts)
+        p, algorithm, alg = self.prepared, self.algorithm, self.config.algorithm
+        chosen = participants(t, len(p.parts), alg.clients_per_round, self.config.run.seed)
+        self._participants = chosen
+        m = len(chosen)
+        expected = algorithm.expected_uploads({c: num_batches[c] for c in chosen})
         ledger = Ledger()
         round_start = time.perf_counter()
         for part, state in global_parts.items():
             ledger.add(f"{PART_KINDS[part]}.down", state_bytes(state), times=m)
-        backend.start_round(global_parts, expected)
+        backend.start_round(global_parts, expected, chosen)
         local_s = align_s = 0.0
         align_results = {}
         last_stop = 0
@@ -253,7 +254,7 @@ class Simulation:
                     ledger.add("aux_model.down", state_bytes(result.state))
                 align_s += time.perf_counter() - t0
         t0 = time.perf_counter()
-        results, (server_loss, uploads) = backend.finish_round()
+        results, server = backend.finish_round()
         local_s += time.perf_counter() - t0
         for r in results:
             for part, state in r.parts.items():
@@ -281,12 +282,16 @@ class Simulation:
             "local_s": local_s,
             "align_s": align_s,
             "eval_s": eval_s,
-            "samples_per_s": sum(p.client_sizes) / local_s if local_s > 0 else 0.0,
+            "samples_per_s": sum(r.num_samples for r in results) / local_s if local_s else 0.0,
             "test_acc": test_acc,
             "test_loss": test_loss,
-            "train_loss": server_loss,
+            "train_loss": server.mean_loss,
             "client_loss": sum(r.loss_sum for r in results) / steps if steps else float("nan"),
-            "uploads": uploads,
+            "uploads": server.uploads,
+            "participants": m,
+            "client_busy_s": sum(r.busy_s for r in results),
+            "server_busy_s": server.busy_s,
+            "server_busy_frac": server.busy_s / wall_s if wall_s > 0 else 0.0,
             "aligned": bool(align_results),
             "am_rel_error_before": _mean_or_nan(
                 [r.rel_error_before for r in align_results.values()]
@@ -309,7 +314,7 @@ class Simulation:
         if not self.algorithm.sequential_clients:
             backend.run_local(phase.start, phase.stop)
             return
-        for cid in range(len(self.prepared.parts)):  # clients take turns, in id order
+        for cid in self._participants:  # clients take turns, in id order
             backend.run_local(phase.start, phase.stop, only=[cid])
 
 

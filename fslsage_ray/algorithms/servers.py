@@ -101,7 +101,8 @@ class ServerCopies(Server):
         self.returns_gradients = returns_gradients
         self.average = model.to(device)
         self.cids = sorted(client_sizes)
-        self.weights = sample_weights([client_sizes[c] for c in self.cids])
+        self.sizes = dict(client_sizes)
+        self.touched: set[int] = set()
         self.copies = {cid: copy.deepcopy(self.average) for cid in self.cids}
         o = config.optim
         self.optimizers = {
@@ -109,6 +110,7 @@ class ServerCopies(Server):
         }
 
     def process_upload(self, cid, smashed, labels):
+        self.touched.add(cid)
         loss, grad = server_step(
             self.copies[cid],
             self.optimizers[cid],
@@ -121,7 +123,13 @@ class ServerCopies(Server):
         return grad
 
     def end_round(self) -> None:
-        state = weighted_average([self.copies[c].state_dict() for c in self.cids], self.weights)
+        """Average the copies that trained this round (all of them unless clients sampled)."""
+        trained = [c for c in self.cids if c in self.touched]
+        self.touched = set()
+        if not trained:
+            return
+        weights = sample_weights([self.sizes[c] for c in trained])
+        state = weighted_average([self.copies[c].state_dict() for c in trained], weights)
         self.average.load_state_dict(state)
         for model in self.copies.values():
             model.load_state_dict(state)

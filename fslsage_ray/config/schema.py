@@ -98,6 +98,7 @@ class AlgorithmConfig:
     align_batch_size: int = 1000
     buffer_size: int = 1000  # newest samples kept per client for alignment (FIFO)
     lazy: bool = False  # align to gradients stored at upload instead of recomputing them
+    clients_per_round: int | float | None = None  # None: all; int: a count; float: a fraction
 
     def __post_init__(self) -> None:
         _require(
@@ -118,6 +119,14 @@ class AlgorithmConfig:
         _require(self.align_epochs >= 0, "algorithm.align_epochs must be >= 0")
         _require(self.align_batch_size >= 1, "algorithm.align_batch_size must be >= 1")
         _require(self.buffer_size >= 1, "algorithm.buffer_size must be >= 1")
+        k = self.clients_per_round
+        _require(
+            k is None
+            or (isinstance(k, int) and 1 <= k <= self.num_clients)
+            or (isinstance(k, float) and 0 < k <= 1),
+            "algorithm.clients_per_round must be a count in [1, num_clients] or a fraction in "
+            f"(0, 1], got {k!r}",
+        )
 
 
 @dataclass(frozen=True)

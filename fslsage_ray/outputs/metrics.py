@@ -13,7 +13,17 @@ import pyarrow.parquet as pq
 from fslsage_ray.algorithms.ledger import GIB, KINDS, column_name
 
 # Columns that measure time, not learning: excluded when comparing runs for equality.
-TIMING_COLUMNS = ("wall_s", "elapsed_s", "local_s", "align_s", "eval_s", "samples_per_s")
+TIMING_COLUMNS = (
+    "wall_s",
+    "elapsed_s",
+    "local_s",
+    "align_s",
+    "eval_s",
+    "samples_per_s",
+    "client_busy_s",
+    "server_busy_s",
+    "server_busy_frac",
+)
 
 
 class MetricsTable:

@@ -45,8 +45,10 @@ class ClientActor:
     def num_batches(self) -> dict[int, int]:
         return self.host.num_batches()
 
-    def start_round(self, parts: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
-        self.host.start_round(parts)
+    def start_round(
+        self, parts: Mapping[str, Mapping[str, torch.Tensor]], participants: list[int] | None = None
+    ) -> None:
+        self.host.start_round(parts, participants)
 
     def upload(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> None:
         """Channel.upload: the ref goes to the server; the client goes on training."""
@@ -124,8 +126,11 @@ class ServerActor:
             except asyncio.TimeoutError:
                 pass
 
-    async def align_all(self):
-        return self.host.align_all()
+    async def align_all(self, participants: list[int] | None = None):
+        return self.host.align_all(participants)
+
+    async def take_busy(self) -> float:
+        return self.host.take_busy()
 
     async def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> tuple[float, float]:
         return self.host.evaluate(client_state)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,13 @@ from fslsage_ray.experiment import WorldSpec
 from fslsage_ray.runtime.client_host import ClientResult
 
 Key = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class ServerStats:
+    mean_loss: float  # server loss on this round's uploads (NaN without uploads)
+    uploads: int
+    busy_s: float  # time the server spent computing this round (uploads, alignment)
 
 
 class WorkerLost(RuntimeError):
@@ -44,8 +52,14 @@ class Backend(ABC):
         """Local iterations per client this round, K_i."""
 
     @abstractmethod
-    def start_round(self, parts: Mapping[str, State], expected: Sequence[Key] | None) -> None:
-        """Broadcast the aggregated parts; tell the server which uploads come, if ordered."""
+    def start_round(
+        self,
+        parts: Mapping[str, State],
+        expected: Sequence[Key] | None,
+        participants: Sequence[int],
+    ) -> None:
+        """Broadcast the aggregated parts to this round's participants; tell the server
+        which uploads come (if ordered)."""
 
     @abstractmethod
     def run_local(self, start: int, stop: int | None, only: Sequence[int] | None = None) -> None:
@@ -56,7 +70,7 @@ class Backend(ABC):
         """Wait for uploads before it_limit, fit every AM, and send them to their clients."""
 
     @abstractmethod
-    def finish_round(self) -> tuple[list[ClientResult], tuple[float, int]]:
+    def finish_round(self) -> tuple[list[ClientResult], ServerStats]:
         """Wait for all uploads, end the server's round; client results (by id), server stats."""
 
     @abstractmethod

@@ -6,6 +6,7 @@ order in which parallel clients would reach the server, so uploads arrive nearly
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ class ClientResult:
     loss_sum: float
     steps: int
     bytes: dict[str, int]
+    busy_s: float = 0.0  # time spent in this client's local steps this round
 
 
 class ClientHost:
@@ -55,26 +57,35 @@ class ClientHost:
                 generator(cfg.run.seed, "client", cid),
                 device,
             )
+        self.active: list[int] = list(self.clients)
+        self.busy_s: dict[int, float] = dict.fromkeys(self.clients, 0.0)
 
     def num_batches(self) -> dict[int, int]:
         return {cid: c.num_batches for cid, c in self.clients.items()}
 
-    def start_round(self, parts: Mapping[str, State]) -> None:
-        for client in self.clients.values():
-            client.start_round(parts)
+    def start_round(
+        self, parts: Mapping[str, State], participants: Sequence[int] | None = None
+    ) -> None:
+        """Only this round's participants start; the others keep their state untouched."""
+        self.active = [c for c in self.clients if participants is None or c in participants]
+        self.busy_s = dict.fromkeys(self.active, 0.0)
+        for cid in self.active:
+            self.clients[cid].start_round(parts)
 
     def run_local(
         self, start: int, stop: int | None, channel: Channel, only: Sequence[int] | None = None
     ) -> None:
-        chosen = [c for cid, c in self.clients.items() if only is None or cid in only]
+        chosen = [(c, self.clients[c]) for c in self.active if only is None or c in only]
         if not chosen:
             return
-        last = max(c.num_batches for c in chosen)
+        last = max(client.num_batches for _, client in chosen)
         stop = last if stop is None else min(stop, last)
         for it in range(start, stop):
-            for client in chosen:
+            for cid, client in chosen:
                 if it < client.num_batches:
+                    t0 = time.perf_counter()
                     client.step(it, channel)
+                    self.busy_s[cid] += time.perf_counter() - t0
 
     def load_aux(self, states: Mapping[int, Mapping[str, torch.Tensor]]) -> None:
         for cid, state in states.items():
@@ -89,14 +100,18 @@ class ClientHost:
             client.restore(snaps[cid])
 
     def finish_round(self) -> list[ClientResult]:
-        return [
-            ClientResult(
-                cid,
-                c.parts(),
-                c.view.num_samples,
-                c.stats.loss_sum,
-                c.stats.steps,
-                dict(c.stats.bytes),
+        results = []
+        for cid in self.active:
+            c = self.clients[cid]
+            results.append(
+                ClientResult(
+                    cid,
+                    c.parts(),
+                    c.view.num_samples,
+                    c.stats.loss_sum,
+                    c.stats.steps,
+                    dict(c.stats.bytes),
+                    self.busy_s[cid],
+                )
             )
-            for cid, c in self.clients.items()
-        ]
+        return results

@@ -11,7 +11,7 @@ import torch
 from fslsage_ray.algorithms.base import State
 from fslsage_ray.algorithms.fsl_sage import AlignResult
 from fslsage_ray.experiment import WorldSpec
-from fslsage_ray.runtime.backend import Backend, Key
+from fslsage_ray.runtime.backend import Backend, ServerStats
 from fslsage_ray.runtime.client_host import ClientHost, ClientResult
 from fslsage_ray.runtime.server_host import ServerHost, UploadOrderError
 
@@ -46,9 +46,10 @@ class InProcessBackend(Backend):
     def num_batches(self) -> dict[int, int]:
         return self.host.num_batches()
 
-    def start_round(self, parts: Mapping[str, State], expected: Sequence[Key] | None) -> None:
+    def start_round(self, parts: Mapping[str, State], expected, participants) -> None:
+        self.participants = list(participants)
         self.server.begin_round(expected)
-        self.host.start_round(parts)
+        self.host.start_round(parts, self.participants)
 
     def run_local(self, start: int, stop: int | None, only: Sequence[int] | None = None) -> None:
         self.host.run_local(start, stop, self.channel, only)
@@ -60,14 +61,14 @@ class InProcessBackend(Backend):
 
     def align(self, it_limit: int) -> dict[int, AlignResult]:
         self._check_drained(it_limit)
-        results = self.server.align_all()
+        results = self.server.align_all(self.participants)
         self.host.load_aux({cid: r.state for cid, r in results.items()})
         return results
 
-    def finish_round(self) -> tuple[list[ClientResult], tuple[float, int]]:
+    def finish_round(self) -> tuple[list[ClientResult], ServerStats]:
         self._check_drained(None)
-        stats = self.server.end_round()
-        return self.host.finish_round(), stats
+        loss, uploads = self.server.end_round()
+        return self.host.finish_round(), ServerStats(loss, uploads, self.server.take_busy())
 
     def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> tuple[float, float]:
         return self.server.evaluate(client_state)

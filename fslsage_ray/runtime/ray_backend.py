@@ -19,7 +19,7 @@ from fslsage_ray.algorithms.fsl_sage import AlignResult
 from fslsage_ray.config.schema import ConfigError, RuntimeConfig
 from fslsage_ray.experiment import WorldSpec
 from fslsage_ray.runtime.actors import ClientActor, ServerActor
-from fslsage_ray.runtime.backend import Backend, Key, WorkerLost
+from fslsage_ray.runtime.backend import Backend, ServerStats, WorkerLost
 from fslsage_ray.runtime.client_host import ClientResult
 from fslsage_ray.runtime.cluster import cluster_resources, connect
 from fslsage_ray.runtime.placement import ActorPlan, plan_actors
@@ -114,10 +114,11 @@ class RayBackend(Backend):
             merged.update(part)
         return merged
 
-    def start_round(self, parts: Mapping[str, State], expected: Sequence[Key] | None) -> None:
+    def start_round(self, parts: Mapping[str, State], expected, participants) -> None:
+        self.participants = list(participants)
         parts_ref = ray.put(dict(parts))  # once in the object store, read by every actor
         self._get(self.server.begin_round.remote(None if expected is None else list(expected)))
-        self._get([a.start_round.remote(parts_ref) for a in self.actors])
+        self._get([a.start_round.remote(parts_ref, self.participants) for a in self.actors])
 
     def run_local(self, start: int, stop: int | None, only: Sequence[int] | None = None) -> None:
         chosen = None if only is None else set(only)
@@ -131,21 +132,22 @@ class RayBackend(Backend):
 
     def align(self, it_limit: int) -> dict[int, AlignResult]:
         self._get(self.server.wait_processed.remote(it_limit, self.timeout_s))
-        results: dict[int, AlignResult] = self._get(self.server.align_all.remote())
+        results: dict[int, AlignResult] = self._get(self.server.align_all.remote(self.participants))
         self._get(
             [
-                actor.load_aux.remote({cid: results[cid].state for cid in group})
+                actor.load_aux.remote({c: results[c].state for c in group if c in results})
                 for actor, group in zip(self.actors, self.plan.groups, strict=True)
             ]
         )
         return results
 
-    def finish_round(self) -> tuple[list[ClientResult], tuple[float, int]]:
+    def finish_round(self) -> tuple[list[ClientResult], ServerStats]:
         self._get(self.server.wait_processed.remote(None, self.timeout_s))
-        stats = self._get(self.server.end_round.remote())
+        loss, uploads = self._get(self.server.end_round.remote())
+        busy = self._get(self.server.take_busy.remote())
         per_actor = self._get([a.finish_round.remote() for a in self.actors])
         results = [r for part in per_actor for r in part]
-        return sorted(results, key=lambda r: r.cid), stats
+        return sorted(results, key=lambda r: r.cid), ServerStats(loss, uploads, busy)
 
     def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> tuple[float, float]:
         return self._get(self.server.evaluate.remote(dict(client_state)))

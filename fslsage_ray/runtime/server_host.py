@@ -10,6 +10,7 @@ applied. SplitFed clients wait for each reply, so their uploads are applied on a
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -56,6 +57,7 @@ class ServerHost:
         self._next = 0
         self._pending: dict[Key, tuple[np.ndarray, np.ndarray]] = {}
         self._done: set[Key] = set()
+        self.busy_s = 0.0
 
     def begin_round(self, expected: Sequence[Key] | None) -> None:
         if self._pending:
@@ -66,6 +68,13 @@ class ServerHost:
 
     def submit(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray):
         """Take one upload; returns dL/dz for algorithms that send it back."""
+        t0 = time.perf_counter()
+        try:
+            return self._submit(it, cid, smashed, labels)
+        finally:
+            self.busy_s += time.perf_counter() - t0
+
+    def _submit(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray):
         key = (it, cid)
         if not self.ordered:
             self._done.add(key)
@@ -95,8 +104,18 @@ class ServerHost:
     def processed_before(self, it_limit: int | None) -> bool:
         return not self.missing_before(it_limit)
 
-    def align_all(self) -> dict[int, AlignResult]:
-        return {cid: self.server.align(cid) for cid in sorted(self.server.aux)}
+    def align_all(self, participants: Sequence[int] | None = None) -> dict[int, AlignResult]:
+        """Fit the AMs of this round's participants (they hold the fresh uploads)."""
+        t0 = time.perf_counter()
+        chosen = sorted(c for c in self.server.aux if participants is None or c in participants)
+        results = {cid: self.server.align(cid) for cid in chosen}
+        self.busy_s += time.perf_counter() - t0
+        return results
+
+    def take_busy(self) -> float:
+        """Seconds the server computed since the last call (uploads and alignment)."""
+        busy, self.busy_s = self.busy_s, 0.0
+        return busy
 
     def end_round(self) -> tuple[float, int]:
         """Round-end server work; returns (mean server loss, uploads) of the round."""

@@ -110,13 +110,26 @@ def test_server_copies_average_with_sample_weights_at_round_end():
     split = _split()
     server = ServerCopies(split.server, {0: 10, 1: 30}, config, CPU, returns_gradients=False)
     rng = np.random.default_rng(0)
-    server.process_upload(1, rng.standard_normal((4, 32, 4, 4)).astype(np.float32), np.arange(4))
+    for cid in (0, 1):
+        z = rng.standard_normal((4, 32, 4, 4)).astype(np.float32)
+        server.process_upload(cid, z, np.arange(4) + cid)
     before = {c: copy.deepcopy(m.state_dict()) for c, m in server.copies.items()}
     server.end_round()
     key = next(k for k in before[0] if k.endswith("weight"))
     expected = 0.25 * before[0][key] + 0.75 * before[1][key]
     torch.testing.assert_close(server.average.state_dict()[key], expected)
     torch.testing.assert_close(server.copies[0].state_dict()[key], expected)
+
+
+def test_server_copies_average_only_the_clients_that_took_part():
+    split = _split()
+    server = ServerCopies(split.server, {0: 10, 1: 30, 2: 60}, _config(), CPU, False)
+    z = np.random.default_rng(1).standard_normal((4, 32, 4, 4)).astype(np.float32)
+    server.process_upload(2, z, np.arange(4))
+    trained = copy.deepcopy(server.copies[2].state_dict())
+    server.end_round()
+    for key, value in trained.items():
+        torch.testing.assert_close(server.average.state_dict()[key], value)
 
 
 @pytest.mark.parametrize(
