@@ -4,10 +4,10 @@ A leak in a simulator of this kind (object refs kept alive, buffers that only gr
 copied per round) shows only after hundreds of rounds. This runs the offline digits quick
 start with 100 clients for 300 rounds and records, every 10 rounds, the memory of every
 process of the Ray session, the object-store bytes and the driver's RSS; it fails (exit 1)
-when total Ray RSS or the object store grows from round 10 to the end by more than
-max(10 %, 200 MiB).
+when total Ray RSS or the object store grows from round 10 (--baseline-round) to the end
+by more than max(10 %, 200 MiB).
 
-    python benchmarks/soak.py                         # 300 rounds, 100 clients (~10 min)
+    python benchmarks/soak.py                         # 300 rounds, 100 clients (~6 min)
     python benchmarks/soak.py --rounds 30 --clients 20  # a quick try
 """
 

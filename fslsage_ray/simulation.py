@@ -193,37 +193,52 @@ class Simulation:
             checkpoint["round"],
         )
         bar.phase("replacing lost workers")
-        backend.restart()
+        try:
+            backend.restart()
+        except Exception as again:
+            if self.run_dir:
+                save_checkpoint(self.run_dir, checkpoint)
+            raise RunStopped(
+                f"could not replace lost workers ({again}); continue later with "
+                f"`fslsage-ray run --resume {self.run_dir}`"
+            ) from again
+        log.info("workers replaced: %s", backend.describe())
         return self._restore(backend, checkpoint, bar)
 
     # --- rounds ---------------------------------------------------------------------------
     def _loop(self, backend: Backend, bar: Progress, checkpoint: dict[str, Any]) -> None:
-        cfg = self.config
         t, global_parts = self._restore(backend, checkpoint, bar)
         num_batches = backend.num_batches()
-        while t < cfg.run.rounds:
+        while t < self.config.run.rounds:
             try:
-                row, global_parts_next = self._round(backend, bar, t, global_parts, num_batches)
-            except WorkerLost as exc:
+                global_parts, checkpoint, done = self._round_and_bookkeeping(
+                    backend, bar, t, global_parts, num_batches, checkpoint
+                )
+            except WorkerLost as exc:  # during the round, a checkpoint or a resize
                 t, global_parts = self._recover(backend, exc, checkpoint, bar)
                 continue
-            global_parts = global_parts_next
-            if self.run_dir:
-                self.metrics.write(self.run_dir / METRICS_FILE)
-            bar.update(row)
-            done = t + 1 >= cfg.run.rounds or (
-                cfg.run.max_gib is not None and row["comm_bytes_cum"] >= cfg.run.max_gib * GIB
-            )
-            every = cfg.run.checkpoint_every
-            if (every and (t + 1) % every == 0) or (done and every):
-                checkpoint = self._state(backend, t, global_parts)
-                if self.run_dir:
-                    save_checkpoint(self.run_dir, checkpoint)
-            if done and t + 1 < cfg.run.rounds:
-                log.info("communication budget of %s GiB spent after round %d", cfg.run.max_gib, t)
             if done:
                 break
             t += 1
+
+    def _round_and_bookkeeping(self, backend, bar, t, global_parts, num_batches, checkpoint):
+        """A round, then its outputs, checkpoint and pool resize; returns the new state."""
+        run = self.config.run
+        row, global_parts = self._round(backend, bar, t, global_parts, num_batches)
+        if self.run_dir:
+            self.metrics.write(self.run_dir / METRICS_FILE)
+        bar.update(row)
+        spent = run.max_gib is not None and row["comm_bytes_cum"] >= run.max_gib * GIB
+        done = t + 1 >= run.rounds or spent
+        if run.checkpoint_every and ((t + 1) % run.checkpoint_every == 0 or done):
+            checkpoint = self._state(backend, t, global_parts)
+            if self.run_dir:
+                save_checkpoint(self.run_dir, checkpoint)
+        if spent:
+            log.info("communication budget of %s GiB spent after round %d", run.max_gib, t)
+        if not done and backend.maybe_resize():
+            log.info("worker pool resized: %s", backend.describe())
+        return global_parts, checkpoint, done
 
     def _round(self, backend, bar, t, global_parts, num_batches):
         """One round: local work, alignment if due, aggregation, evaluation, ledger."""

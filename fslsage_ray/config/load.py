@@ -45,7 +45,14 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 errors.append(str(exc))
         names = " or ".join(_type_name(o) for o in options)
         raise ConfigError(f"{where}: expected {names}, got {value!r}")
-    if tp is bool:
+    if origin is dict:  # resource maps: {name: amount}
+        key_tp, value_tp = typing.get_args(tp)
+        if isinstance(value, Mapping):
+            return {
+                _coerce(k, key_tp, f"{where} key"): _coerce(v, value_tp, f"{where}.{k}")
+                for k, v in value.items()
+            }
+    elif tp is bool:
         if isinstance(value, bool):
             return value
     elif tp is int:

@@ -139,8 +139,12 @@ class RuntimeConfig:
     clients_per_actor: int | None = None  # force packing; None: spread clients evenly
     actor_num_cpus: float = 1.0
     actor_num_gpus: float = 0.0  # fractions such as 0.25 pack several actors on one GPU
+    actor_memory_gb: float = 0.0  # memory each client actor reserves (0: no reservation)
+    actor_resources: dict[str, float] = field(default_factory=dict)  # custom, e.g. {slot: 1}
     server_num_cpus: float = 1.0
     server_num_gpus: float = 0.0
+    server_memory_gb: float = 0.0
+    server_resources: dict[str, float] = field(default_factory=dict)
     local_num_cpus: int | None = None  # CPUs a private local Ray advertises; None: all cores
     local_num_gpus: int | None = None
     torch_threads: int = 1  # per process; equal everywhere so results do not depend on layout
@@ -161,8 +165,22 @@ class RuntimeConfig:
             self.clients_per_actor is None or self.clients_per_actor >= 1,
             "runtime.clients_per_actor must be >= 1",
         )
-        for key in ("actor_num_cpus", "actor_num_gpus", "server_num_cpus", "server_num_gpus"):
+        for key in (
+            "actor_num_cpus",
+            "actor_num_gpus",
+            "actor_memory_gb",
+            "server_num_cpus",
+            "server_num_gpus",
+            "server_memory_gb",
+        ):
             _require(getattr(self, key) >= 0, f"runtime.{key} must be >= 0")
+        for key in ("actor_resources", "server_resources"):
+            for name, amount in getattr(self, key).items():
+                _require(amount > 0, f"runtime.{key}.{name} must be > 0, got {amount}")
+                _require(
+                    name not in ("CPU", "GPU", "memory"),
+                    f"runtime.{key}: ask for {name} with the num_cpus/num_gpus/memory_gb keys",
+                )
         _require(
             self.actor_num_cpus > 0 or self.actor_num_gpus > 0,
             "runtime: a client actor must request some CPU or GPU",

@@ -85,6 +85,10 @@ class Backend(ABC):
     def restore(self, snap: Mapping[str, Any]) -> None:
         """Put every client and the server back to a snapshot."""
 
+    def maybe_resize(self) -> bool:
+        """Between rounds: grow or shrink the worker pool to the resources now available."""
+        return False
+
     def restart(self) -> None:
         """Replace lost workers with fresh ones (state comes from a following restore)."""
         raise WorkerLost(f"{self.describe()} cannot replace lost workers")

@@ -13,6 +13,19 @@ import os
 from fslsage_ray.config.schema import RuntimeConfig
 
 
+def _loopback_only() -> None:
+    """Ray's local-only switch: every address becomes 127.0.0.1.
+
+    Ray reads the variable once, at import, so setting it now is not enough for this
+    process: the constant it was read into is switched off too. The variable itself is
+    kept for the processes Ray starts.
+    """
+    import ray._private.ray_constants as ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def cluster_address(runtime: RuntimeConfig) -> str | None:
     return runtime.address or os.environ.get("RAY_ADDRESS") or None
 
@@ -28,7 +41,7 @@ def connect(runtime: RuntimeConfig) -> bool:
     if address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         return False
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every address becomes 127.0.0.1
+    _loopback_only()
     ray.init(
         num_cpus=runtime.local_num_cpus if runtime.local_num_cpus else (os.cpu_count() or 1),
         num_gpus=runtime.local_num_gpus,

@@ -38,19 +38,49 @@ class ActorPlan:
         )
 
 
-def _request(cpus: float, gpus: float) -> dict[str, float]:
-    req = {"CPU": cpus, "GPU": gpus}
+def _request(cpus: float, gpus: float, memory_gb: float, custom: dict[str, float]) -> dict:
+    """In Ray's resource names; memory in bytes, as ray.cluster_resources() reports it."""
+    req = {"CPU": cpus, "GPU": gpus, "memory": memory_gb * 1024**3, **custom}
     return {k: v for k, v in req.items() if v > 0}
 
 
+def actor_request(runtime: RuntimeConfig) -> dict[str, float]:
+    return _request(
+        runtime.actor_num_cpus,
+        runtime.actor_num_gpus,
+        runtime.actor_memory_gb,
+        runtime.actor_resources,
+    )
+
+
+def server_request(runtime: RuntimeConfig) -> dict[str, float]:
+    return _request(
+        runtime.server_num_cpus,
+        runtime.server_num_gpus,
+        runtime.server_memory_gb,
+        runtime.server_resources,
+    )
+
+
+def ray_options(request: dict[str, float]) -> dict:
+    """Keyword arguments for ActorClass.options(...)."""
+    custom = {k: v for k, v in request.items() if k not in ("CPU", "GPU", "memory")}
+    options = {"num_cpus": request.get("CPU", 0.0), "num_gpus": request.get("GPU", 0.0)}
+    if request.get("memory"):
+        options["memory"] = int(request["memory"])
+    if custom:
+        options["resources"] = custom
+    return options
+
+
 def plan_actors(runtime: RuntimeConfig, num_clients: int, resources: dict[str, float]) -> ActorPlan:
-    actor = _request(runtime.actor_num_cpus, runtime.actor_num_gpus)
-    server = _request(runtime.server_num_cpus, runtime.server_num_gpus)
+    actor = actor_request(runtime)
+    server = server_request(runtime)
     for name, amount in server.items():
         if resources.get(name, 0.0) + _EPS < amount:
             raise ConfigError(
-                f"the server actor asks for {name}={amount} but the cluster has "
-                f"{resources.get(name, 0.0):g}; lower runtime.server_num_{name.lower()}s"
+                f"the server actor asks for {name}={amount:g} but the cluster has "
+                f"{resources.get(name, 0.0):g}; lower the runtime.server_* request"
             )
     capacity = num_clients
     for name, amount in actor.items():
@@ -60,7 +90,7 @@ def plan_actors(runtime: RuntimeConfig, num_clients: int, resources: dict[str, f
         raise ConfigError(
             f"no client actor fits: each asks for {actor}, the server for {server}, and the "
             f"cluster has { ({k: resources.get(k, 0.0) for k in actor}) }; lower "
-            "runtime.actor_num_cpus / actor_num_gpus or add resources"
+            "the runtime.actor_* request or add resources"
         )
     if runtime.clients_per_actor is not None:
         wanted = math.ceil(num_clients / runtime.clients_per_actor)

@@ -6,6 +6,7 @@ Every wait on an actor has a timeout; a dead or silent actor surfaces as WorkerL
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,14 +23,10 @@ from fslsage_ray.runtime.actors import ClientActor, ServerActor
 from fslsage_ray.runtime.backend import Backend, ServerStats, WorkerLost
 from fslsage_ray.runtime.client_host import ClientResult
 from fslsage_ray.runtime.cluster import cluster_resources, connect
-from fslsage_ray.runtime.placement import ActorPlan, plan_actors
+from fslsage_ray.runtime.placement import ActorPlan, plan_actors, ray_options
 
 STARTUP_TIMEOUT_S = 300.0
 _LOST = (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError)
-
-
-def _options(request: dict[str, float]) -> dict[str, float]:
-    return {"num_cpus": request.get("CPU", 0.0), "num_gpus": request.get("GPU", 0.0)}
 
 
 class RayBackend(Backend):
@@ -59,11 +56,11 @@ class RayBackend(Backend):
     def _create_actors(self) -> None:
         images, labels, test_images, test_labels = self._refs
         sizes = {c: len(p) for c, p in enumerate(self._parts)}
-        self.server = ServerActor.options(**_options(self.plan.server_request)).remote(
+        self.server = ServerActor.options(**ray_options(self.plan.server_request)).remote(
             self._world, test_images, test_labels, sizes
         )
         self.actors = [
-            ClientActor.options(**_options(self.plan.actor_request)).remote(
+            ClientActor.options(**ray_options(self.plan.actor_request)).remote(
                 self._world, images, labels, {c: self._parts[c] for c in group}, self.server
             )
             for group in self.plan.groups
@@ -77,9 +74,47 @@ class RayBackend(Backend):
             )
         ray.get(ready)
 
-    def restart(self) -> None:
+    def _elastic(self) -> bool:
+        return self.runtime.num_actors is None and self.runtime.clients_per_actor is None
+
+    def _current_plan(self) -> ActorPlan:
+        return plan_actors(self.runtime, len(self._parts), cluster_resources())
+
+    def maybe_resize(self) -> bool:
+        """Re-read the cluster; if the pool should change size, move every client's state."""
+        if not self._elastic():
+            return False
+        try:
+            plan = self._current_plan()
+        except ConfigError:
+            return False  # nothing fits right now: keep the actors we have
+        if plan.num_actors == self.plan.num_actors:
+            return False
+        snap = self.snapshot()
         self._kill_actors()
+        self.plan = plan
         self._create_actors()
+        self.restore(snap)
+        return True
+
+    def restart(self) -> None:
+        """Replace every actor, sized to the resources left (a node may have gone)."""
+        self._kill_actors()
+        if self._elastic():
+            self.plan = self._settled_plan()
+        self._create_actors()
+
+    def _settled_plan(self, wait_s: float = 30.0) -> ActorPlan:
+        """The cluster takes a moment to notice a lost node: wait for two equal readings."""
+        deadline = time.monotonic() + wait_s
+        last = cluster_resources()
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            now = cluster_resources()
+            if now == last:
+                break
+            last = now
+        return plan_actors(self.runtime, len(self._parts), last)
 
     def _kill_actors(self) -> None:
         for handle in [*self.actors, self.server]:

@@ -30,7 +30,7 @@ PROBE_TIMEOUT_S = 150
 # switch, read once when ray is imported, is still off), the probe refuses to start it: such a
 # Ray would listen on, and send to, the machine's public address.
 PROBE = r"""
-import ipaddress, json, os, sys
+import json, os, sys
 
 from fslsage_ray.config.schema import RuntimeConfig
 from fslsage_ray.runtime.cluster import connect
@@ -45,8 +45,9 @@ def _guarded_init(*args, **kwargs):
     if not kwargs.get("address") and ray_constants.ENABLE_RAY_CLUSTER:
         print(json.dumps({"refused": (
             "ray.init would start a node with ray._private.ray_constants.ENABLE_RAY_CLUSTER "
-            "= True (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=%r was set after ray was imported), "
-            "so the node address would be the machine's network address, not 127.0.0.1"
+            "= True (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER is %r now, but Ray reads it once, when "
+            "ray is first imported), so the node's address would be the machine's network "
+            "address, not 127.0.0.1"
         ) % os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}), flush=True)
         sys.exit(REFUSED_EXIT)
     return _real_init(*args, **kwargs)
@@ -225,3 +226,19 @@ def test_a_private_ray_is_asked_for_no_dashboard_and_no_usage_stats(init_calls):
     assert kwargs["dashboard_host"] == "127.0.0.1"
     assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"  # set by connect: it was absent
     assert os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("ip", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.0.2.2", False),
+        ("fe80::1%eth0", False),
+    ],
+)
+def test_the_loopback_check_refuses_wildcard_and_network_addresses(ip, loopback):
+    assert _is_loopback(ip) is loopback
