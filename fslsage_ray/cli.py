@@ -108,7 +108,18 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(run_dirs: list[Path], out_dir: Path, target: float | None) -> None:
+def _budgets(text: str | None) -> tuple[float, ...]:
+    if not text:
+        return (50.0, 80.0)
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"--budgets {text!r} must be comma-separated GiB values") from exc
+
+
+def _report(
+    run_dirs: list[Path], out_dir: Path, target: float | None, budgets: tuple[float, ...]
+) -> None:
     """Figures and the summary table for finished runs."""
     from fslsage_ray.outputs.plots import default_target, plot_all
     from fslsage_ray.outputs.runs import load_runs
@@ -119,7 +130,7 @@ def _report(run_dirs: list[Path], out_dir: Path, target: float | None) -> None:
     if target is None and len(datasets) == 1:
         target = default_target(next(iter(datasets)))
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = plot_all(records, out_dir, target=target)
+    figures = plot_all(records, out_dir, target=target, budgets=budgets)
     table = to_markdown(summarize(records, target), target)
     (out_dir / "summary.md").write_text(table + "\n")
     print(table)
@@ -137,7 +148,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         Path(args.out) if args.out else Path(config.run.out_dir) / f"compare-{config.run.name}"
     )
     run_dirs = run_comparison(config, methods, out_dir, sweep, args.overwrite, not args.quiet)
-    _report(run_dirs, out_dir, args.target)
+    _report(run_dirs, out_dir, args.target, _budgets(args.budgets))
     print(f"combined table: {out_dir / 'comparison.parquet'}")
     return 0
 
@@ -146,7 +157,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     run_dirs = [Path(p) for p in args.runs]
     out_dir = Path(args.out) if args.out else run_dirs[0] if len(run_dirs) == 1 else Path(".")
     try:
-        _report(run_dirs, out_dir, args.target)
+        _report(run_dirs, out_dir, args.target, _budgets(args.budgets))
     except (FileNotFoundError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
     return 0
@@ -182,11 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--overwrite", action="store_true", help="replace existing run folders")
     compare.add_argument("--target", type=float, help="accuracy target for 'GiB to target'")
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
+    compare.add_argument("--budgets", help="GiB budgets for the alpha figure (default 50,80)")
 
     plot = sub.add_parser("plot", help="figures and a summary from finished run folders")
     plot.add_argument("runs", nargs="+", help="run folders, or folders that hold run folders")
     plot.add_argument("--out", help="where to write the PNGs and summary.md")
     plot.add_argument("--target", type=float, help="accuracy target (default: 81%% CIFAR-10)")
+    plot.add_argument("--budgets", help="GiB budgets for the alpha figure (default 50,80)")
 
     info = sub.add_parser("info", help="Ray resources seen and the actor plan for a config")
     common(info)

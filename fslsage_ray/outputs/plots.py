@@ -307,7 +307,10 @@ def plot_am_error(records: Sequence[RunRecord], out_path: str | Path) -> Path:
 
 
 def plot_all(
-    records: Sequence[RunRecord], out_dir: str | Path, target: float | None = None
+    records: Sequence[RunRecord],
+    out_dir: str | Path,
+    target: float | None = None,
+    budgets: Sequence[float] = (50, 80),
 ) -> list[Path]:
     """Every figure that applies; the target defaults to the dataset's when all runs share one."""
     _require_records(records)
@@ -322,5 +325,7 @@ def plot_all(
     if any(_has_am_error(r) for r in records):
         paths.append(plot_am_error(records, out_dir / "am_error.png"))
     if len({r.alpha for r in records if r.alpha is not None}) >= 2:
-        paths.append(plot_best_accuracy_vs_alpha(records, out_dir / "best_accuracy_vs_alpha.png"))
+        paths.append(
+            plot_best_accuracy_vs_alpha(records, out_dir / "best_accuracy_vs_alpha.png", budgets)
+        )
     return paths
