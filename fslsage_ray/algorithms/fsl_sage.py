@@ -67,6 +67,11 @@ class FslSageClient(Client):
     def load_aux(self, state: Mapping[str, torch.Tensor]) -> None:
         self.aux.load_state_dict(state)
 
+    def fit_alignment(self, job: AlignJob) -> AlignOutcome:
+        """Do the server's fitting of this client's AM on this client's (idle) processor."""
+        o = self.config.optim
+        return job.run(self.aux, adam(self.aux.parameters(), o.aux_lr, o, o.aux_weight_decay))
+
     def step(self, it: int, channel: Channel) -> None:
         """One local iteration: forward, maybe upload, step through the AM's estimate."""
         x, y = self.next_batch(it)
@@ -104,6 +109,65 @@ class AlignmentBuffer:
 
     def __len__(self) -> int:
         return 0 if self.labels is None else len(self.labels)
+
+
+def estimation_error(aux: nn.Module, chunks) -> float:
+    """||g_hat - g*||^2 / ||g*||^2 pooled over the buffer."""
+    err, norm = 0.0, 0.0
+    for z, y, g_star in chunks:
+        g_hat, _ = gradient_estimate(aux, z, y)
+        e, n = relative_error(g_hat, g_star)
+        err, norm = err + e, norm + n
+    return err / norm if norm > 0 else float("nan")
+
+
+def fit_aux_model(
+    aux: nn.Module, optimizer: torch.optim.Optimizer, chunks, epochs: int
+) -> tuple[float, float]:
+    """Minimise the sum of squared gradient errors (spec step 3); (error before, after)."""
+    aux.train()
+    before = estimation_error(aux, chunks)
+    for _ in range(epochs):
+        for z, y, g_star in chunks:
+            loss = alignment_loss(aux, z, y, g_star)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return before, estimation_error(aux, chunks)
+
+
+@dataclass
+class AlignJob:
+    """Everything needed to fit one AM, wherever there is a free processor."""
+
+    cid: int
+    chunks: list  # [(smashed, labels, g_star)], on the CPU
+    aux_state: dict[str, torch.Tensor]
+    optim_state: dict[str, Any]
+    epochs: int
+
+    def run(self, aux: nn.Module, optimizer: torch.optim.Optimizer) -> AlignOutcome:
+        """Fit `aux` (any module of the AM's shape) starting from the job's state."""
+        aux.load_state_dict(self.aux_state)
+        optimizer.load_state_dict(self.optim_state)
+        device = next(aux.parameters()).device
+        chunks = [tuple(t.to(device) for t in chunk) for chunk in self.chunks]
+        before, after = fit_aux_model(aux, optimizer, chunks, self.epochs)
+        return AlignOutcome(
+            self.cid, to_cpu(aux.state_dict()), to_cpu(optimizer.state_dict()), before, after
+        )
+
+
+@dataclass
+class AlignOutcome:
+    cid: int
+    aux_state: dict[str, torch.Tensor]
+    optim_state: dict[str, Any]
+    rel_error_before: float
+    rel_error_after: float
+
+    def result(self, samples: int) -> AlignResult:
+        return AlignResult(self.aux_state, self.rel_error_before, self.rel_error_after, samples)
 
 
 @dataclass
@@ -171,28 +235,31 @@ class FslSageServer(Server):
             chunks.append((z, y, g_star))
         return chunks
 
-    def _estimation_error(self, aux: nn.Module, chunks) -> float:
-        err, norm = 0.0, 0.0
-        for z, y, g_star in chunks:
-            g_hat, _ = gradient_estimate(aux, z, y)
-            e, n = relative_error(g_hat, g_star)
-            err, norm = err + e, norm + n
-        return err / norm if norm > 0 else float("nan")
+    def prepare_alignment(self, cid: int) -> AlignJob:
+        """Targets g* computed here, in client order (they move the server's BN statistics);
+        the fitting itself needs only the job, so it can run anywhere."""
+        chunks = [tuple(t.cpu() for t in chunk) for chunk in self._chunks(cid)]
+        return AlignJob(
+            cid,
+            chunks,
+            to_cpu(self.aux[cid].state_dict()),
+            to_cpu(self.aux_optim[cid].state_dict()),
+            self.alg.align_epochs,
+        )
+
+    def complete_alignment(self, outcome: AlignOutcome) -> AlignResult:
+        """Adopt an AM fitted elsewhere (and its Adam state, which persists)."""
+        self.aux[outcome.cid].load_state_dict(outcome.aux_state)
+        self.aux_optim[outcome.cid].load_state_dict(outcome.optim_state)
+        return outcome.result(len(self.buffers[outcome.cid]))
 
     def align(self, cid: int) -> AlignResult:
         """Fit client cid's AM to the server's true gradients on its buffer (spec step 3)."""
-        aux, opt = self.aux[cid], self.aux_optim[cid]
-        aux.train()
         chunks = self._chunks(cid)
-        before = self._estimation_error(aux, chunks)
-        for _ in range(self.alg.align_epochs):
-            for z, y, g_star in chunks:
-                loss = alignment_loss(aux, z, y, g_star)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-        after = self._estimation_error(aux, chunks)
-        state = {k: v.detach().cpu().clone() for k, v in aux.state_dict().items()}
+        before, after = fit_aux_model(
+            self.aux[cid], self.aux_optim[cid], chunks, self.alg.align_epochs
+        )
+        state = to_cpu(self.aux[cid].state_dict())
         return AlignResult(state, before, after, len(self.buffers[cid]))
 
     def eval_head(self) -> nn.Module:

@@ -151,6 +151,8 @@ class RuntimeConfig:
     upload_order: str = "deterministic"  # or "arrival": faster, not reproducible
     max_inflight_uploads: int = 8  # back-pressure: a client host waits beyond this many
     dashboard: bool = False
+    align_on: str = "clients"  # where AMs are fitted: "clients" (idle client actors, in
+    # parallel) or "server" (inside the server actor, one after another); same results
     call_timeout_s: float = 3600.0  # an actor silent this long counts as lost
     max_restarts: int = 3  # lost workers replaced this many times before the run stops
 
@@ -196,6 +198,10 @@ class RuntimeConfig:
         )
         _require(self.max_inflight_uploads >= 1, "runtime.max_inflight_uploads must be >= 1")
         _require(self.call_timeout_s > 0, "runtime.call_timeout_s must be > 0")
+        _require(
+            self.align_on in ("clients", "server"),
+            f"runtime.align_on must be 'clients' or 'server', got {self.align_on!r}",
+        )
         _require(self.max_restarts >= 0, "runtime.max_restarts must be >= 0")
 
 

@@ -73,6 +73,10 @@ class ClientActor:
     def finish_round(self) -> list[ClientResult]:
         return self.host.finish_round()
 
+    def fit_alignment(self, job_refs: list[ray.ObjectRef]) -> list:
+        """Fit the AMs of this actor's clients for the server (jobs arrive as refs)."""
+        return self.host.fit_alignment(ray.get(job_refs))
+
     def snapshot(self) -> dict:
         return self.host.snapshot()
 
@@ -128,6 +132,13 @@ class ServerActor:
 
     async def align_all(self, participants: list[int] | None = None):
         return self.host.align_all(participants)
+
+    async def prepare_alignment(self, participants: list[int] | None) -> dict:
+        """{cid: ref to its job}: the buffers go to the object store, not via the driver."""
+        return {job.cid: ray.put(job) for job in self.host.prepare_alignment(participants)}
+
+    async def complete_alignment(self, *outcome_lists: list) -> dict:
+        return self.host.complete_alignment([o for part in outcome_lists for o in part])
 
     async def take_busy(self) -> float:
         return self.host.take_busy()

@@ -16,6 +16,7 @@ import torch
 
 from fslsage_ray.algorithms.base import Channel, Client, Parts, State
 from fslsage_ray.algorithms.client_view import ClientView
+from fslsage_ray.algorithms.fsl_sage import AlignJob, AlignOutcome
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.experiment import WorldSpec, build_aux, build_template
 from fslsage_ray.seeding import generator
@@ -91,6 +92,9 @@ class ClientHost:
         for cid, state in states.items():
             if cid in self.clients:
                 self.clients[cid].load_aux(state)
+
+    def fit_alignment(self, jobs: Sequence[AlignJob]) -> list[AlignOutcome]:
+        return [self.clients[job.cid].fit_alignment(job) for job in jobs]
 
     def snapshot(self) -> dict[int, dict[str, Any]]:
         return {cid: c.snapshot() for cid, c in self.clients.items()}

@@ -167,7 +167,10 @@ class RayBackend(Backend):
 
     def align(self, it_limit: int) -> dict[int, AlignResult]:
         self._get(self.server.wait_processed.remote(it_limit, self.timeout_s))
-        results: dict[int, AlignResult] = self._get(self.server.align_all.remote(self.participants))
+        if self.runtime.align_on == "clients":
+            results = self._align_on_client_actors()
+        else:
+            results = self._get(self.server.align_all.remote(self.participants))
         self._get(
             [
                 actor.load_aux.remote({c: results[c].state for c in group if c in results})
@@ -175,6 +178,17 @@ class RayBackend(Backend):
             ]
         )
         return results
+
+    def _align_on_client_actors(self) -> dict[int, AlignResult]:
+        """The server prepares each AM's job; the idle client actors fit them in parallel."""
+        job_refs = self._get(self.server.prepare_alignment.remote(self.participants))
+        outcome_refs = [
+            actor.fit_alignment.remote([job_refs[c] for c in group if c in job_refs])
+            for actor, group in zip(self.actors, self.plan.groups, strict=True)
+            if any(c in job_refs for c in group)
+        ]
+        # The fitted AMs go to the server as refs (resolved there, not here).
+        return self._get(self.server.complete_alignment.remote(*outcome_refs))
 
     def finish_round(self) -> tuple[list[ClientResult], ServerStats]:
         self._get(self.server.wait_processed.remote(None, self.timeout_s))

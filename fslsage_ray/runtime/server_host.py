@@ -18,11 +18,15 @@ import numpy as np
 import torch
 
 from fslsage_ray.algorithms.evaluate import evaluate_split
-from fslsage_ray.algorithms.fsl_sage import AlignResult
+from fslsage_ray.algorithms.fsl_sage import AlignJob, AlignOutcome, AlignResult
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.experiment import WorldSpec, build_aux, build_template
 
 Key = tuple[int, int]  # (iteration, client id)
+
+
+def _cid(outcome: AlignOutcome) -> int:
+    return outcome.cid
 
 
 class UploadOrderError(RuntimeError):
@@ -111,6 +115,17 @@ class ServerHost:
         results = {cid: self.server.align(cid) for cid in chosen}
         self.busy_s += time.perf_counter() - t0
         return results
+
+    def prepare_alignment(self, participants: Sequence[int] | None) -> list[AlignJob]:
+        """Alignment jobs for the participants, to be fitted elsewhere (in client order)."""
+        t0 = time.perf_counter()
+        chosen = sorted(c for c in self.server.aux if participants is None or c in participants)
+        jobs = [self.server.prepare_alignment(cid) for cid in chosen]
+        self.busy_s += time.perf_counter() - t0
+        return jobs
+
+    def complete_alignment(self, outcomes: Sequence[AlignOutcome]) -> dict[int, AlignResult]:
+        return {o.cid: self.server.complete_alignment(o) for o in sorted(outcomes, key=_cid)}
 
     def take_busy(self) -> float:
         """Seconds the server computed since the last call (uploads and alignment)."""

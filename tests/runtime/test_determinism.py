@@ -58,8 +58,13 @@ def test_inprocess_one_actor_and_three_actors_agree_exactly(tmp_path, ray_local)
     reference = _learning_columns(_run(tmp_path, "inproc", "runtime.backend=inprocess"))
     one = _learning_columns(_run(tmp_path, "one", "runtime.num_actors=1"))
     three = _learning_columns(_run(tmp_path, "three", "runtime.num_actors=3"))
+    # AMs fitted inside the server actor instead of on the (idle) client actors
+    on_server = _learning_columns(
+        _run(tmp_path, "server", "runtime.num_actors=3", "runtime.align_on=server")
+    )
     assert _same(reference, one)
     assert _same(reference, three)
+    assert _same(reference, on_server)
     assert [r["aligned"] for r in reference] == [True, False, True]
     assert reference[-1]["test_acc"] > 0.5  # learning, not just finishing (chance: 0.1)
 
