@@ -146,7 +146,7 @@ class Sampler:
         with self._lock:  # the thread and the round-end hook never probe at once
             t0 = time.perf_counter()
             try:
-                record = self.probe(at != "timer")  # a full look-up outside the timer
+                record = self.probe(at != "timer")  # timer ticks: the cheap kind
             except Exception as exc:  # e.g. Ray shutting down under us; keep the rest
                 self.errors.append(f"{at}: {type(exc).__name__}: {exc}")
                 return
@@ -172,41 +172,50 @@ class Sampler:
             self._thread = None
 
 
-def own_memory(refresh: bool = True) -> dict[str, Any]:
-    """RSS/USS/PSS of this process: the whole in-process simulation lives here."""
+def own_memory(full: bool = True) -> dict[str, Any]:
+    """Memory of this process: the whole in-process simulation lives here."""
     import psutil  # vendored by ray, which main() has imported
 
-    full = psutil.Process().memory_full_info()
-    return {"rss": full.rss, "uss": full.uss, "pss": getattr(full, "pss", None)}
+    if not full:
+        return {"rss": psutil.Process().memory_info().rss, "uss": None}
+    info = psutil.Process().memory_full_info()
+    return {"rss": info.rss, "uss": info.uss}
 
 
 class RayMemory:
     """Memory of the Ray session's processes and its object store.
 
-    Finding the session's processes (every command line on the machine) costs more than
-    measuring them, and the Ray session's processes only change at start-up, so they are
-    looked up again only when asked (at round ends), not on every timer tick.
+    USS and PSS come from /proc/<pid>/smaps_rollup, which walks a process's page tables:
+    about 0.1 s per big process on this machine, taken from the cores the run is using. So
+    full samples (USS, PSS, and a fresh look-up of the session's processes) are taken at
+    round ends only, when the actors are idle; timer ticks read RSS (statm) and the store.
     """
 
     def __init__(self) -> None:
         self.pids: set[int] = set()
         self.workers: set[int] = set()
 
-    def __call__(self, refresh: bool = True) -> dict[str, Any]:
+    def __call__(self, full: bool = True) -> dict[str, Any]:
         from memory import process_memory, session_pids, store_usage, worker_pids
 
-        if refresh or not self.pids:
+        if full or not self.pids:
             self.workers = worker_pids()
             self.pids = session_pids()
-        procs = process_memory(self.pids, self.workers)
+        if full:
+            procs = [asdict(p) for p in process_memory(self.pids, self.workers)]
+        else:
+            procs = self._rss_only()
         store = store_usage()
 
-        def total(field: str, role: str | None = None) -> int:
-            return sum(getattr(p, field) or 0 for p in procs if role in (None, p.role))
+        def total(field: str, role: str | None = None) -> int | None:
+            if not full and field != "rss":
+                return None
+            return sum(p[field] or 0 for p in procs if role in (None, p["role"]))
 
         return {
+            "full": full,
             "num_processes": len(procs),
-            "uss_complete": all(p.uss is not None for p in procs),
+            "uss_complete": full and all(p["uss"] is not None for p in procs),
             **{f"ray_{f}": total(f) for f in ("rss", "uss", "pss")},
             "workers_rss": total("rss", "worker"),
             "workers_uss": total("uss", "worker"),
@@ -215,8 +224,21 @@ class RayMemory:
             "store_bytes_used": store.bytes_used,
             "store_primary_bytes": store.primary_copy_bytes,
             "store_num_objects": store.num_objects,
-            "processes": [asdict(p) for p in procs],
+            "processes": procs,
         }
+
+    def _rss_only(self) -> list[dict[str, Any]]:
+        import psutil
+
+        out = []
+        for pid in sorted(self.pids):
+            try:
+                rss = psutil.Process(pid).memory_info().rss
+            except psutil.Error:
+                continue  # ended since the last look-up
+            role = "driver" if pid == os.getpid() else "worker" if pid in self.workers else "system"
+            out.append({"pid": pid, "role": role, "rss": rss})
+        return out
 
 
 def run_backend(overrides: list[str], backend: str, sample_every: float) -> dict[str, Any]:
@@ -273,27 +295,34 @@ def _median_timed(rows: list[dict[str, Any]], key: str) -> float:
     return statistics.median(timed) if timed else float("nan")
 
 
+def _peak(samples: list[dict[str, Any]], key: str) -> int | None:
+    values = [s[key] for s in samples if s.get(key) is not None]
+    return max(values) if values else None
+
+
 def _summarise_memory(run: dict[str, Any]) -> dict[str, Any]:
+    """Peaks over the run; USS/PSS peaks are over the full samples (run start, round ends)."""
     samples = run.pop("_samples")
     if not samples:
         return {"num_samples": 0}
     if run["backend"] == "inprocess":
         return {
             "num_samples": len(samples),
-            "basis": "USS",
-            "peak_rss": max(s["rss"] for s in samples),
-            "peak_uss": max(s["uss"] for s in samples),
+            "peak_rss": _peak(samples, "rss"),
+            "peak_uss": _peak(samples, "uss"),
             "start_rss": samples[0]["rss"],
-            "per_sample": [{k: s[k] for k in ("at", "t", "rss", "uss")} for s in samples],
+            "per_sample": samples,
         }
-    uss_complete = all(s["uss_complete"] for s in samples)
+    full = [s for s in samples if s["full"]]
+    uss_complete = all(s["uss_complete"] for s in full)
     basis = "ray_uss" if uss_complete else "ray_rss"
-    peak = max(samples, key=lambda s: s[basis])
+    peak = max(full, key=lambda s: s[basis])
     return {
         "num_samples": len(samples),
+        "num_full_samples": len(full),
         "basis": "USS" if uss_complete else "RSS (USS unreadable for some process)",
-        "peak_total": peak[basis],
-        **{f"peak_{k}": max(s[k] for s in samples) for k in RAY_TOTALS},
+        "peak_total": _peak(full if uss_complete else samples, basis),
+        **{f"peak_{k}": _peak(samples, k) for k in RAY_TOTALS},
         "peak_sample_processes": peak["processes"],
         "per_sample": [
             {"at": s["at"], "t": s["t"], **{k: s[k] for k in RAY_TOTALS}} for s in samples

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -11,8 +12,10 @@ from torch import nn
 from fslsage_ray.algorithms.base import Channel, Client, Parts, State, adam, cpu_state
 
 
-class FullModelClient(Client):
-    """FedAvg: the whole model (client part then server part) trained on the local loss."""
+class SinglePartClient(Client):
+    """A client training one model of its own, averaged by the fed server as `part`."""
+
+    part: ClassVar[str] = "client"
 
     def __init__(self, cid, view, config, generator, device, model: nn.Module) -> None:
         super().__init__(cid, view, config, generator, device)
@@ -21,11 +24,17 @@ class FullModelClient(Client):
         self.optimizer = adam(self.model.parameters(), o.lr, o, o.weight_decay)
 
     def load_parts(self, parts: Mapping[str, State]) -> None:
-        self.model.load_state_dict(parts["full"])
+        self.model.load_state_dict(parts[self.part])
         self.model.train()
 
     def parts(self) -> Parts:
-        return {"full": cpu_state(self.model)}
+        return {self.part: cpu_state(self.model)}
+
+
+class FullModelClient(SinglePartClient):
+    """FedAvg: the whole model (client part then server part) trained on the local loss."""
+
+    part = "full"
 
     def step(self, it: int, channel: Channel) -> None:
         x, y = self.next_batch(it)
@@ -37,21 +46,8 @@ class FullModelClient(Client):
         self.stats.steps += 1
 
 
-class GradientReturnClient(Client):
+class GradientReturnClient(SinglePartClient):
     """SplitFed: every batch goes to the server, which answers with dL/dz."""
-
-    def __init__(self, cid, view, config, generator, device, model: nn.Module) -> None:
-        super().__init__(cid, view, config, generator, device)
-        self.model = model.to(device)
-        o = config.optim
-        self.optimizer = adam(self.model.parameters(), o.lr, o, o.weight_decay)
-
-    def load_parts(self, parts: Mapping[str, State]) -> None:
-        self.model.load_state_dict(parts["client"])
-        self.model.train()
-
-    def parts(self) -> Parts:
-        return {"client": cpu_state(self.model)}
 
     def step(self, it: int, channel: Channel) -> None:
         x, y = self.next_batch(it)

@@ -1,40 +1,26 @@
 """FSL-AN (Han et al. 2021): local-loss split learning, uploading EVERY batch.
 
-The server keeps a copy per client trained on that client's activations, averaged at round
-end; the fed server averages client models and AMs; nothing returns to clients.
+Clients are as in CSE-FSL (client part and AM trained on the local loss, both averaged by
+the fed server). The server keeps a copy per client trained on that client's activations,
+averaged at round end; nothing returns to clients.
 """
 
 from __future__ import annotations
 
 import copy
 
-from fslsage_ray.algorithms.base import Algorithm
-from fslsage_ray.algorithms.clients import LocalLossClient
+from fslsage_ray.algorithms.cse_fsl import CseFsl
 from fslsage_ray.algorithms.servers import ServerCopies
 
 
-class FslAn(Algorithm):
+class FslAn(CseFsl):
     name = "fsl_an"
     label = "FSL-AN"
-    shared_parts = ("client", "aux")
     # Copies are independent, but Ray may run an async actor's calls out of submission
-    # order, so a client's own uploads still need the fixed order.
-    ordered_uploads = True
+    # order, so a client's own uploads still need the fixed order (inherited).
 
     def upload_every(self) -> int | None:
         return 1
-
-    def make_client(self, cid, view, template, own_aux, generator, device):
-        return LocalLossClient(
-            cid,
-            view,
-            self.config,
-            generator,
-            device,
-            copy.deepcopy(template.client),
-            own_aux,
-            upload_every=1,
-        )
 
     def make_server(self, template, own_aux, client_sizes, device):
         return ServerCopies(

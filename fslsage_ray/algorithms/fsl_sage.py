@@ -24,14 +24,12 @@ from torch import nn
 from fslsage_ray.algorithms.base import (
     Algorithm,
     Channel,
-    Client,
     ModelSizes,
-    Parts,
     Server,
     State,
     adam,
-    cpu_state,
 )
+from fslsage_ray.algorithms.clients import SinglePartClient
 from fslsage_ray.algorithms.gradients import (
     alignment_loss,
     gradient_estimate,
@@ -43,26 +41,21 @@ from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
 from fslsage_ray.config.schema import AlgorithmConfig, Config
 
 
-class FslSageClient(Client):
-    """Trains its part through its AM's gradient estimate; never updates the AM itself."""
+class FslSageClient(SinglePartClient):
+    """Trains its part through its AM's gradient estimate; never updates the AM itself.
+
+    Its optimizer persists across rounds: never averaged or reset (spec step 4).
+    """
 
     def __init__(
         self, cid, view, config: Config, generator, device, model: nn.Module, aux: nn.Module
     ) -> None:
-        super().__init__(cid, view, config, generator, device)
-        self.model = model.to(device)
+        super().__init__(cid, view, config, generator, device, model)
         self.aux = aux.to(device)
-        o = config.optim
-        # Persistent across rounds: never averaged or reset (spec step 4).
-        self.optimizer = adam(self.model.parameters(), o.lr, o, o.weight_decay)
 
     def load_parts(self, parts: Mapping[str, State]) -> None:
-        self.model.load_state_dict(parts["client"])
-        self.model.train()
+        super().load_parts(parts)
         self.aux.train()  # AMs stay in train mode (batch statistics), as in the authors' runs
-
-    def parts(self) -> Parts:
-        return {"client": cpu_state(self.model)}
 
     def load_aux(self, state: Mapping[str, torch.Tensor]) -> None:
         self.aux.load_state_dict(state)
