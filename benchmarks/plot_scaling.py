@@ -47,6 +47,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ("ray_peak_rss", "Ray session, sum of RSS", "^--"),
         ("ray_peak_store", "object store", "v:"),
         ("inproc_peak_rss", "in-process, RSS", "o-"),
+        ("inproc_peak_uss", "in-process, USS", "o:"),
     )
     for key, label, style in series:
         values = [r.get(key) for r in rows]

@@ -18,6 +18,7 @@ be read). Round 0 (the only alignment, and worker start-up) is left out of the t
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import json
 import os
@@ -34,7 +35,6 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 GIB = 2**30
-MIB = 2**20
 TARGET_CLIENTS = 1000
 TARGET_OVERHEAD_MS = 5.0
 TARGET_MEMORY_BYTES = 16 * GIB
@@ -188,7 +188,8 @@ class RayMemory:
     USS and PSS come from /proc/<pid>/smaps_rollup, which walks a process's page tables:
     about 0.1 s per big process on this machine, taken from the cores the run is using. So
     full samples (USS, PSS, and a fresh look-up of the session's processes) are taken at
-    round ends only, when the actors are idle; timer ticks read RSS (statm) and the store.
+    round ends only, when the actors are idle; timer ticks read RSS (statm) and the store,
+    and look the processes up again only when the raylet's list of workers changed.
     """
 
     def __init__(self) -> None:
@@ -198,9 +199,9 @@ class RayMemory:
     def __call__(self, full: bool = True) -> dict[str, Any]:
         from memory import process_memory, session_pids, store_usage, worker_pids
 
-        if full or not self.pids:
-            self.workers = worker_pids()
-            self.pids = session_pids()
+        workers = worker_pids()  # cheap; it changes when the actors start
+        if full or workers != self.workers:
+            self.workers, self.pids = workers, session_pids()
         if full:
             procs = [asdict(p) for p in process_memory(self.pids, self.workers)]
         else:
@@ -246,7 +247,7 @@ def run_backend(overrides: list[str], backend: str, sample_every: float) -> dict
     from soak import make_sampled_metrics
 
     from fslsage_ray.cli import default_config_path
-    from fslsage_ray.config import load_config
+    from fslsage_ray.config import config_to_dict, load_config
     from fslsage_ray.simulation import Simulation
 
     config = load_config(default_config_path(), [*overrides, f"runtime.backend={backend}"])
@@ -272,6 +273,7 @@ def run_backend(overrides: list[str], backend: str, sample_every: float) -> dict
     run_s = time.perf_counter() - t0
     result = {
         "backend": backend,
+        "config": config_to_dict(config),  # resolved: defaults that may change are recorded
         "describe": sim.backend.describe(),
         "train_samples": sum(sim.prepared.client_sizes),
         "client_sizes_min_max": [min(sim.prepared.client_sizes), max(sim.prepared.client_sizes)],
@@ -286,8 +288,18 @@ def run_backend(overrides: list[str], backend: str, sample_every: float) -> dict
         "_samples": sampler.samples,  # summarised, then dropped, by _summarise_memory
     }
     del sim
-    gc.collect()
+    _release_memory()
     return result
+
+
+def _release_memory() -> None:
+    """Hand freed heap back to the OS, so one run's garbage does not count in the next
+    run's driver memory (glibc keeps freed small blocks otherwise)."""
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: the next run's driver numbers may include this run's free heap
 
 
 def _median_timed(rows: list[dict[str, Any]], key: str) -> float:
@@ -356,37 +368,34 @@ def compare(inproc: dict[str, Any], ray_run: dict[str, Any], clients: int) -> di
     }
 
 
-def run_study(args: argparse.Namespace) -> list[dict[str, Any]]:
-    results = []
-    for m in args.clients:
-        overrides = [*base_overrides(args), f"algorithm.num_clients={m}"]
-        runs = {}
-        for backend in ("inprocess", "ray"):
-            print(f"{m} clients, {backend}: running {args.rounds} rounds ...", flush=True)
-            run = run_backend(overrides, backend, args.sample_every)
-            run["memory"] = _summarise_memory(run)
-            runs[backend] = run
-            walls = " ".join(f"{r['wall_s']:.2f}" for r in run["rounds"])
-            print(
-                f"  {run['describe']}\n  setup {run['setup_s']:.1f} s, run {run['run_s']:.1f} s, "
-                f"s/round {walls}; "
-                f"{run['memory']['num_samples']} memory samples cost "
-                f"{run['sampler']['cost_s']:.1f} s",
-                flush=True,
-            )
-        entry = compare(runs["inprocess"], runs["ray"], m)
-        entry.update(
-            inproc_peak_rss=runs["inprocess"]["memory"].get("peak_rss"),
-            inproc_peak_uss=runs["inprocess"]["memory"].get("peak_uss"),
-            ray_peak_total=runs["ray"]["memory"].get("peak_total"),
-            ray_memory_basis=runs["ray"]["memory"].get("basis"),
-            ray_peak_rss=runs["ray"]["memory"].get("peak_ray_rss"),
-            ray_peak_pss=runs["ray"]["memory"].get("peak_ray_pss"),
-            ray_peak_store=runs["ray"]["memory"].get("peak_store_bytes_used"),
-            runs=runs,
+def run_clients(args: argparse.Namespace, m: int) -> dict[str, Any]:
+    """Both backends for m clients, one after the other, in this process."""
+    overrides = [*base_overrides(args), f"algorithm.num_clients={m}"]
+    runs = {}
+    for backend in ("inprocess", "ray"):
+        print(f"{m} clients, {backend}: running {args.rounds} rounds ...", flush=True)
+        run = run_backend(overrides, backend, args.sample_every)
+        run["memory"] = _summarise_memory(run)
+        runs[backend] = run
+        walls = " ".join(f"{r['wall_s']:.2f}" for r in run["rounds"])
+        print(
+            f"  {run['describe']}\n  setup {run['setup_s']:.1f} s, run {run['run_s']:.1f} s, "
+            f"s/round {walls}; {run['memory']['num_samples']} memory samples cost "
+            f"{run['sampler']['cost_s']:.1f} s",
+            flush=True,
         )
-        results.append(entry)
-    return results
+    entry = compare(runs["inprocess"], runs["ray"], m)
+    entry.update(
+        inproc_peak_rss=runs["inprocess"]["memory"].get("peak_rss"),
+        inproc_peak_uss=runs["inprocess"]["memory"].get("peak_uss"),
+        ray_peak_total=runs["ray"]["memory"].get("peak_total"),
+        ray_memory_basis=runs["ray"]["memory"].get("basis"),
+        ray_peak_rss=runs["ray"]["memory"].get("peak_ray_rss"),
+        ray_peak_pss=runs["ray"]["memory"].get("peak_ray_pss"),
+        ray_peak_store=runs["ray"]["memory"].get("peak_store_bytes_used"),
+        runs=runs,
+    )
+    return entry
 
 
 def verdicts(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -474,26 +483,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    results = run_study(args)
-    verdict = verdicts(results)
-    print(format_table(results))
-    print(format_verdicts(verdict))
-    result = {
+    result: dict[str, Any] = {
         "benchmark": "scaling",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": started.isoformat(timespec="seconds"),
-        "total_s": time.perf_counter() - t0,
         "machine": machine(),
         "versions": {"ray": ray.__version__, "torch": torch.__version__},
         "overrides": base_overrides(args),
-        "verdict": verdict,
-        "results": results,
+        "complete": False,
+        "results": [],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    for m in args.clients:  # saved after every client count: a crash keeps the finished ones
+        result["results"].append(run_clients(args, m))
+        result["total_s"] = time.perf_counter() - t0
+        args.out.write_text(json.dumps(result, indent=1, default=str))
+    result["verdict"] = verdicts(result["results"])
+    result["complete"] = True
     args.out.write_text(json.dumps(result, indent=1, default=str))
+    print(format_table(result["results"]))
+    print(format_verdicts(result["verdict"]))
     plot(result, args.plot)
     print(f"results: {args.out}, plot: {args.plot}")
-    return 1 if any(v["status"] == "FAIL" for v in verdict) else 0
+    return 1 if any(v["status"] == "FAIL" for v in result["verdict"]) else 0
 
 
 if __name__ == "__main__":

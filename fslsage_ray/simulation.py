@@ -149,7 +149,8 @@ class Simulation:
                 checkpoint = self._resume_from
                 log.info("resuming after round %d", checkpoint["round"])
             else:
-                checkpoint = self._state(backend, -1, p.initial_parts)  # for recovery
+                # Fresh workers start in this state, so it needs no snapshot of theirs.
+                checkpoint = self._state(None, -1, p.initial_parts)
             self._loop(backend, bar, checkpoint)
         finally:
             bar.close()
@@ -159,18 +160,23 @@ class Simulation:
         return self.metrics.to_arrow()
 
     # --- state ----------------------------------------------------------------------------
-    def _state(self, backend: Backend, round_done: int, global_parts: Parts) -> dict[str, Any]:
+    def _state(
+        self, backend: Backend | None, round_done: int, global_parts: Parts
+    ) -> dict[str, Any]:
         """Everything needed to continue after round `round_done` (-1: before round 0)."""
-        return {
+        state = {
             "config": config_to_dict(self.config),
             "round": round_done,
             "global_parts": global_parts,
             "metrics": [dict(r) for r in self.metrics.rows],
-            "backend": backend.snapshot(),
         }
+        if backend is not None:
+            state["backend"] = backend.snapshot()
+        return state
 
     def _restore(self, backend: Backend, state: dict[str, Any], bar: Progress) -> tuple[int, Parts]:
-        backend.restore(state["backend"])
+        if "backend" in state:  # else: the initial state, which fresh workers already hold
+            backend.restore(state["backend"])
         self.metrics.restore(state["metrics"])
         bar.reset(len(self.metrics.rows))
         return state["round"] + 1, state["global_parts"]

@@ -22,6 +22,25 @@ from fslsage_ray.experiment import WorldSpec, build_aux, build_template
 from fslsage_ray.seeding import generator
 
 
+class TimedChannel:
+    """A Channel that keeps count of the time spent inside it."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.seconds = 0.0
+
+    def upload(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> None:
+        t0 = time.perf_counter()
+        self.channel.upload(it, cid, smashed, labels)
+        self.seconds += time.perf_counter() - t0
+
+    def exchange(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        grad = self.channel.exchange(it, cid, smashed, labels)
+        self.seconds += time.perf_counter() - t0
+        return grad
+
+
 @dataclass
 class ClientResult:
     """What a client hands back at the end of a round."""
@@ -32,7 +51,7 @@ class ClientResult:
     loss_sum: float
     steps: int
     bytes: dict[str, int]
-    busy_s: float = 0.0  # time spent in this client's local steps this round
+    busy_s: float = 0.0  # compute in this client's local steps this round (sending excluded)
 
 
 class ClientHost:
@@ -79,14 +98,17 @@ class ClientHost:
         chosen = [(c, self.clients[c]) for c in self.active if only is None or c in only]
         if not chosen:
             return
+        timed = TimedChannel(channel)
         last = max(client.num_batches for _, client in chosen)
         stop = last if stop is None else min(stop, last)
         for it in range(start, stop):
             for cid, client in chosen:
                 if it < client.num_batches:
-                    t0 = time.perf_counter()
-                    client.step(it, channel)
-                    self.busy_s[cid] += time.perf_counter() - t0
+                    t0, sending = time.perf_counter(), timed.seconds
+                    client.step(it, timed)
+                    # Compute only: handing an upload over (or, in-process, the server's
+                    # own step) is not the client's work.
+                    self.busy_s[cid] += time.perf_counter() - t0 - (timed.seconds - sending)
 
     def load_aux(self, states: Mapping[int, Mapping[str, torch.Tensor]]) -> None:
         for cid, state in states.items():
