@@ -111,3 +111,13 @@ def test_ledger_counts_labels_only_when_asked(tmp_path):
     )
     uploaded_samples = rows[0]["bytes_smashed_up"] // (32 * 4 * 4 * 4)
     assert rows[0]["bytes_labels_up"] == uploaded_samples * 8
+
+
+@pytest.mark.ray
+def test_arrival_order_is_an_opt_in_that_still_learns(tmp_path, ray_local):
+    """runtime.upload_order=arrival applies uploads as they come: not reproducible across
+    layouts (documented), but the same algorithm: it must learn and book the same bytes."""
+    reference = _run(tmp_path, "ordered", "runtime.backend=inprocess")
+    arrival = _run(tmp_path, "arrival", "runtime.num_actors=3", "runtime.upload_order=arrival")
+    assert arrival[-1]["test_acc"] > 0.5
+    assert [r["comm_bytes"] for r in arrival] == [r["comm_bytes"] for r in reference]
