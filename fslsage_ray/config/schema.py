@@ -147,6 +147,8 @@ class RuntimeConfig:
     server_resources: dict[str, float] = field(default_factory=dict)
     local_num_cpus: int | None = None  # CPUs a private local Ray advertises; None: all cores
     local_num_gpus: int | None = None
+    client_state_budget_gb: float | None = None  # per client actor: idle clients above it
+    # go to local disk and come back when next scheduled (None: keep all in memory)
     torch_threads: int = 1  # per process; equal everywhere so results do not depend on layout
     upload_order: str = "deterministic"  # or "arrival": faster, not reproducible
     max_inflight_uploads: int = 8  # back-pressure: a client host waits beyond this many
@@ -188,6 +190,10 @@ class RuntimeConfig:
             "runtime: a client actor must request some CPU or GPU",
         )
         _require(self.torch_threads >= 1, "runtime.torch_threads must be >= 1")
+        _require(
+            self.client_state_budget_gb is None or self.client_state_budget_gb >= 0,
+            "runtime.client_state_budget_gb must be >= 0 (or null: no limit)",
+        )
         _require(
             self.local_num_cpus is None or self.local_num_cpus >= 1,
             f"runtime.local_num_cpus must be >= 1 (null: all cores), got {self.local_num_cpus}",

@@ -19,6 +19,7 @@ from fslsage_ray.algorithms.client_view import ClientView
 from fslsage_ray.algorithms.fsl_sage import AlignJob, AlignOutcome
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.experiment import WorldSpec, build_aux, build_template
+from fslsage_ray.runtime.client_store import ClientStore
 from fslsage_ray.seeding import generator
 
 
@@ -66,36 +67,44 @@ class ClientHost:
         cfg = world.config
         algorithm = get_algorithm(cfg)
         template = build_template(world)
-        self.clients: dict[int, Client] = {}
-        for cid in sorted(assignment):
-            view = ClientView(images, labels, np.asarray(assignment[cid]), world.image_spec)
-            self.clients[cid] = algorithm.make_client(
+        self.views = {
+            cid: ClientView(images, labels, np.asarray(assignment[cid]), world.image_spec)
+            for cid in sorted(assignment)
+        }
+
+        def build(cid: int) -> Client:
+            return algorithm.make_client(
                 cid,
-                view,
+                self.views[cid],
                 template,
                 build_aux(template, cfg.run.seed, cid),
                 generator(cfg.run.seed, "client", cid),
                 device,
             )
-        self.active: list[int] = list(self.clients)
-        self.busy_s: dict[int, float] = dict.fromkeys(self.clients, 0.0)
+
+        budget = cfg.runtime.client_state_budget_gb
+        self.store = ClientStore(build, self.views, None if budget is None else budget * 1024**3)
+        self.batch_size = cfg.algorithm.batch_size
+        self.active: list[int] = list(self.views)
+        self.busy_s: dict[int, float] = dict.fromkeys(self.views, 0.0)
 
     def num_batches(self) -> dict[int, int]:
-        return {cid: c.num_batches for cid, c in self.clients.items()}
+        return {cid: view.num_batches(self.batch_size) for cid, view in self.views.items()}
 
     def start_round(
         self, parts: Mapping[str, State], participants: Sequence[int] | None = None
     ) -> None:
         """Only this round's participants start; the others keep their state untouched."""
-        self.active = [c for c in self.clients if participants is None or c in participants]
+        self.active = [c for c in self.views if participants is None or c in participants]
         self.busy_s = dict.fromkeys(self.active, 0.0)
         for cid in self.active:
-            self.clients[cid].start_round(parts)
+            self.store.get(cid).start_round(parts)
+        self.store.release(keep=self.active)
 
     def run_local(
         self, start: int, stop: int | None, channel: Channel, only: Sequence[int] | None = None
     ) -> None:
-        chosen = [(c, self.clients[c]) for c in self.active if only is None or c in only]
+        chosen = [(c, self.store.get(c)) for c in self.active if only is None or c in only]
         if not chosen:
             return
         timed = TimedChannel(channel)
@@ -112,23 +121,23 @@ class ClientHost:
 
     def load_aux(self, states: Mapping[int, Mapping[str, torch.Tensor]]) -> None:
         for cid, state in states.items():
-            if cid in self.clients:
-                self.clients[cid].load_aux(state)
+            if cid in self.active:
+                self.store.get(cid).load_aux(state)
 
     def fit_alignment(self, jobs: Sequence[AlignJob]) -> list[AlignOutcome]:
-        return [self.clients[job.cid].fit_alignment(job) for job in jobs]
+        return [self.store.get(job.cid).fit_alignment(job) for job in jobs]
 
     def snapshot(self) -> dict[int, dict[str, Any]]:
-        return {cid: c.snapshot() for cid, c in self.clients.items()}
+        return {cid: self.store.snapshot(cid) for cid in self.store.cids}
 
     def restore(self, snaps: Mapping[int, Mapping[str, Any]]) -> None:
-        for cid, client in self.clients.items():
-            client.restore(snaps[cid])
+        for cid in self.store.cids:
+            self.store.restore(cid, snaps[cid])
 
     def finish_round(self) -> list[ClientResult]:
         results = []
         for cid in self.active:
-            c = self.clients[cid]
+            c = self.store.get(cid)
             results.append(
                 ClientResult(
                     cid,
@@ -140,4 +149,5 @@ class ClientHost:
                     self.busy_s[cid],
                 )
             )
+        self.store.release(keep=())
         return results
