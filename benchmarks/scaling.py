@@ -444,8 +444,8 @@ def format_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + (
         "\n(s: median wall time of rounds 1..R-1; ms/cl/rd: (ray - inproc) / clients, negative "
         "when Ray's client and server actors overlap work that in-process runs one after the "
-        "other; busy: medians of server_busy_frac and client_busy_s, which include upload "
-        "calls (in-process: the server step itself); memory in GiB, peaks over the run: in "
+        "other; busy: medians of server_busy_frac and client_busy_s (client compute only, "
+        "handing uploads over excluded); memory in GiB, peaks over the run: in "
         "RSS = this process in-process, ray tot = sum over the Ray session's processes of "
         f"{' / '.join(sorted(str(b) for b in basis))}, store = object-store bytes; same: "
         "both backends gave identical accuracy and loss)"
