@@ -10,20 +10,12 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
-from fslsage_ray.config import Config, ConfigError, dump_config, load_config
+from fslsage_ray.config import Config, ConfigError, dump_config, load_config, quickstart_path
 from fslsage_ray.data import DataError
 from fslsage_ray.models import ModelError
 from fslsage_ray.simulation import RunStopped
-
-QUICKSTART = "quickstart.yaml"
-
-
-def default_config_path() -> Path:
-    """The embedded offline default: digits, 10 clients, FSL-SAGE, a small CNN."""
-    return Path(str(resources.files("fslsage_ray") / "presets" / QUICKSTART))
 
 
 def _extra_overrides(args: argparse.Namespace) -> list[str]:
@@ -36,7 +28,7 @@ def _extra_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    return load_config(args.config or default_config_path(), _extra_overrides(args))
+    return load_config(args.config or quickstart_path(), _extra_overrides(args))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

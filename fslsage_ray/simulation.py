@@ -321,13 +321,16 @@ class Simulation:
         }
         full = self.metrics.add_round(row, ledger.close_round())
         log.info(
-            "round %d acc %.4f loss %.4f GiB %.4f wall %.1fs (align %.1fs)",
+            "round %d acc %.4f loss %.4f | GiB %.4f | wall %.1fs (align %.1fs) | "
+            "%.0f samples/s, server busy %.0f%%",
             t,
             test_acc,
             test_loss,
             full["comm_gib_cum"],
             wall_s,
             align_s,
+            row["samples_per_s"],
+            100 * row["server_busy_frac"],
         )
         return full, new_parts
 

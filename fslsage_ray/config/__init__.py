@@ -6,6 +6,7 @@ from fslsage_ray.config.load import (
     dump_config,
     load_config,
     parse_overrides,
+    quickstart_path,
 )
 from fslsage_ray.config.schema import (
     AlgorithmConfig,
@@ -32,4 +33,5 @@ __all__ = [
     "dump_config",
     "load_config",
     "parse_overrides",
+    "quickstart_path",
 ]

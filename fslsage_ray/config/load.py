@@ -11,6 +11,7 @@ import difflib
 import types
 import typing
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -151,12 +152,20 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+def quickstart_path() -> Path:
+    """The embedded offline default (`fslsage-ray run` with no --config): digits, 10 clients,
+    FSL-SAGE, a small CNN, settings sized for a laptop."""
+    return Path(str(resources.files("fslsage_ray") / "presets" / "quickstart.yaml"))
+
+
 def config_from_dict(raw: Mapping[str, Any]) -> Config:
     return _build(Config, raw)
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
-    """The file (or the built-in defaults) with command-line overrides applied, validated."""
+    """The file (or, with None, the dataclass defaults: the authors' algorithm settings)
+    with command-line overrides applied, validated. For the laptop-sized offline default,
+    pass quickstart_path()."""
     raw = read_yaml(path) if path is not None else {}
     return config_from_dict(_merge(raw, parse_overrides(overrides)))
 
