@@ -246,11 +246,10 @@ def run_backend(overrides: list[str], backend: str, sample_every: float) -> dict
     """One run; returns its per-round rows, memory samples and timings."""
     from soak import make_sampled_metrics
 
-    from fslsage_ray.cli import default_config_path
-    from fslsage_ray.config import config_to_dict, load_config
+    from fslsage_ray.config import config_to_dict, load_config, quickstart_path
     from fslsage_ray.simulation import Simulation
 
-    config = load_config(default_config_path(), [*overrides, f"runtime.backend={backend}"])
+    config = load_config(quickstart_path(), [*overrides, f"runtime.backend={backend}"])
     sampler = Sampler(RayMemory() if backend == "ray" else own_memory, sample_every)
     rows: list[dict[str, Any]] = []
 

@@ -186,8 +186,7 @@ def run_soak(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, 
     """Run the simulation, sampling memory every args.every rounds; returns samples, info."""
     from memory import session_sample
 
-    from fslsage_ray.cli import default_config_path
-    from fslsage_ray.config import config_to_dict, load_config
+    from fslsage_ray.config import config_to_dict, load_config, quickstart_path
     from fslsage_ray.simulation import Simulation
 
     overrides = [
@@ -196,7 +195,7 @@ def run_soak(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, 
         f"run.rounds={args.rounds}",
         *args.overrides,
     ]
-    config = load_config(default_config_path(), overrides)
+    config = load_config(quickstart_path(), overrides)
     samples: list[dict[str, Any]] = []
     last = {"round": 0, "elapsed_s": 0.0}
 
