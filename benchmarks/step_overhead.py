@@ -57,8 +57,13 @@ def plain_epochs(config, rounds: int) -> list[float]:
     template = build_template(p.world)
     model = torch.nn.Sequential(template.client, template.server)
     o = config.optim
+    # The same optimizer the simulator uses (multi-tensor Adam), so like is timed with like.
     opt = torch.optim.Adam(
-        model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay
+        model.parameters(),
+        lr=o.lr,
+        betas=(o.beta1, o.beta2),
+        weight_decay=o.weight_decay,
+        foreach=True,
     )
     view = ClientView(p.train[0], p.train[1], p.parts[0], p.world.image_spec)
     gen = generator(config.run.seed, "client", 0)
