@@ -25,6 +25,7 @@ from fslsage_ray.algorithms.participation import participants
 from fslsage_ray.algorithms.phases import AlignPhase, LocalPhase
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.config import Config, config_to_dict, load_config
+from fslsage_ray.config.schema import RunConfig
 from fslsage_ray.experiment import (
     WorldSpec,
     build_template,
@@ -53,9 +54,10 @@ log = logging.getLogger("fslsage_ray")
 
 def make_backend(config: Config) -> Backend:
     if config.runtime.backend == "inprocess":
+        from fslsage_ray.runtime.device import choose_device
         from fslsage_ray.runtime.inprocess import InProcessBackend
 
-        return InProcessBackend()
+        return InProcessBackend(choose_device(config.runtime.device))
     from fslsage_ray.runtime.ray_backend import RayBackend
 
     return RayBackend(config.runtime)
@@ -234,14 +236,14 @@ class Simulation:
         if self.run_dir:
             self.metrics.write(self.run_dir / METRICS_FILE)
         bar.update(row)
-        spent = run.max_gib is not None and row["comm_bytes_cum"] >= run.max_gib * GIB
-        done = t + 1 >= run.rounds or spent
+        reason = stop_reason(run, row)
+        done = t + 1 >= run.rounds or reason is not None
         if run.checkpoint_every and ((t + 1) % run.checkpoint_every == 0 or done):
             checkpoint = self._state(backend, t, global_parts)
             if self.run_dir:
                 save_checkpoint(self.run_dir, checkpoint)
-        if spent:
-            log.info("communication budget of %s GiB spent after round %d", run.max_gib, t)
+        if reason:
+            log.info("stopping after round %d: %s", t, reason)
         if not done and backend.maybe_resize():
             log.info("worker pool resized: %s", backend.describe())
         return global_parts, checkpoint, done
@@ -340,6 +342,17 @@ class Simulation:
             return
         for cid in self._participants:  # clients take turns, in id order
             backend.run_local(phase.start, phase.stop, only=[cid])
+
+
+def stop_reason(run: RunConfig, row: dict[str, Any]) -> str | None:
+    """Why the run ends after this round before run.rounds, if it does."""
+    if run.max_gib is not None and row["comm_bytes_cum"] >= run.max_gib * GIB:
+        return f"communication budget of {run.max_gib} GiB spent"
+    if run.stop_at_accuracy is not None and row["test_acc"] >= run.stop_at_accuracy:
+        return f"test accuracy {row['test_acc']:.4f} reached the target {run.stop_at_accuracy}"
+    if run.max_minutes is not None and row["elapsed_s"] >= 60 * run.max_minutes:
+        return f"time limit of {run.max_minutes} minutes passed"
+    return None
 
 
 class RunStopped(RuntimeError):

@@ -22,6 +22,7 @@ ALGORITHMS = ("fsl_sage", "fsl_sage_lazy", "fedavg", "sflv1", "sflv2", "cse_fsl"
 DATASETS = ("digits", "cifar10", "cifar100", "parquet")
 PARTITIONS = ("iid", "dirichlet", "shards")
 BACKENDS = ("ray", "inprocess")
+DEVICES = ("auto", "cpu", "cuda")
 UPLOAD_ORDERS = ("deterministic", "arrival")
 
 
@@ -132,6 +133,8 @@ class AlgorithmConfig:
 @dataclass(frozen=True)
 class RuntimeConfig:
     backend: str = "ray"  # ray | inprocess (same algorithm, no Ray: debugging and reference)
+    device: str = "auto"  # auto | cpu | cuda. auto: the in-process backend uses CUDA when torch
+    # sees it, a Ray actor when it holds a GPU. cpu: never CUDA. cuda: refuse to run without it
     address: str | None = (
         None  # attach to this Ray cluster; None: RAY_ADDRESS or a private local Ray
     )
@@ -160,6 +163,10 @@ class RuntimeConfig:
 
     def __post_init__(self) -> None:
         _require(self.backend in BACKENDS, f"runtime.backend must be one of {BACKENDS}")
+        _require(
+            self.device in DEVICES,
+            f"runtime.device must be one of {DEVICES}, got {self.device!r}",
+        )
         _require(
             self.upload_order in UPLOAD_ORDERS,
             f"runtime.upload_order must be one of {UPLOAD_ORDERS}",
@@ -209,6 +216,12 @@ class RuntimeConfig:
             f"runtime.align_on must be 'clients' or 'server', got {self.align_on!r}",
         )
         _require(self.max_restarts >= 0, "runtime.max_restarts must be >= 0")
+        _require(
+            not (self.device == "cuda" and self.backend == "ray")
+            or (self.actor_num_gpus > 0 and self.server_num_gpus > 0),
+            "runtime.device=cuda on Ray needs runtime.actor_num_gpus > 0 and "
+            "runtime.server_num_gpus > 0 (an actor computes on CUDA only with a GPU reserved)",
+        )
 
 
 @dataclass(frozen=True)
@@ -221,6 +234,9 @@ class RunConfig:
     count_labels: bool = False  # count uploaded labels in the ledger (the paper does not)
     eval_batch_size: int = 1000
     checkpoint_every: int = 10  # rounds between checkpoints (0: never); resume continues exactly
+    stop_at_accuracy: float | None = None  # stop after the first round at or above this test
+    # accuracy (a fraction, e.g. 0.81): "GiB to reach X%" runs need nothing beyond that round
+    max_minutes: float | None = None  # stop after the round that passes this wall time
 
     def __post_init__(self) -> None:
         _require(self.rounds >= 1, f"run.rounds must be >= 1, got {self.rounds}")
@@ -228,6 +244,14 @@ class RunConfig:
         _require(self.max_gib is None or self.max_gib > 0, "run.max_gib must be > 0")
         _require(self.eval_batch_size >= 1, "run.eval_batch_size must be >= 1")
         _require(self.checkpoint_every >= 0, "run.checkpoint_every must be >= 0 (0: never)")
+        _require(
+            self.stop_at_accuracy is None or 0 < self.stop_at_accuracy <= 1,
+            f"run.stop_at_accuracy is a fraction in (0, 1], got {self.stop_at_accuracy}",
+        )
+        _require(
+            self.max_minutes is None or self.max_minutes > 0,
+            f"run.max_minutes must be > 0, got {self.max_minutes}",
+        )
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,12 @@ import torch
 
 from fslsage_ray.experiment import WorldSpec
 from fslsage_ray.runtime.client_host import ClientHost, ClientResult
+from fslsage_ray.runtime.device import choose_device
 from fslsage_ray.runtime.server_host import ServerHost, UploadOrderError
 
 
-def _device() -> torch.device:
-    if ray.get_gpu_ids() and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
+def _device(world: WorldSpec) -> torch.device:
+    return choose_device(world.config.runtime.device, gpu_assigned=bool(ray.get_gpu_ids()))
 
 
 @ray.remote
@@ -37,7 +36,7 @@ class ClientActor:
         server: ray.actor.ActorHandle,
     ) -> None:
         torch.set_num_threads(world.config.runtime.torch_threads)
-        self.host = ClientHost(world, images, labels, assignment, _device())
+        self.host = ClientHost(world, images, labels, assignment, _device(world))
         self.server = server
         self.max_inflight = world.config.runtime.max_inflight_uploads
         self.inflight: list[ray.ObjectRef] = []
@@ -96,7 +95,7 @@ class ServerActor:
         client_sizes: dict[int, int],
     ) -> None:
         torch.set_num_threads(world.config.runtime.torch_threads)
-        self.host = ServerHost(world, test_images, test_labels, client_sizes, _device())
+        self.host = ServerHost(world, test_images, test_labels, client_sizes, _device(world))
         self._changed: asyncio.Event | None = None
 
     def _event(self) -> asyncio.Event:

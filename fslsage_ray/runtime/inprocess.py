@@ -30,7 +30,7 @@ class DirectChannel:
 
 
 class InProcessBackend(Backend):
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
         self.host: ClientHost | None = None
         self.server: ServerHost | None = None
@@ -81,4 +81,4 @@ class InProcessBackend(Backend):
         self.server.restore(snap["server"])
 
     def describe(self) -> str:
-        return "in-process (no Ray)"
+        return f"in-process (no Ray), on {self.device}"

@@ -62,6 +62,12 @@ OVERRIDE_CASES = [
     (["run.rounds.x=3"], ["run.rounds", "expected int"]),
     (["run=3", "run.rounds=2"], ["run.rounds", "'run' is not a section"]),
     (["run.rounds=[1"], ["run.rounds=[1", "cannot parse value"]),
+    (["runtime.device=gpu"], ["runtime.device", "auto", "cuda", "'gpu'"]),
+    (["runtime.device=cuda"], ["runtime.device=cuda on Ray", "actor_num_gpus > 0"]),
+    (["runtime.device=cuda", "runtime.actor_num_gpus=0.5"], ["server_num_gpus > 0"]),
+    (["run.stop_at_accuracy=81"], ["run.stop_at_accuracy", "fraction", "81"]),
+    (["run.stop_at_accuracy=0"], ["run.stop_at_accuracy", "fraction"]),
+    (["run.max_minutes=0"], ["run.max_minutes", "> 0"]),
 ]
 
 

@@ -1,0 +1,60 @@
+"""jobs/paper_cifar10_gpu.sh runs end to end (on the CPU, shrunk) and leaves its outputs.
+
+The script is run on a borrowed GPU machine with minutes of budget and no second chance, so
+its plumbing (overrides, output names, the refresh loop, the exit status) is checked here.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "jobs" / "paper_cifar10_gpu.sh"
+SHRINK = (
+    "runtime.device=cpu data.train_subset=200 data.test_subset=100 algorithm.batch_size=32 "
+    "algorithm.align_epochs=2 algorithm.buffer_size=32 run.rounds=2"
+)
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+
+
+def _run(tmp_path: Path, data: Path, extra: str) -> subprocess.CompletedProcess:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "EXTRA": extra,
+        "ALGS": "fsl_sage cse_fsl",
+        "RUNS_DIR": str(tmp_path / "runs"),
+    }
+    return subprocess.run(
+        ["bash", str(SCRIPT), str(data), str(tmp_path / "out"), "5", sys.executable],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_both_runs_finish_and_their_outputs_come_back(tmp_path: Path, shared_data: Path) -> None:
+    proc = _run(tmp_path, shared_data, SHRINK)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = tmp_path / "out"
+    for alg in ("fsl_sage", "cse_fsl"):
+        rows = pq.read_table(out / f"{alg}.metrics.parquet").to_pylist()
+        assert [r["round"] for r in rows] == [0, 1]
+        assert {r["algorithm"] for r in rows} == {alg}
+        assert "round 1 acc" in (out / f"{alg}.run.log").read_text()
+        assert f"== {alg}" in proc.stdout
+
+
+def test_a_failing_run_fails_the_script(tmp_path: Path, shared_data: Path) -> None:
+    proc = _run(tmp_path, shared_data, SHRINK + " algorithm.batch_size=0")
+    assert proc.returncode != 0
+    assert "algorithm.batch_size" in (tmp_path / "out" / "fsl_sage.stdout").read_text()
