@@ -44,6 +44,9 @@ class ClientActor:
     def num_batches(self) -> dict[int, int]:
         return self.host.num_batches()
 
+    def device(self) -> str:
+        return str(self.host.device)
+
     def start_round(
         self, parts: Mapping[str, Mapping[str, torch.Tensor]], participants: list[int] | None = None
     ) -> None:
@@ -105,6 +108,9 @@ class ServerActor:
 
     async def ready(self) -> bool:
         return True
+
+    async def device(self) -> str:
+        return str(self.host.device)
 
     async def begin_round(self, expected: Sequence[tuple[int, int]] | None) -> None:
         self.host.begin_round(expected)

@@ -67,6 +67,7 @@ class ClientHost:
         cfg = world.config
         algorithm = get_algorithm(cfg)
         template = build_template(world)
+        self.device = device
         self.views = {
             cid: ClientView(images, labels, np.asarray(assignment[cid]), world.image_spec)
             for cid in sorted(assignment)

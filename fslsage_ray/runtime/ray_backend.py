@@ -37,6 +37,7 @@ class RayBackend(Backend):
         self.plan: ActorPlan | None = None
         self.server = None
         self.actors: list = []
+        self.devices: list[str] = []  # server first, then each client actor
         self.timeout_s = runtime.call_timeout_s
 
     def validate(self, num_clients: int) -> None:
@@ -73,6 +74,9 @@ class RayBackend(Backend):
                 f"the cluster cannot place {self.plan.describe()}"
             )
         ray.get(ready)
+        self.devices = ray.get(
+            [self.server.device.remote()] + [a.device.remote() for a in self.actors]
+        )
 
     def _elastic(self) -> bool:
         return self.runtime.num_actors is None and self.runtime.clients_per_actor is None
@@ -219,4 +223,10 @@ class RayBackend(Backend):
         )
 
     def describe(self) -> str:
-        return f"ray: {self.plan.describe()}" if self.plan else "ray (not started)"
+        if self.plan is None:
+            return "ray (not started)"
+        text = f"ray: {self.plan.describe()}"
+        if self.devices:  # where the work really runs, as the actors saw it at start
+            server, *clients = self.devices
+            text += f"; computing on: server {server}, clients {', '.join(sorted(set(clients)))}"
+        return text
