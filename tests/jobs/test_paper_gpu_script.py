@@ -58,3 +58,26 @@ def test_a_failing_run_fails_the_script(tmp_path: Path, shared_data: Path) -> No
     proc = _run(tmp_path, shared_data, SHRINK + " algorithm.batch_size=0")
     assert proc.returncode != 0
     assert "algorithm.batch_size" in (tmp_path / "out" / "fsl_sage.stdout").read_text()
+
+
+def test_gpu_ray_check_script_plumbing_on_cpu(tmp_path: Path) -> None:
+    """jobs/gpu_ray_check.sh with DEVICE=cpu: Ray's logical GPUs, the same comparison."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "DEVICE": "cpu",
+        "ROUNDS": "3",  # 3 rounds reach 92.8%; the script wants > 90%
+        "RUNS_DIR": str(tmp_path / "runs"),
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    }
+    proc = subprocess.run(
+        ["bash", str(REPO / "jobs" / "gpu_ray_check.sh"), str(tmp_path / "out"), sys.executable],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "'GPU': 0.2" in proc.stdout and "computing on: server cpu" in proc.stdout
+    assert "ledger identical; learning metrics bit-identical" in proc.stdout
