@@ -16,9 +16,16 @@ import ray
 import torch
 
 from fslsage_ray.experiment import WorldSpec
+from fslsage_ray.runtime.allocator import pin_malloc_thresholds
 from fslsage_ray.runtime.client_host import ClientHost, ClientResult
 from fslsage_ray.runtime.device import choose_device
 from fslsage_ray.runtime.server_host import ServerHost, UploadOrderError
+
+
+def _prepare_process(world: WorldSpec) -> None:
+    torch.set_num_threads(world.config.runtime.torch_threads)
+    if world.config.runtime.pin_malloc:
+        pin_malloc_thresholds()
 
 
 def _device(world: WorldSpec) -> torch.device:
@@ -35,7 +42,7 @@ class ClientActor:
         assignment: dict[int, np.ndarray],
         server: ray.actor.ActorHandle,
     ) -> None:
-        torch.set_num_threads(world.config.runtime.torch_threads)
+        _prepare_process(world)
         self.host = ClientHost(world, images, labels, assignment, _device(world))
         self.server = server
         self.max_inflight = world.config.runtime.max_inflight_uploads
@@ -97,7 +104,7 @@ class ServerActor:
         test_labels: np.ndarray,
         client_sizes: dict[int, int],
     ) -> None:
-        torch.set_num_threads(world.config.runtime.torch_threads)
+        _prepare_process(world)
         self.host = ServerHost(world, test_images, test_labels, client_sizes, _device(world))
         self._changed: asyncio.Event | None = None
 

@@ -11,6 +11,7 @@ import torch
 from fslsage_ray.algorithms.base import State
 from fslsage_ray.algorithms.fsl_sage import AlignResult
 from fslsage_ray.experiment import WorldSpec
+from fslsage_ray.runtime.allocator import pin_malloc_thresholds
 from fslsage_ray.runtime.backend import Backend, ServerStats
 from fslsage_ray.runtime.client_host import ClientHost, ClientResult
 from fslsage_ray.runtime.server_host import ServerHost, UploadOrderError
@@ -37,6 +38,8 @@ class InProcessBackend(Backend):
 
     def start(self, world: WorldSpec, train, test, parts: Sequence[np.ndarray]) -> None:
         torch.set_num_threads(world.config.runtime.torch_threads)
+        if world.config.runtime.pin_malloc:
+            pin_malloc_thresholds()
         assignment = {cid: idx for cid, idx in enumerate(parts)}
         sizes = {cid: len(idx) for cid, idx in assignment.items()}
         self.host = ClientHost(world, train[0], train[1], assignment, self.device)
