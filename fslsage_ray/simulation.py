@@ -20,12 +20,12 @@ import pyarrow as pa
 
 from fslsage_ray.algorithms.aggregate import sample_weights, weighted_average
 from fslsage_ray.algorithms.base import PART_KINDS, Algorithm, ModelSizes, Parts
-from fslsage_ray.algorithms.ledger import GIB, Ledger, state_bytes
+from fslsage_ray.algorithms.jobs import JobReport
+from fslsage_ray.algorithms.ledger import Ledger, state_bytes
 from fslsage_ray.algorithms.participation import participants
-from fslsage_ray.algorithms.phases import AlignPhase, LocalPhase
+from fslsage_ray.algorithms.phases import LocalPhase, ServerJobPhase
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.config import Config, config_to_dict, load_config
-from fslsage_ray.config.schema import RunConfig
 from fslsage_ray.experiment import (
     WorldSpec,
     build_template,
@@ -33,7 +33,6 @@ from fslsage_ray.experiment import (
     model_sizes,
     partition,
     shared_aux,
-    world_spec,
 )
 from fslsage_ray.outputs.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from fslsage_ray.outputs.metrics import MetricsTable
@@ -47,7 +46,10 @@ from fslsage_ray.outputs.run_dir import (
     detach_log,
     prepare_run_dir,
 )
-from fslsage_ray.runtime.backend import Backend, WorkerLost
+from fslsage_ray.rounds import RoundRecord, stop_reason
+from fslsage_ray.runtime.backend import Backend, ServerStats, WorkerLost
+from fslsage_ray.runtime.client_host import ClientResult
+from fslsage_ray.tasks.base import Arrays
 
 log = logging.getLogger("fslsage_ray")
 
@@ -68,8 +70,8 @@ class Prepared:
     """The driver's one-time work: data read and split, shapes known."""
 
     world: WorldSpec
-    train: tuple[np.ndarray, np.ndarray]
-    test: tuple[np.ndarray, np.ndarray]
+    train: Arrays
+    test: Arrays
     parts: list[np.ndarray]
     sizes: ModelSizes
     initial_parts: Parts
@@ -80,15 +82,15 @@ class Prepared:
 
 
 def prepare(config: Config) -> Prepared:
-    bundle = load_data(config)
-    parts = partition(config, bundle.train.labels)
-    world = world_spec(config, bundle)
+    data = load_data(config)
+    parts = partition(config, data.train_keys)
+    world = WorldSpec(config, data.task)
     template = build_template(world)
     algorithm = get_algorithm(config)
     return Prepared(
         world,
-        (bundle.train.images, bundle.train.labels),
-        (bundle.test.images, bundle.test.labels),
+        data.train,
+        data.test,
         parts,
         model_sizes(world, template),
         algorithm.initial_parts(template, shared_aux(world, template)),
@@ -125,7 +127,8 @@ class Simulation:
             self.run_dir = target if resume else prepare_run_dir(target, config, overwrite)
         self.show_progress = progress
         self.algorithm: Algorithm = get_algorithm(config)
-        self.metrics = MetricsTable()
+        task = self.prepared.world.task
+        self.metrics = MetricsTable(headline=task.headline, goal=task.goal)
         self.restarts = 0
 
     @classmethod
@@ -140,7 +143,12 @@ class Simulation:
         """Train for run.rounds rounds (or until run.max_gib); returns the metrics table."""
         handler = attach_log(self.run_dir) if self.run_dir else None
         backend = self.backend
-        bar = Progress(self.config.run.rounds, self.config.run.name, self.show_progress)
+        bar = Progress(
+            self.config.run.rounds,
+            self.config.run.name,
+            self.show_progress,
+            headline=self.prepared.world.task.headline,
+        )
         try:
             p = self.prepared
             bar.phase("starting workers")
@@ -249,115 +257,148 @@ class Simulation:
         return global_parts, checkpoint, done
 
     def _round(self, backend, bar, t, global_parts, num_batches):
-        """One round: local work, alignment if due, aggregation, evaluation, ledger."""
-        p, algorithm, alg = self.prepared, self.algorithm, self.config.algorithm
-        chosen = participants(t, len(p.parts), alg.clients_per_round, self.config.run.seed)
-        self._participants = chosen
-        m = len(chosen)
-        expected = algorithm.expected_uploads({c: num_batches[c] for c in chosen})
+        """One round, top to bottom: train (local phases and server jobs), aggregate,
+        evaluate, record. Returns the metrics row and the new global parts."""
+        chosen = participants(
+            t,
+            len(self.prepared.parts),
+            self.config.algorithm.clients_per_round,
+            self.config.run.seed,
+        )
         ledger = Ledger()
         round_start = time.perf_counter()
-        for part, state in global_parts.items():
-            ledger.add(f"{PART_KINDS[part]}.down", state_bytes(state), times=m)
-        backend.start_round(global_parts, expected, chosen)
-        local_s = align_s = 0.0
-        align_results = {}
-        last_stop = 0
-        for phase in algorithm.round_phases(t):
-            t0 = time.perf_counter()
-            if isinstance(phase, LocalPhase):
-                bar.phase(f"round {t}: local steps")
-                self._run_local(backend, phase)
-                last_stop = phase.stop if phase.stop is not None else max(num_batches.values())
-                local_s += time.perf_counter() - t0
-            elif isinstance(phase, AlignPhase):
-                bar.phase(f"round {t}: aligning {m} AMs")
-                align_results = backend.align(last_stop)
-                for result in align_results.values():
-                    ledger.add("aux_model.down", state_bytes(result.state))
-                align_s += time.perf_counter() - t0
+
+        local_s, jobs_s, reports = self._train(
+            backend, bar, t, global_parts, chosen, num_batches, ledger
+        )
         t0 = time.perf_counter()
         results, server = backend.finish_round()
         local_s += time.perf_counter() - t0
+
+        new_parts = self._aggregate(results, ledger)
+
+        bar.phase(f"round {t}: evaluating")
+        t0 = time.perf_counter()
+        eval_part = "full" if "full" in new_parts else "client"
+        test = backend.evaluate(new_parts[eval_part])
+        eval_s = time.perf_counter() - t0
+
+        wall_s = time.perf_counter() - round_start
+        record = self._record(
+            t, wall_s, local_s, jobs_s, eval_s, test, results, server, reports, len(chosen)
+        )
+        row = self.metrics.add_round(record.as_row(), ledger.close_round())
+        self._log_round(row)
+        return row, new_parts
+
+    def _train(self, backend, bar, t, global_parts, chosen, num_batches, ledger):
+        """Broadcast the global parts, then the algorithm's phases for round t; returns
+        (local seconds, server-job seconds, job reports)."""
+        m = len(chosen)
+        for part, state in global_parts.items():
+            ledger.add(f"{PART_KINDS[part]}.down", state_bytes(state), times=m)
+        expected = self.algorithm.expected_uploads({c: num_batches[c] for c in chosen})
+        backend.start_round(global_parts, expected, chosen)
+        local_s = jobs_s = 0.0
+        reports: dict[int, JobReport] = {}
+        last_stop = 0
+        for phase in self.algorithm.round_phases(t):
+            t0 = time.perf_counter()
+            if isinstance(phase, LocalPhase):
+                bar.phase(f"round {t}: local steps")
+                self._run_local(backend, phase, chosen)
+                last_stop = phase.stop if phase.stop is not None else max(num_batches.values())
+                local_s += time.perf_counter() - t0
+            elif isinstance(phase, ServerJobPhase):
+                bar.phase(f"round {t}: {phase.label} ({m} clients)")
+                reports = backend.run_server_jobs(last_stop)
+                for report in reports.values():
+                    ledger.merge(report.bytes)
+                jobs_s += time.perf_counter() - t0
+        return local_s, jobs_s, reports
+
+    def _run_local(self, backend: Backend, phase: LocalPhase, chosen: list[int]) -> None:
+        if not self.algorithm.sequential_clients:
+            backend.run_local(phase.start, phase.stop)
+            return
+        for cid in chosen:  # clients take turns, in id order
+            backend.run_local(phase.start, phase.stop, only=[cid])
+
+    def _aggregate(self, results: list[ClientResult], ledger: Ledger) -> Parts:
+        """Book the uploads of client parts, then average them with weights n_i/n."""
         for r in results:
             for part, state in r.parts.items():
                 ledger.add(f"{PART_KINDS[part]}.up", state_bytes(state))
             ledger.merge(r.bytes)
         # Fixed client order: the average is bit-identical however clients were hosted.
         weights = sample_weights([r.num_samples for r in results])
-        new_parts = {
+        return {
             part: weighted_average([r.parts[part] for r in results], weights)
-            for part in algorithm.shared_parts
+            for part in self.algorithm.shared_parts
         }
-        t0 = time.perf_counter()
-        bar.phase(f"round {t}: evaluating")
-        eval_part = "full" if "full" in new_parts else "client"
-        test_acc, test_loss = backend.evaluate(new_parts[eval_part])
-        eval_s = time.perf_counter() - t0
-        steps = sum(r.steps for r in results)
-        wall_s = time.perf_counter() - round_start
+
+    def _record(
+        self,
+        t: int,
+        wall_s: float,
+        local_s: float,
+        jobs_s: float,
+        eval_s: float,
+        test: dict[str, float],
+        results: list[ClientResult],
+        server: ServerStats,
+        reports: dict[int, JobReport],
+        m: int,
+    ) -> RoundRecord:
         previous = self.metrics.rows[-1]["elapsed_s"] if self.metrics.rows else 0.0
-        row = {
-            "round": t,
-            "algorithm": algorithm.name,
-            "wall_s": wall_s,
-            "elapsed_s": previous + wall_s,
-            "local_s": local_s,
-            "align_s": align_s,
-            "eval_s": eval_s,
-            "samples_per_s": sum(r.num_samples for r in results) / local_s if local_s else 0.0,
-            "test_acc": test_acc,
-            "test_loss": test_loss,
-            "train_loss": server.mean_loss,
-            "client_loss": sum(r.loss_sum for r in results) / steps if steps else float("nan"),
-            "uploads": server.uploads,
-            "participants": m,
-            "client_busy_s": sum(r.busy_s for r in results),
-            "server_busy_s": server.busy_s,
-            "server_busy_frac": server.busy_s / wall_s if wall_s > 0 else 0.0,
-            "aligned": bool(align_results),
-            "am_rel_error_before": _mean_or_nan(
-                [r.rel_error_before for r in align_results.values()]
-            ),
-            "am_rel_error_after": _mean_or_nan([r.rel_error_after for r in align_results.values()]),
-        }
-        full = self.metrics.add_round(row, ledger.close_round())
+        steps = sum(r.steps for r in results)
+        job_figures = _mean_figures(reports.values())
+        return RoundRecord(
+            round=t,
+            algorithm=self.algorithm.name,
+            wall_s=wall_s,
+            elapsed_s=previous + wall_s,
+            local_s=local_s,
+            align_s=jobs_s,
+            eval_s=eval_s,
+            samples_per_s=sum(r.num_samples for r in results) / local_s if local_s else 0.0,
+            test=test,
+            train_loss=server.mean_loss,
+            client_loss=sum(r.loss_sum for r in results) / steps if steps else float("nan"),
+            uploads=server.uploads,
+            participants=m,
+            client_busy_s=sum(r.busy_s for r in results),
+            server_busy_s=server.busy_s,
+            server_busy_frac=server.busy_s / wall_s if wall_s > 0 else 0.0,
+            aligned=bool(reports),
+            am_rel_error_before=job_figures.pop("am_rel_error_before", float("nan")),
+            am_rel_error_after=job_figures.pop("am_rel_error_after", float("nan")),
+            extra=job_figures,
+        )
+
+    def _log_round(self, row: dict[str, Any]) -> None:
+        test = " ".join(f"{k} {row[k]:.4f}" for k in self.prepared.world.task.metric_names)
         log.info(
-            "round %d acc %.4f loss %.4f | GiB %.4f | wall %.1fs (align %.1fs) | "
-            "%.0f samples/s, server busy %.0f%%",
-            t,
-            test_acc,
-            test_loss,
-            full["comm_gib_cum"],
-            wall_s,
-            align_s,
+            "round %d %s | GiB %.4f | wall %.1fs (align %.1fs) | %.0f samples/s, "
+            "server busy %.0f%%",
+            row["round"],
+            test,
+            row["comm_gib_cum"],
+            row["wall_s"],
+            row["align_s"],
             row["samples_per_s"],
             100 * row["server_busy_frac"],
         )
-        return full, new_parts
-
-    def _run_local(self, backend: Backend, phase: LocalPhase) -> None:
-        if not self.algorithm.sequential_clients:
-            backend.run_local(phase.start, phase.stop)
-            return
-        for cid in self._participants:  # clients take turns, in id order
-            backend.run_local(phase.start, phase.stop, only=[cid])
-
-
-def stop_reason(run: RunConfig, row: dict[str, Any]) -> str | None:
-    """Why the run ends after this round before run.rounds, if it does."""
-    if run.max_gib is not None and row["comm_bytes_cum"] >= run.max_gib * GIB:
-        return f"communication budget of {run.max_gib} GiB spent"
-    if run.stop_at_accuracy is not None and row["test_acc"] >= run.stop_at_accuracy:
-        return f"test accuracy {row['test_acc']:.4f} reached the target {run.stop_at_accuracy}"
-    if run.max_minutes is not None and row["elapsed_s"] >= 60 * run.max_minutes:
-        return f"time limit of {run.max_minutes} minutes passed"
-    return None
 
 
 class RunStopped(RuntimeError):
     """The run cannot go on here; its folder holds a checkpoint to resume from."""
 
 
-def _mean_or_nan(values: list[float]) -> float:
-    return float(np.mean(values)) if values else float("nan")
+def _mean_figures(reports) -> dict[str, float]:
+    """Each job figure averaged over the clients that report it."""
+    values: dict[str, list[float]] = {}
+    for report in reports:
+        for key, value in report.metrics.items():
+            values.setdefault(key, []).append(value)
+    return {key: float(np.mean(v)) for key, v in values.items()}

@@ -7,7 +7,6 @@ an upload, which model parts the fed server averages, and what each round costs.
 
 from __future__ import annotations
 
-import copy
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,10 +17,12 @@ import torch
 from torch import nn
 
 from fslsage_ray.algorithms.client_view import ClientView, batch_sizes
+from fslsage_ray.algorithms.jobs import JobReport
 from fslsage_ray.algorithms.phases import LocalPhase, Phase
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
 from fslsage_ray.config.schema import Config, OptimConfig
 from fslsage_ray.models import SplitModel
+from fslsage_ray.tasks.base import Batch, Payload, PayloadSizes, Task
 
 State = dict[str, torch.Tensor]
 Parts = dict[str, State]  # e.g. {"client": state} or {"client": ..., "aux": ...}
@@ -33,10 +34,10 @@ PART_KINDS = {"client": "client_model", "aux": "aux_model", "full": "full_model"
 class Channel(Protocol):
     """How a client reaches the server; a backend supplies it."""
 
-    def upload(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> None:
+    def upload(self, it: int, cid: int, payload: Payload) -> None:
         """Send and go on: the server's answer, if any, is not awaited."""
 
-    def exchange(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    def exchange(self, it: int, cid: int, payload: Payload) -> np.ndarray:
         """Send and wait for dL/dz (SplitFed)."""
 
 
@@ -71,6 +72,7 @@ class Client(ABC):
         self.config = config
         self.generator = generator
         self.device = device
+        self.task: Task = view.task
         self.stats = ClientRoundStats()
         self._batches: list[np.ndarray] = []
 
@@ -83,8 +85,24 @@ class Client(ABC):
         self._batches = self.view.shuffled_batches(self.config.algorithm.batch_size, self.generator)
         self.stats = ClientRoundStats()
 
-    def next_batch(self, it: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def next_batch(self, it: int) -> Batch:
         return self.view.batch(self._batches[it], self.generator, self.device)
+
+    def send(
+        self, it: int, smashed: torch.Tensor, batch: Batch, channel: Channel, wait: bool = False
+    ) -> np.ndarray | None:
+        """Upload this batch's cut-layer payload (booked here, where it is sent); with
+        `wait`, return the server's dL/dz."""
+        payload = Payload.of(smashed, batch)
+        self.stats.charge("smashed.up", payload.smashed_nbytes)
+        if self.config.run.count_labels:
+            self.stats.charge("labels.up", payload.targets_nbytes)
+        if not wait:
+            channel.upload(it, self.cid, payload)
+            return None
+        grad = channel.exchange(it, self.cid, payload)
+        self.stats.charge("grad.down", grad.nbytes)
+        return grad
 
     @abstractmethod
     def load_parts(self, parts: Mapping[str, State]) -> None: ...
@@ -96,8 +114,13 @@ class Client(ABC):
     @abstractmethod
     def step(self, it: int, channel: Channel) -> None: ...
 
-    def load_aux(self, state: Mapping[str, torch.Tensor]) -> None:
-        raise NotImplementedError(f"{type(self).__name__} receives no auxiliary model")
+    def run_job(self, job: Any) -> Any:
+        """Do a server job for this client on this client's (idle) processor; see jobs.py."""
+        raise NotImplementedError(f"{type(self).__name__} runs no server jobs")
+
+    def accept_delivery(self, delivery: Any) -> None:
+        """What a server job sends down to this client (e.g. a fitted AM)."""
+        raise NotImplementedError(f"{type(self).__name__} receives nothing from server jobs")
 
     # Every client keeps `model`, `optimizer`, and, where it has one, `aux`.
     def snapshot(self) -> dict[str, Any]:
@@ -114,11 +137,6 @@ class Client(ABC):
             self.aux.load_state_dict(snap["aux"])
         self.generator.set_state(snap["generator"])
 
-    def charge_upload(self, smashed: np.ndarray, labels: np.ndarray) -> None:
-        self.stats.charge("smashed.up", smashed.nbytes)
-        if self.config.run.count_labels:
-            self.stats.charge("labels.up", labels.nbytes)
-
 
 class Server(ABC):
     """The main server's side of an algorithm."""
@@ -128,13 +146,25 @@ class Server(ABC):
         self.uploads = 0
 
     @abstractmethod
-    def process_upload(
-        self, cid: int, smashed: np.ndarray, labels: np.ndarray
-    ) -> np.ndarray | None:
+    def process_upload(self, cid: int, payload: Payload) -> np.ndarray | None:
         """Apply one upload; return dL/dz when the algorithm sends it back."""
 
     def end_round(self) -> None:  # noqa: B027 - optional hook; most servers have no round end
         """Round-end server work (e.g. averaging per-client copies)."""
+
+    # --- server jobs (algorithms with a ServerJobPhase; see jobs.py) --------------------
+    def prepare_jobs(self, cids: Sequence[int]) -> list[Any]:
+        """One job per client (each with a `cid`), in client order, runnable anywhere."""
+        raise NotImplementedError(f"{type(self).__name__} has no server jobs")
+
+    def run_job(self, job: Any) -> Any:
+        """Run a job here, on the server's own copy of what it works on."""
+        raise NotImplementedError(f"{type(self).__name__} has no server jobs")
+
+    def complete_job(self, outcome: Any) -> tuple[JobReport, Any | None]:
+        """Adopt a job's outcome; (report for the coordinator, delivery for the client or
+        None when the client already holds the result)."""
+        raise NotImplementedError(f"{type(self).__name__} has no server jobs")
 
     @abstractmethod
     def eval_head(self) -> nn.Module:
@@ -164,7 +194,7 @@ class ModelSizes:
     client_state_bytes: int
     server_state_bytes: int
     aux_state_bytes: int
-    smashed_sample_bytes: int  # one sample's cut-layer activations, fp32
+    payload: PayloadSizes  # one sample's upload (activations, context, targets)
 
     def part_bytes(self, part: str) -> int:
         if part == "full":
@@ -254,14 +284,11 @@ class Algorithm(ABC):
         for n_i in client_sizes:
             per_batch = batch_sizes(n_i, self.alg.batch_size)
             uploaded += sum(per_batch[it] for it in self.upload_iterations(len(per_batch)))
+        per_sample = sizes.payload
         if uploaded:
-            counts["smashed.up"] = uploaded * sizes.smashed_sample_bytes
+            counts["smashed.up"] = uploaded * (per_sample.smashed + per_sample.context)
             if self.config.run.count_labels:
-                counts["labels.up"] = uploaded * 8
+                counts["labels.up"] = uploaded * per_sample.targets
             if self.returns_gradients:
-                counts["grad.down"] = uploaded * sizes.smashed_sample_bytes
+                counts["grad.down"] = uploaded * per_sample.smashed
         return counts
-
-
-def fresh_copy(module: nn.Module) -> nn.Module:
-    return copy.deepcopy(module)

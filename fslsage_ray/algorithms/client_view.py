@@ -8,27 +8,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fslsage_ray.data.transforms import make_batch
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """How uint8 images become model input (the same for every client and the server)."""
-
-    max_value: float
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    augment: bool
+from fslsage_ray.tasks.base import Arrays, Batch, Task
 
 
 @dataclass
 class ClientView:
     """Slices the shared arrays by index; never copies the data set."""
 
-    images: np.ndarray  # all training images (uint8 NHWC), shared read-only
-    labels: np.ndarray  # all training labels (int64)
+    arrays: Arrays  # the whole training split (e.g. images and labels), shared read-only
     indices: np.ndarray  # this client's part
-    spec: ImageSpec
+    task: Task  # turns rows into batches
 
     @property
     def num_samples(self) -> int:
@@ -43,17 +32,8 @@ class ClientView:
         shuffled = self.indices[order]
         return [shuffled[i : i + batch_size] for i in range(0, self.num_samples, batch_size)]
 
-    def batch(
-        self, idx: np.ndarray, generator: torch.Generator, device: torch.device
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        x = make_batch(self.images[idx], self.spec, self.spec.augment, generator)
-        y = torch.from_numpy(np.ascontiguousarray(self.labels[idx], dtype=np.int64))
-        return x.to(device), y.to(device)
-
-
-def upload_iterations(num_batches: int, upload_every: int) -> range:
-    """Iterations whose smashed batch goes to the server: it % q == 0."""
-    return range(0, num_batches, upload_every)
+    def batch(self, idx: np.ndarray, generator: torch.Generator, device: torch.device) -> Batch:
+        return self.task.batch(self.arrays, idx, generator, True, device)
 
 
 def batch_sizes(num_samples: int, batch_size: int) -> list[int]:

@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fslsage_ray.algorithms.base import Channel, Client, Parts, State, adam, cpu_state
+from fslsage_ray.tasks.base import forward
 
 
 class SinglePartClient(Client):
@@ -37,8 +37,8 @@ class FullModelClient(SinglePartClient):
     part = "full"
 
     def step(self, it: int, channel: Channel) -> None:
-        x, y = self.next_batch(it)
-        loss = F.cross_entropy(self.model(x), y)
+        batch = self.next_batch(it)
+        loss = self.task.loss(forward(self.model, batch.inputs, batch.context), batch.targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -50,12 +50,9 @@ class GradientReturnClient(SinglePartClient):
     """SplitFed: every batch goes to the server, which answers with dL/dz."""
 
     def step(self, it: int, channel: Channel) -> None:
-        x, y = self.next_batch(it)
-        smashed = self.model(x)
-        z_np, y_np = smashed.detach().cpu().numpy(), y.cpu().numpy()
-        self.charge_upload(z_np, y_np)
-        grad = channel.exchange(it, self.cid, z_np, y_np)
-        self.stats.charge("grad.down", grad.nbytes)
+        batch = self.next_batch(it)
+        smashed = forward(self.model, batch.inputs, batch.context)
+        grad = self.send(it, smashed, batch, channel, wait=True)
         self.optimizer.zero_grad(set_to_none=True)
         smashed.backward(torch.as_tensor(grad, device=self.device))
         self.optimizer.step()
@@ -97,13 +94,11 @@ class LocalLossClient(Client):
         return {"client": cpu_state(self.model), "aux": cpu_state(self.aux)}
 
     def step(self, it: int, channel: Channel) -> None:
-        x, y = self.next_batch(it)
-        smashed = self.model(x)
+        batch = self.next_batch(it)
+        smashed = forward(self.model, batch.inputs, batch.context)
         if it % self.upload_every == 0:
-            z_np, y_np = smashed.detach().cpu().numpy(), y.cpu().numpy()
-            self.charge_upload(z_np, y_np)
-            channel.upload(it, self.cid, z_np, y_np)
-        loss = F.cross_entropy(self.aux(smashed), y)
+            self.send(it, smashed, batch, channel)
+        loss = self.task.loss(forward(self.aux, smashed, batch.context), batch.targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

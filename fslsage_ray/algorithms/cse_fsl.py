@@ -33,5 +33,9 @@ class CseFsl(Algorithm):
 
     def make_server(self, template, own_aux, client_sizes, device):
         return SingleServer(
-            copy.deepcopy(template.server), self.config, device, returns_gradients=False
+            copy.deepcopy(template.server),
+            template.task,
+            self.config,
+            device,
+            returns_gradients=False,
         )

@@ -12,13 +12,21 @@ from fslsage_ray.algorithms.servers import NoServer
 from fslsage_ray.models import SplitModel
 
 
+class WholeModel(nn.Sequential):
+    """Client part then server part, the batch's context passed to both (state dict keys
+    as nn.Sequential's, "0." and "1.")."""
+
+    def forward(self, inputs, **context):
+        return self[1](self[0](inputs, **context), **context)
+
+
 class FedAvg(Algorithm):
     name = "fedavg"
     label = "FedAvg"
     shared_parts = ("full",)
 
     def client_module(self, template: SplitModel) -> nn.Module:
-        return nn.Sequential(template.client, template.server)
+        return WholeModel(template.client, template.server)
 
     def upload_every(self) -> int | None:
         return None

@@ -25,6 +25,7 @@ class FslAn(CseFsl):
     def make_server(self, template, own_aux, client_sizes, device):
         return ServerCopies(
             copy.deepcopy(template.server),
+            template.task,
             client_sizes,
             self.config,
             device,

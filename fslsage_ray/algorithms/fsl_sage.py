@@ -16,9 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fslsage_ray.algorithms.base import (
@@ -36,9 +34,15 @@ from fslsage_ray.algorithms.gradients import (
     relative_error,
     true_cut_gradient,
 )
-from fslsage_ray.algorithms.phases import AlignPhase, LocalPhase, Phase
+from fslsage_ray.algorithms.jobs import JobReport
+from fslsage_ray.algorithms.ledger import state_bytes
+from fslsage_ray.algorithms.phases import LocalPhase, Phase, ServerJobPhase
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
-from fslsage_ray.config.schema import AlgorithmConfig, Config
+from fslsage_ray.config.schema import AlignmentConfig, Config
+from fslsage_ray.tasks.base import Payload, Task, forward
+
+Context = dict[str, torch.Tensor]
+Chunk = tuple[torch.Tensor, torch.Tensor, Context, torch.Tensor]  # (z, targets, context, g*)
 
 
 class FslSageClient(SinglePartClient):
@@ -57,28 +61,35 @@ class FslSageClient(SinglePartClient):
         super().load_parts(parts)
         self.aux.train()  # AMs stay in train mode (batch statistics), as in the authors' runs
 
-    def load_aux(self, state: Mapping[str, torch.Tensor]) -> None:
-        self.aux.load_state_dict(state)
+    def accept_delivery(self, delivery: Mapping[str, torch.Tensor]) -> None:
+        self.aux.load_state_dict(delivery)
 
-    def fit_alignment(self, job: AlignJob) -> AlignOutcome:
-        """Do the server's fitting of this client's AM on this client's (idle) processor."""
+    def run_job(self, job: AlignJob) -> AlignOutcome:
+        """Do the server's fitting of this client's AM on this client's (idle) processor;
+        this client then already holds the fitted AM."""
         o = self.config.optim
-        return job.run(self.aux, adam(self.aux.parameters(), o.aux_lr, o, o.aux_weight_decay))
+        optimizer = adam(self.aux.parameters(), o.aux_lr, o, o.aux_weight_decay)
+        return job.run(self.aux, optimizer, on_client=True)
 
     def step(self, it: int, channel: Channel) -> None:
         """One local iteration: forward, maybe upload, step through the AM's estimate."""
-        x, y = self.next_batch(it)
-        smashed = self.model(x)
+        batch = self.next_batch(it)
+        smashed = forward(self.model, batch.inputs, batch.context)
         if it % self.config.algorithm.upload_every == 0:
-            z_np, y_np = smashed.detach().cpu().numpy(), y.cpu().numpy()
-            self.charge_upload(z_np, y_np)
-            channel.upload(it, self.cid, z_np, y_np)
-        g_hat, aux_loss = gradient_estimate(self.aux, smashed, y)
+            self.send(it, smashed, batch, channel)
+        g_hat, aux_loss = gradient_estimate(
+            self.aux, smashed, batch.targets, self.task, batch.context
+        )
         self.optimizer.zero_grad(set_to_none=True)
         smashed.backward(g_hat)
         self.optimizer.step()
         self.stats.loss_sum += float(aux_loss)
         self.stats.steps += 1
+
+
+def _keep(old: torch.Tensor | None, new: torch.Tensor, capacity: int) -> torch.Tensor:
+    joined = new if old is None else torch.cat([old, new])
+    return joined[-capacity:]
 
 
 class AlignmentBuffer:
@@ -87,46 +98,78 @@ class AlignmentBuffer:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.smashed: torch.Tensor | None = None
-        self.labels: torch.Tensor | None = None
+        self.targets: torch.Tensor | None = None
+        self.context: Context = {}
         self.grad_sums: torch.Tensor | None = None  # lazy variant: per-sample grad of the sum
 
-    def append(self, z: torch.Tensor, y: torch.Tensor, grad_sum: torch.Tensor | None) -> None:
-        def keep(old: torch.Tensor | None, new: torch.Tensor) -> torch.Tensor:
-            joined = new if old is None else torch.cat([old, new])
-            return joined[-self.capacity :]
-
-        self.smashed = keep(self.smashed, z)
-        self.labels = keep(self.labels, y)
+    def append(
+        self, z: torch.Tensor, y: torch.Tensor, context: Context, grad_sum: torch.Tensor | None
+    ) -> None:
+        self.smashed = _keep(self.smashed, z, self.capacity)
+        self.targets = _keep(self.targets, y, self.capacity)
+        self.context = {k: _keep(self.context.get(k), v, self.capacity) for k, v in context.items()}
         if grad_sum is not None:
-            self.grad_sums = keep(self.grad_sums, grad_sum)
+            self.grad_sums = _keep(self.grad_sums, grad_sum, self.capacity)
+
+    def rows(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor, Context]:
+        context = {k: v[start:stop] for k, v in self.context.items()}
+        return self.smashed[start:stop], self.targets[start:stop], context
 
     def __len__(self) -> int:
-        return 0 if self.labels is None else len(self.labels)
+        return 0 if self.targets is None else len(self.targets)
+
+    def snapshot(self) -> dict[str, Any]:
+        return to_cpu(vars(self))
+
+    def restore(self, snap: Mapping[str, Any], device: torch.device) -> None:
+        snap = dict(snap)
+        if "labels" in snap:  # checkpoints written before the task layer
+            snap["targets"] = snap.pop("labels")
+        for key, value in snap.items():
+            if torch.is_tensor(value):
+                value = value.to(device)
+            elif isinstance(value, Mapping):
+                value = {k: v.to(device) for k, v in value.items()}
+            setattr(self, key, value)
 
 
-def estimation_error(aux: nn.Module, chunks) -> float:
+def estimation_error(aux: nn.Module, chunks: Sequence[Chunk], task: Task) -> float:
     """||g_hat - g*||^2 / ||g*||^2 pooled over the buffer."""
     err, norm = 0.0, 0.0
-    for z, y, g_star in chunks:
-        g_hat, _ = gradient_estimate(aux, z, y)
+    for z, y, context, g_star in chunks:
+        g_hat, _ = gradient_estimate(aux, z, y, task, context)
         e, n = relative_error(g_hat, g_star)
         err, norm = err + e, norm + n
     return err / norm if norm > 0 else float("nan")
 
 
 def fit_aux_model(
-    aux: nn.Module, optimizer: torch.optim.Optimizer, chunks, epochs: int
+    aux: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    chunks: Sequence[Chunk],
+    epochs: int,
+    task: Task,
 ) -> tuple[float, float]:
     """Minimise the sum of squared gradient errors (spec step 3); (error before, after)."""
     aux.train()
-    before = estimation_error(aux, chunks)
+    before = estimation_error(aux, chunks, task)
     for _ in range(epochs):
-        for z, y, g_star in chunks:
-            loss = alignment_loss(aux, z, y, g_star)
+        for z, y, context, g_star in chunks:
+            loss = alignment_loss(aux, z, y, g_star, task, context)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    return before, estimation_error(aux, chunks)
+    return before, estimation_error(aux, chunks, task)
+
+
+def _chunk_to(chunk: Chunk, device: torch.device) -> Chunk:
+    z, y, context, g_star = chunk
+    return (
+        z.to(device),
+        y.to(device),
+        {k: v.to(device) for k, v in context.items()},
+        g_star.to(device),
+    )
 
 
 @dataclass
@@ -134,20 +177,28 @@ class AlignJob:
     """Everything needed to fit one AM, wherever there is a free processor."""
 
     cid: int
-    chunks: list  # [(smashed, labels, g_star)], on the CPU
+    chunks: list[Chunk]  # on the CPU
     aux_state: dict[str, torch.Tensor]
     optim_state: dict[str, Any]
     epochs: int
+    task: Task
 
-    def run(self, aux: nn.Module, optimizer: torch.optim.Optimizer) -> AlignOutcome:
+    def run(
+        self, aux: nn.Module, optimizer: torch.optim.Optimizer, on_client: bool
+    ) -> AlignOutcome:
         """Fit `aux` (any module of the AM's shape) starting from the job's state."""
         aux.load_state_dict(self.aux_state)
         optimizer.load_state_dict(self.optim_state)
         device = next(aux.parameters()).device
-        chunks = [tuple(t.to(device) for t in chunk) for chunk in self.chunks]
-        before, after = fit_aux_model(aux, optimizer, chunks, self.epochs)
+        chunks = [_chunk_to(chunk, device) for chunk in self.chunks]
+        before, after = fit_aux_model(aux, optimizer, chunks, self.epochs, self.task)
         return AlignOutcome(
-            self.cid, to_cpu(aux.state_dict()), to_cpu(optimizer.state_dict()), before, after
+            self.cid,
+            to_cpu(aux.state_dict()),
+            to_cpu(optimizer.state_dict()),
+            before,
+            after,
+            on_client,
         )
 
 
@@ -158,17 +209,7 @@ class AlignOutcome:
     optim_state: dict[str, Any]
     rel_error_before: float
     rel_error_after: float
-
-    def result(self, samples: int) -> AlignResult:
-        return AlignResult(self.aux_state, self.rel_error_before, self.rel_error_after, samples)
-
-
-@dataclass
-class AlignResult:
-    state: dict[str, torch.Tensor]
-    rel_error_before: float
-    rel_error_after: float
-    samples: int
+    on_client: bool  # fitted on the client's own AM: nothing needs sending down
 
 
 class FslSageServer(Server):
@@ -178,15 +219,17 @@ class FslSageServer(Server):
         self,
         server_model: nn.Module,
         aux_models: Mapping[int, nn.Module],
+        task: Task,
         config: Config,
         device: torch.device,
         lazy: bool = False,
     ) -> None:
         super().__init__()
         self.lazy = lazy
-        alg, optim = config.algorithm, config.optim
+        self.task = task
+        self.alignment = config.alignment
+        optim = config.optim
         self.model = server_model.to(device)
-        self.alg = alg
         self.device = device
         self.optimizer = adam(self.model.parameters(), optim.lr, optim, optim.weight_decay)
         self.aux = {cid: m.to(device) for cid, m in aux_models.items()}
@@ -194,66 +237,73 @@ class FslSageServer(Server):
             cid: adam(m.parameters(), optim.aux_lr, optim, optim.aux_weight_decay)
             for cid, m in self.aux.items()
         }
-        self.buffers = {cid: AlignmentBuffer(alg.buffer_size) for cid in self.aux}
+        self.buffers = {cid: AlignmentBuffer(self.alignment.buffer_size) for cid in self.aux}
 
-    def process_upload(self, cid: int, smashed: np.ndarray, labels: np.ndarray) -> None:
+    def process_upload(self, cid: int, payload: Payload) -> None:
         """ONE optimizer step on the server model, then remember the batch for alignment."""
         self.model.train()
-        z = torch.as_tensor(np.array(smashed), device=self.device)
-        y = torch.as_tensor(np.array(labels, dtype=np.int64), device=self.device)
+        z, y, context = payload.tensors(self.device)
         z_in = z.clone().requires_grad_(self.lazy)
-        loss = F.cross_entropy(self.model(z_in), y)
+        loss = self.task.loss(forward(self.model, z_in, context), y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        grad_sum = z_in.grad.detach() * len(y) if self.lazy else None
-        self.buffers[cid].append(z, y, grad_sum)
+        grad_sum = z_in.grad.detach() * self.task.loss_count(y) if self.lazy else None
+        self.buffers[cid].append(z, y, context, grad_sum)
         self.record_loss(float(loss.detach()))
 
-    def _chunks(self, cid: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def _chunks(self, cid: int) -> list[Chunk]:
         """Fixed alignment batches with their targets g* (same normalisation as g_hat)."""
         buf = self.buffers[cid]
-        size = self.alg.align_batch_size
+        size = self.alignment.batch_size
         chunks = []
         for start in range(0, len(buf), size):
-            z = buf.smashed[start : start + size]
-            y = buf.labels[start : start + size]
+            z, y, context = buf.rows(start, start + size)
             if self.lazy:
-                g_star = buf.grad_sums[start : start + size] / len(y)
+                g_star = buf.grad_sums[start : start + size] / self.task.loss_count(y)
             else:
                 # Non-lazy: recompute with the CURRENT server model, in train mode (so its
                 # BatchNorm running statistics move, as in the authors' runs; no step).
                 self.model.train()
-                g_star, _ = true_cut_gradient(self.model, z, y)
-            chunks.append((z, y, g_star))
+                g_star, _ = true_cut_gradient(self.model, z, y, self.task, context)
+            chunks.append((z, y, context, g_star))
         return chunks
 
-    def prepare_alignment(self, cid: int) -> AlignJob:
+    def prepare_jobs(self, cids: Sequence[int]) -> list[AlignJob]:
         """Targets g* computed here, in client order (they move the server's BN statistics);
         the fitting itself needs only the job, so it can run anywhere."""
-        chunks = [tuple(t.cpu() for t in chunk) for chunk in self._chunks(cid)]
-        return AlignJob(
-            cid,
-            chunks,
-            to_cpu(self.aux[cid].state_dict()),
-            to_cpu(self.aux_optim[cid].state_dict()),
-            self.alg.align_epochs,
-        )
+        return [
+            AlignJob(
+                cid,
+                [_chunk_to(chunk, torch.device("cpu")) for chunk in self._chunks(cid)],
+                to_cpu(self.aux[cid].state_dict()),
+                to_cpu(self.aux_optim[cid].state_dict()),
+                self.alignment.epochs,
+                self.task,
+            )
+            for cid in sorted(cids)
+            if cid in self.aux
+        ]
 
-    def complete_alignment(self, outcome: AlignOutcome) -> AlignResult:
-        """Adopt an AM fitted elsewhere (and its Adam state, which persists)."""
-        self.aux[outcome.cid].load_state_dict(outcome.aux_state)
-        self.aux_optim[outcome.cid].load_state_dict(outcome.optim_state)
-        return outcome.result(len(self.buffers[outcome.cid]))
+    def run_job(self, job: AlignJob) -> AlignOutcome:
+        """Fit client cid's AM here, on the server's own copy (spec step 3)."""
+        return job.run(self.aux[job.cid], self.aux_optim[job.cid], on_client=False)
 
-    def align(self, cid: int) -> AlignResult:
-        """Fit client cid's AM to the server's true gradients on its buffer (spec step 3)."""
-        chunks = self._chunks(cid)
-        before, after = fit_aux_model(
-            self.aux[cid], self.aux_optim[cid], chunks, self.alg.align_epochs
+    def complete_job(self, outcome: AlignOutcome) -> tuple[JobReport, Any | None]:
+        """Adopt an AM fitted elsewhere (and its Adam state, which persists); the AM goes
+        down to its client unless the client fitted it."""
+        if outcome.on_client:
+            self.aux[outcome.cid].load_state_dict(outcome.aux_state)
+            self.aux_optim[outcome.cid].load_state_dict(outcome.optim_state)
+        report = JobReport(
+            outcome.cid,
+            {"aux_model.down": state_bytes(outcome.aux_state)},
+            {
+                "am_rel_error_before": outcome.rel_error_before,
+                "am_rel_error_after": outcome.rel_error_after,
+            },
         )
-        state = to_cpu(self.aux[cid].state_dict())
-        return AlignResult(state, before, after, len(self.buffers[cid]))
+        return report, None if outcome.on_client else outcome.aux_state
 
     def eval_head(self) -> nn.Module:
         return self.model
@@ -261,20 +311,18 @@ class FslSageServer(Server):
     def snapshot(self) -> dict[str, Any]:
         snap = snapshot_pair(self.model, self.optimizer)
         snap["aux"] = {c: snapshot_pair(self.aux[c], self.aux_optim[c]) for c in self.aux}
-        snap["buffers"] = {c: to_cpu(vars(b)) for c, b in self.buffers.items()}
+        snap["buffers"] = {c: b.snapshot() for c, b in self.buffers.items()}
         return snap
 
     def restore(self, snap: Mapping[str, Any]) -> None:
         restore_pair(snap, self.model, self.optimizer)
         for cid in self.aux:
             restore_pair(snap["aux"][cid], self.aux[cid], self.aux_optim[cid])
-            buf = self.buffers[cid]
-            for key, value in snap["buffers"][cid].items():
-                setattr(buf, key, value.to(self.device) if torch.is_tensor(value) else value)
+            self.buffers[cid].restore(snap["buffers"][cid], self.device)
 
 
-def is_alignment_round(round_idx: int, alg: AlgorithmConfig) -> bool:
-    return round_idx % alg.align_every == 0
+def is_alignment_round(round_idx: int, alignment: AlignmentConfig) -> bool:
+    return round_idx % alignment.every == 0
 
 
 class FslSage(Algorithm):
@@ -290,29 +338,34 @@ class FslSage(Algorithm):
 
     def make_server(self, template, own_aux, client_sizes, device) -> FslSageServer:
         return FslSageServer(
-            copy.deepcopy(template.server), own_aux, self.config, device, lazy=self.lazy
+            copy.deepcopy(template.server),
+            own_aux,
+            template.task,
+            self.config,
+            device,
+            lazy=self.lazy,
         )
 
     @property
     def lazy(self) -> bool:
-        return self.alg.lazy
+        return self.config.alignment.lazy
 
     def round_phases(self, round_idx: int) -> list[Phase]:
-        if is_alignment_round(round_idx, self.alg):
-            return [LocalPhase(0, 1), AlignPhase(), LocalPhase(1, None)]
+        if is_alignment_round(round_idx, self.config.alignment):
+            return [LocalPhase(0, 1), ServerJobPhase("aligning AMs"), LocalPhase(1, None)]
         return [LocalPhase(0, None)]
 
     def plan_round_bytes(
         self, round_idx: int, client_sizes: Sequence[int], sizes: ModelSizes
     ) -> dict[str, int]:
         counts = super().plan_round_bytes(round_idx, client_sizes, sizes)
-        if is_alignment_round(round_idx, self.alg):
+        if is_alignment_round(round_idx, self.config.alignment):
             counts["aux_model.down"] = len(client_sizes) * sizes.aux_state_bytes
         return counts
 
 
 class LazyFslSage(FslSage):
-    """Aligns to the gradients stored when each batch arrived (algorithm.lazy=true)."""
+    """Aligns to the gradients stored when each batch arrived (alignment.lazy=true)."""
 
     name = "fsl_sage_lazy"
     label = "FSL-SAGE (lazy)"

@@ -14,8 +14,11 @@ class LocalPhase:
 
 
 @dataclass(frozen=True)
-class AlignPhase:
-    """The server finishes the uploads so far, fits every client's AM, and sends it down."""
+class ServerJobPhase:
+    """The server applies the uploads so far, then runs one job per participant (see
+    jobs.py), wherever runtime.align_on says."""
+
+    label: str  # what the progress display calls it, e.g. "aligning AMs"
 
 
-Phase = LocalPhase | AlignPhase
+Phase = LocalPhase | ServerJobPhase

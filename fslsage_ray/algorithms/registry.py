@@ -1,30 +1,28 @@
-"""Algorithms by name (`algorithm.name` in a config)."""
+"""Algorithms by name (`algorithm.name` in a config), through the torch-free name registry."""
 
 from __future__ import annotations
 
 from fslsage_ray.algorithms.base import Algorithm
-from fslsage_ray.algorithms.cse_fsl import CseFsl
-from fslsage_ray.algorithms.fedavg import FedAvg
-from fslsage_ray.algorithms.fsl_an import FslAn
-from fslsage_ray.algorithms.fsl_sage import FslSage, LazyFslSage
-from fslsage_ray.algorithms.sflv1 import SplitFedMS
-from fslsage_ray.algorithms.sflv2 import SplitFedSS
 from fslsage_ray.config.schema import Config
+from fslsage_ray.registry import algorithm_class, algorithm_names
 
-ALGORITHMS: dict[str, type[Algorithm]] = {
-    cls.name: cls for cls in (FslSage, LazyFslSage, FedAvg, SplitFedMS, SplitFedSS, CseFsl, FslAn)
-}
+
+def resolved_name(config: Config) -> str:
+    """fsl_sage with alignment.lazy=true runs as fsl_sage_lazy."""
+    name = config.algorithm.name
+    return "fsl_sage_lazy" if name == "fsl_sage" and config.alignment.lazy else name
 
 
 def get_algorithm(config: Config) -> Algorithm:
-    name = config.algorithm.name
-    if name == "fsl_sage" and config.algorithm.lazy:
-        name = "fsl_sage_lazy"
-    return ALGORITHMS[name](config)
+    cls = algorithm_class(resolved_name(config))
+    if not (isinstance(cls, type) and issubclass(cls, Algorithm)):
+        raise TypeError(
+            f"algorithm {config.algorithm.name!r} is registered as {cls!r}, which "
+            "is not an Algorithm subclass"
+        )
+    return cls(config)
 
 
-def algorithm_label(name: str, lazy: bool = False) -> str:
-    if name == "fsl_sage" and lazy:
-        name = "fsl_sage_lazy"
-    cls = ALGORITHMS.get(name)
-    return cls.label if cls else name
+def all_algorithms() -> dict[str, type[Algorithm]]:
+    """Every registered algorithm class by name (imports them)."""
+    return {name: algorithm_class(name) for name in algorithm_names()}

@@ -8,28 +8,28 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fslsage_ray.algorithms.aggregate import sample_weights, weighted_average
 from fslsage_ray.algorithms.base import Server, adam
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
 from fslsage_ray.config.schema import Config
+from fslsage_ray.tasks.base import Payload, Task, forward
 
 
 def server_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    smashed: np.ndarray,
-    labels: np.ndarray,
+    payload: Payload,
+    task: Task,
     device: torch.device,
     want_grad: bool,
 ) -> tuple[float, np.ndarray | None]:
     """ONE optimizer step of a server model on an uploaded batch; dL/dz if asked."""
     model.train()
-    z = torch.as_tensor(np.array(smashed), device=device).requires_grad_(want_grad)
-    y = torch.as_tensor(np.array(labels, dtype=np.int64), device=device)
-    loss = F.cross_entropy(model(z), y)
+    z, y, context = payload.tensors(device)
+    z = z.requires_grad_(want_grad)
+    loss = task.loss(forward(model, z, context), y)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -40,7 +40,7 @@ def server_step(
 class NoServer(Server):
     """FedAvg has no main server: the client model is the whole model."""
 
-    def process_upload(self, cid, smashed, labels):
+    def process_upload(self, cid, payload):
         raise RuntimeError("FedAvg sends nothing to a main server")
 
     def eval_head(self) -> nn.Module:
@@ -56,17 +56,20 @@ class NoServer(Server):
 class SingleServer(Server):
     """One server model stepped by every upload (SplitFed-SS, CSE-FSL)."""
 
-    def __init__(self, model: nn.Module, config: Config, device, returns_gradients: bool) -> None:
+    def __init__(
+        self, model: nn.Module, task: Task, config: Config, device, returns_gradients: bool
+    ) -> None:
         super().__init__()
         self.model = model.to(device)
+        self.task = task
         self.device = device
         self.returns_gradients = returns_gradients
         o = config.optim
         self.optimizer = adam(self.model.parameters(), o.lr, o, o.weight_decay)
 
-    def process_upload(self, cid, smashed, labels):
+    def process_upload(self, cid, payload):
         loss, grad = server_step(
-            self.model, self.optimizer, smashed, labels, self.device, self.returns_gradients
+            self.model, self.optimizer, payload, self.task, self.device, self.returns_gradients
         )
         self.record_loss(loss)
         return grad
@@ -91,6 +94,7 @@ class ServerCopies(Server):
     def __init__(
         self,
         model: nn.Module,
+        task: Task,
         client_sizes: Mapping[int, int],
         config: Config,
         device,
@@ -98,6 +102,7 @@ class ServerCopies(Server):
     ) -> None:
         super().__init__()
         self.device = device
+        self.task = task
         self.returns_gradients = returns_gradients
         self.average = model.to(device)
         self.cids = sorted(client_sizes)
@@ -109,13 +114,13 @@ class ServerCopies(Server):
             cid: adam(m.parameters(), o.lr, o, o.weight_decay) for cid, m in self.copies.items()
         }
 
-    def process_upload(self, cid, smashed, labels):
+    def process_upload(self, cid, payload):
         self.touched.add(cid)
         loss, grad = server_step(
             self.copies[cid],
             self.optimizers[cid],
-            smashed,
-            labels,
+            payload,
+            self.task,
             self.device,
             self.returns_gradients,
         )

@@ -19,5 +19,9 @@ class SplitFedSS(SplitFedMS):
 
     def make_server(self, template, own_aux, client_sizes, device):
         return SingleServer(
-            copy.deepcopy(template.server), self.config, device, returns_gradients=True
+            copy.deepcopy(template.server),
+            template.task,
+            self.config,
+            device,
+            returns_gradients=True,
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,18 @@ from typing import Any
 import yaml
 
 from fslsage_ray.config.schema import Config, ConfigError
+from fslsage_ray.registry import RegistryError, load_plugins
+
+log = logging.getLogger("fslsage_ray")
+
+# Keys that moved to a section of their own: old files and overrides keep working.
+MOVED_KEYS = {
+    ("algorithm", "align_every"): ("alignment", "every"),
+    ("algorithm", "align_epochs"): ("alignment", "epochs"),
+    ("algorithm", "align_batch_size"): ("alignment", "batch_size"),
+    ("algorithm", "buffer_size"): ("alignment", "buffer_size"),
+    ("algorithm", "lazy"): ("alignment", "lazy"),
+}
 
 
 def _type_name(tp: Any) -> str:
@@ -46,7 +59,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 errors.append(str(exc))
         names = " or ".join(_type_name(o) for o in options)
         raise ConfigError(f"{where}: expected {names}, got {value!r}")
-    if origin is dict:  # resource maps: {name: amount}
+    if origin is list:  # e.g. plugins: [module, ...]
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, (list, tuple)):
+            return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    elif origin is dict:  # resource maps: {name: amount}
         key_tp, value_tp = typing.get_args(tp)
         if isinstance(value, Mapping):
             return {
@@ -158,8 +175,31 @@ def quickstart_path() -> Path:
     return Path(str(resources.files("fslsage_ray") / "presets" / "quickstart.yaml"))
 
 
+def _move_old_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Old keys go to their new place (they win over the new key: they were given last)."""
+    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+    for (section, key), (new_section, new_key) in MOVED_KEYS.items():
+        old = out.get(section)
+        if isinstance(old, dict) and key in old:
+            value = old.pop(key)
+            target = out.setdefault(new_section, {})
+            if isinstance(target, dict):
+                target[new_key] = value
+            log.info("config: %s.%s is now %s.%s", section, key, new_section, new_key)
+    return out
+
+
 def config_from_dict(raw: Mapping[str, Any]) -> Config:
-    return _build(Config, raw)
+    """A validated Config; the plugins it names are imported first (they may register the
+    names the rest of it uses)."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config: expected a mapping, got {raw!r}")
+    plugins = _coerce(raw.get("plugins") or [], list[str], "plugins")
+    try:
+        load_plugins(plugins)
+    except RegistryError as exc:
+        raise ConfigError(str(exc)) from exc
+    return _build(Config, _move_old_keys(raw))
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:

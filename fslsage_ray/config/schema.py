@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fslsage_ray.registry import algorithm_names, dataset_names
+
 
 class ConfigError(ValueError):
     """A configuration the tool refuses to run, with a message that says how to fix it."""
@@ -18,8 +20,6 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-ALGORITHMS = ("fsl_sage", "fsl_sage_lazy", "fedavg", "sflv1", "sflv2", "cse_fsl", "fsl_an")
-DATASETS = ("digits", "cifar10", "cifar100", "parquet")
 PARTITIONS = ("iid", "dirichlet", "shards")
 BACKENDS = ("ray", "inprocess")
 DEVICES = ("auto", "cpu", "cuda")
@@ -28,7 +28,7 @@ UPLOAD_ORDERS = ("deterministic", "arrival")
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = "digits"  # digits | cifar10 | cifar100 | parquet
+    name: str = "digits"  # digits | cifar10 | cifar100 | parquet | a registered data set
     data_dir: str | None = None  # folder with {name}-train/test.parquet or torchvision files
     train_path: str | None = None  # parquet only: encoded images + labels
     test_path: str | None = None
@@ -42,7 +42,8 @@ class DataConfig:
     shards_per_client: int = 2
 
     def __post_init__(self) -> None:
-        _require(self.name in DATASETS, f"data.name must be one of {DATASETS}, got {self.name!r}")
+        known = dataset_names()
+        _require(self.name in known, f"data.name must be one of {known}, got {self.name!r}")
         _require(
             self.partition in PARTITIONS,
             f"data.partition must be one of {PARTITIONS}, got {self.partition!r}",
@@ -64,7 +65,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "cnn"  # registry name: cnn | resnet18
+    name: str = "cnn"  # model family: cnn | resnet18 | a registered family
     aux: str = "two_blocks"  # auxiliary model shape: linear | one_block | two_blocks | server_copy
 
 
@@ -90,22 +91,15 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class AlgorithmConfig:
-    name: str = "fsl_sage"
+    name: str = "fsl_sage"  # fsl_sage | fsl_sage_lazy | fedavg | sflv1 | sflv2 | cse_fsl | fsl_an
     num_clients: int = 10  # m
     batch_size: int = 256  # B; the last, smaller batch of an epoch is kept
     upload_every: int = 5  # q: a client uploads its smashed batch when it % q == 0
-    align_every: int = 10  # l: alignment in rounds with t % l == 0 (round 0 included)
-    align_epochs: int = 100  # passes over the alignment buffer per alignment
-    align_batch_size: int = 1000
-    buffer_size: int = 1000  # newest samples kept per client for alignment (FIFO)
-    lazy: bool = False  # align to gradients stored at upload instead of recomputing them
     clients_per_round: int | float | None = None  # None: all; int: a count; float: a fraction
 
     def __post_init__(self) -> None:
-        _require(
-            self.name in ALGORITHMS,
-            f"algorithm.name must be one of {ALGORITHMS}, got {self.name!r}",
-        )
+        known = algorithm_names()
+        _require(self.name in known, f"algorithm.name must be one of {known}, got {self.name!r}")
         _require(
             self.num_clients >= 1, f"algorithm.num_clients must be >= 1, got {self.num_clients}"
         )
@@ -114,12 +108,6 @@ class AlgorithmConfig:
             self.upload_every >= 1,
             f"algorithm.upload_every (q) must be >= 1, got {self.upload_every}",
         )
-        _require(
-            self.align_every >= 1, f"algorithm.align_every (l) must be >= 1, got {self.align_every}"
-        )
-        _require(self.align_epochs >= 0, "algorithm.align_epochs must be >= 0")
-        _require(self.align_batch_size >= 1, "algorithm.align_batch_size must be >= 1")
-        _require(self.buffer_size >= 1, "algorithm.buffer_size must be >= 1")
         k = self.clients_per_round
         _require(
             k is None
@@ -128,6 +116,23 @@ class AlgorithmConfig:
             "algorithm.clients_per_round must be a count in [1, num_clients] or a fraction in "
             f"(0, 1], got {k!r}",
         )
+
+
+@dataclass(frozen=True)
+class AlignmentConfig:
+    """FSL-SAGE's auxiliary-model calibration (spec: "FSL-SAGE", step 3)."""
+
+    every: int = 10  # l: alignment in rounds with t % l == 0 (round 0 included)
+    epochs: int = 100  # passes over the alignment buffer per alignment
+    batch_size: int = 1000  # samples per alignment step
+    buffer_size: int = 1000  # newest uploaded samples kept per client (FIFO)
+    lazy: bool = False  # fit to the gradients stored at upload instead of recomputing them
+
+    def __post_init__(self) -> None:
+        _require(self.every >= 1, f"alignment.every (l) must be >= 1, got {self.every}")
+        _require(self.epochs >= 0, "alignment.epochs must be >= 0")
+        _require(self.batch_size >= 1, "alignment.batch_size must be >= 1")
+        _require(self.buffer_size >= 1, "alignment.buffer_size must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -238,6 +243,7 @@ class RunConfig:
     checkpoint_every: int = 10  # rounds between checkpoints (0: never); resume continues exactly
     stop_at_accuracy: float | None = None  # stop after the first round at or above this test
     # accuracy (a fraction, e.g. 0.81): "GiB to reach X%" runs need nothing beyond that round
+    stop_at_loss: float | None = None  # the same for tasks judged by test loss (text)
     max_minutes: float | None = None  # stop after the round that passes this wall time
 
     def __post_init__(self) -> None:
@@ -251,6 +257,10 @@ class RunConfig:
             f"run.stop_at_accuracy is a fraction in (0, 1], got {self.stop_at_accuracy}",
         )
         _require(
+            self.stop_at_loss is None or self.stop_at_loss > 0,
+            f"run.stop_at_loss must be > 0, got {self.stop_at_loss}",
+        )
+        _require(
             self.max_minutes is None or self.max_minutes > 0,
             f"run.max_minutes must be > 0, got {self.max_minutes}",
         )
@@ -262,5 +272,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    plugins: list[str] = field(default_factory=list)  # modules that register algorithms,
+    # models or data sets (fslsage_ray.registry); imported first, in every process

@@ -35,24 +35,28 @@ def balanced_counts(class_counts: np.ndarray, n: int, rng: np.random.Generator) 
     return take
 
 
-def take_subset(data: ImageData, n: int | None, seed: int) -> ImageData:
-    """A deterministic subset of ``n`` samples, class-balanced as far as the data allows.
-
-    Returns ``data`` unchanged when ``n`` is None or at least the split's size. Chosen rows
-    keep their original relative order.
-    """
+def subset_rows(keys: np.ndarray, n: int | None, seed: int) -> np.ndarray | None:
+    """Rows of a deterministic subset of ``n`` samples, balanced over ``keys`` (classes or
+    groups) as far as the data allows, in their original order; None: keep every row."""
     if n is not None and n < 1:
         raise DataError(f"subset size must be >= 1, got {n}")
-    if n is None or n >= len(data):
-        return data
+    if n is None or n >= len(keys):
+        return None
     rng = np.random.default_rng(seed)
-    labels = data.labels
-    counts = np.bincount(labels)
+    counts = np.bincount(keys)
     take = balanced_counts(counts, n, rng)
     chosen = [
-        rng.choice(np.flatnonzero(labels == cls), size=int(k), replace=False)
+        rng.choice(np.flatnonzero(keys == cls), size=int(k), replace=False)
         for cls, k in enumerate(take)
         if k > 0
     ]
-    rows = np.sort(np.concatenate(chosen))
-    return ImageData(images=data.images[rows], labels=labels[rows])
+    return np.sort(np.concatenate(chosen))
+
+
+def take_subset(data: ImageData, n: int | None, seed: int) -> ImageData:
+    """A deterministic, class-balanced subset of an image split (``data`` when n is None or
+    at least the split's size)."""
+    rows = subset_rows(data.labels, n, seed)
+    if rows is None:
+        return data
+    return ImageData(images=data.images[rows], labels=data.labels[rows])

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from fslsage_ray.tasks.base import Task
+
 
 @dataclass
 class SplitModel:
@@ -21,3 +23,4 @@ class SplitModel:
     server: nn.Module  # z -> class logits (N, num_classes)
     make_aux: Callable[[], nn.Module]  # builds a FRESH auxiliary model z -> logits
     cut_shape: tuple[int, ...]  # per-sample shape of z, e.g. (128, 4, 4)
+    task: Task | None = None  # what the parts are trained and judged on (set by the builder)

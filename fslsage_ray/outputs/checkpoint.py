@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from fslsage_ray.config import Config, ConfigError, config_to_dict
+from fslsage_ray.config import Config, ConfigError, config_from_dict, config_to_dict
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = 1
@@ -57,6 +57,10 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def config_differences(saved: dict[str, Any], config: Config) -> list[str]:
     """Settings that would change results, where the checkpoint and config disagree."""
+    try:  # in today's layout (keys that moved since the checkpoint was written)
+        saved = config_to_dict(config_from_dict(saved))
+    except ConfigError:
+        pass  # compared as written; every difference is reported
     old, new = _flatten(saved), _flatten(config_to_dict(config))
     keys = sorted(set(old) | set(new))
     return [

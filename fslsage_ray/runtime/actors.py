@@ -16,16 +16,17 @@ import ray
 import torch
 
 from fslsage_ray.experiment import WorldSpec
-from fslsage_ray.runtime.allocator import pin_malloc_thresholds
+from fslsage_ray.registry import load_plugins
+from fslsage_ray.runtime.allocator import prepare_process
 from fslsage_ray.runtime.client_host import ClientHost, ClientResult
 from fslsage_ray.runtime.device import choose_device
 from fslsage_ray.runtime.server_host import ServerHost, UploadOrderError
+from fslsage_ray.tasks.base import Arrays, Payload
 
 
 def _prepare_process(world: WorldSpec) -> None:
-    torch.set_num_threads(world.config.runtime.torch_threads)
-    if world.config.runtime.pin_malloc:
-        pin_malloc_thresholds()
+    load_plugins(world.config.plugins)  # the user's registered names, in this process too
+    prepare_process(world.config.runtime)
 
 
 def _device(world: WorldSpec) -> torch.device:
@@ -37,13 +38,12 @@ class ClientActor:
     def __init__(
         self,
         world: WorldSpec,
-        images: np.ndarray,
-        labels: np.ndarray,
+        train: Arrays,
         assignment: dict[int, np.ndarray],
         server: ray.actor.ActorHandle,
     ) -> None:
         _prepare_process(world)
-        self.host = ClientHost(world, images, labels, assignment, _device(world))
+        self.host = ClientHost(world, train, assignment, _device(world))
         self.server = server
         self.max_inflight = world.config.runtime.max_inflight_uploads
         self.inflight: list[ray.ObjectRef] = []
@@ -59,32 +59,35 @@ class ClientActor:
     ) -> None:
         self.host.start_round(parts, participants)
 
-    def upload(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> None:
+    def upload(self, it: int, cid: int, payload: Payload) -> None:
         """Channel.upload: the ref goes to the server; the client goes on training."""
-        self.inflight.append(self.server.submit.remote(it, cid, ray.put(smashed), labels))
+        self.inflight.append(self.server.submit.remote(it, cid, ray.put(payload)))
         if len(self.inflight) > self.max_inflight:
             extra = len(self.inflight) - self.max_inflight
             done, self.inflight = ray.wait(self.inflight, num_returns=extra)
             ray.get(done)  # raises here if the server failed on an upload
 
-    def exchange(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    def exchange(self, it: int, cid: int, payload: Payload) -> np.ndarray:
         """Channel.exchange: wait for dL/dz (SplitFed)."""
-        return ray.get(self.server.submit.remote(it, cid, ray.put(smashed), labels))
+        return ray.get(self.server.submit.remote(it, cid, ray.put(payload)))
 
     def run_local(self, start: int, stop: int | None, only: list[int] | None = None) -> None:
         self.host.run_local(start, stop, self, only)
         ray.get(self.inflight)
         self.inflight = []
 
-    def load_aux(self, states: Mapping[int, Mapping[str, torch.Tensor]]) -> None:
-        self.host.load_aux(states)
+    def accept_deliveries(self, delivery_refs: Mapping[int, ray.ObjectRef]) -> None:
+        """Server-job results for this actor's clients, fetched from the object store."""
+        cids = list(delivery_refs)
+        states = ray.get([delivery_refs[c] for c in cids])
+        self.host.accept_deliveries(dict(zip(cids, states, strict=True)))
 
     def finish_round(self) -> list[ClientResult]:
         return self.host.finish_round()
 
-    def fit_alignment(self, job_refs: list[ray.ObjectRef]) -> list:
-        """Fit the AMs of this actor's clients for the server (jobs arrive as refs)."""
-        return self.host.fit_alignment(ray.get(job_refs))
+    def run_jobs(self, job_refs: list[ray.ObjectRef]) -> list:
+        """Server jobs for this actor's clients (they arrive as refs; see jobs.py)."""
+        return self.host.run_jobs(ray.get(job_refs))
 
     def snapshot(self) -> dict:
         return self.host.snapshot()
@@ -100,12 +103,11 @@ class ServerActor:
     def __init__(
         self,
         world: WorldSpec,
-        test_images: np.ndarray,
-        test_labels: np.ndarray,
+        test: Arrays,
         client_sizes: dict[int, int],
     ) -> None:
         _prepare_process(world)
-        self.host = ServerHost(world, test_images, test_labels, client_sizes, _device(world))
+        self.host = ServerHost(world, test, client_sizes, _device(world))
         self._changed: asyncio.Event | None = None
 
     def _event(self) -> asyncio.Event:
@@ -122,8 +124,8 @@ class ServerActor:
     async def begin_round(self, expected: Sequence[tuple[int, int]] | None) -> None:
         self.host.begin_round(expected)
 
-    async def submit(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray):
-        grad = self.host.submit(it, cid, smashed, labels)
+    async def submit(self, it: int, cid: int, payload: Payload):
+        grad = self.host.submit(it, cid, payload)
         self._event().set()
         return grad
 
@@ -142,20 +144,24 @@ class ServerActor:
             except asyncio.TimeoutError:
                 pass
 
-    async def align_all(self, participants: list[int] | None = None):
-        return self.host.align_all(participants)
+    async def run_jobs(self, participants: list[int]) -> tuple[dict, dict]:
+        """Every server job run here; the deliveries stay in the object store (as refs), so
+        model states do not pass through the driver."""
+        reports, deliveries = self.host.run_jobs(participants)
+        return reports, {cid: ray.put(d) for cid, d in deliveries.items()}
 
-    async def prepare_alignment(self, participants: list[int] | None) -> dict:
+    async def prepare_jobs(self, participants: list[int]) -> dict:
         """{cid: ref to its job}: the buffers go to the object store, not via the driver."""
-        return {job.cid: ray.put(job) for job in self.host.prepare_alignment(participants)}
+        return {job.cid: ray.put(job) for job in self.host.prepare_jobs(participants)}
 
-    async def complete_alignment(self, *outcome_lists: list) -> dict:
-        return self.host.complete_alignment([o for part in outcome_lists for o in part])
+    async def complete_jobs(self, *outcome_lists: list) -> tuple[dict, dict]:
+        reports, deliveries = self.host.complete_jobs([o for part in outcome_lists for o in part])
+        return reports, {cid: ray.put(d) for cid, d in deliveries.items()}
 
     async def take_busy(self) -> float:
         return self.host.take_busy()
 
-    async def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> tuple[float, float]:
+    async def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> dict[str, float]:
         return self.host.evaluate(client_state)
 
     async def end_round(self) -> tuple[float, int]:

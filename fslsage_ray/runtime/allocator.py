@@ -16,6 +16,10 @@ import ctypes.util
 import logging
 import sys
 
+import torch
+
+from fslsage_ray.config.schema import RuntimeConfig
+
 log = logging.getLogger("fslsage_ray")
 
 M_TRIM_THRESHOLD = -1
@@ -45,3 +49,11 @@ def pin_malloc_thresholds() -> bool:
         log.debug("mallopt refused the thresholds; keeping the C library's defaults")
     _done = ok
     return ok
+
+
+def prepare_process(runtime: RuntimeConfig) -> None:
+    """What every computing process (driver in-process, each actor) sets before its first
+    step, so that speed and results do not depend on which process a client lands in."""
+    torch.set_num_threads(runtime.torch_threads)
+    if runtime.pin_malloc:
+        pin_malloc_thresholds()

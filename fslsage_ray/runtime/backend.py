@@ -15,11 +15,11 @@ import numpy as np
 import torch
 
 from fslsage_ray.algorithms.base import State
-from fslsage_ray.algorithms.fsl_sage import AlignResult
+from fslsage_ray.algorithms.jobs import JobReport
 from fslsage_ray.experiment import WorldSpec
 from fslsage_ray.runtime.client_host import ClientResult
-
-Key = tuple[int, int]
+from fslsage_ray.runtime.server_host import Key
+from fslsage_ray.tasks.base import Arrays
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,8 @@ class Backend(ABC):
     def start(
         self,
         world: WorldSpec,
-        train: tuple[np.ndarray, np.ndarray],
-        test: tuple[np.ndarray, np.ndarray],
+        train: Arrays,
+        test: Arrays,
         parts: Sequence[np.ndarray],
     ) -> None:
         """Create the clients (all of them, with their data indices) and the server."""
@@ -66,16 +66,17 @@ class Backend(ABC):
         """Clients (all, or `only` these) run local iterations [start, stop)."""
 
     @abstractmethod
-    def align(self, it_limit: int) -> dict[int, AlignResult]:
-        """Wait for uploads before it_limit, fit every AM, and send them to their clients."""
+    def run_server_jobs(self, it_limit: int) -> dict[int, JobReport]:
+        """Wait for uploads before it_limit, run the server's job for every participant
+        (algorithms/jobs.py), and deliver the results to their clients."""
 
     @abstractmethod
     def finish_round(self) -> tuple[list[ClientResult], ServerStats]:
         """Wait for all uploads, end the server's round; client results (by id), server stats."""
 
     @abstractmethod
-    def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> tuple[float, float]:
-        """Test accuracy and loss of the given client model with the current server model."""
+    def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        """The task's test metrics of this client model with the current server model."""
 
     @abstractmethod
     def snapshot(self) -> dict[str, Any]:

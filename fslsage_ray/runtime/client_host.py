@@ -16,11 +16,11 @@ import torch
 
 from fslsage_ray.algorithms.base import Channel, Client, Parts, State
 from fslsage_ray.algorithms.client_view import ClientView
-from fslsage_ray.algorithms.fsl_sage import AlignJob, AlignOutcome
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.experiment import WorldSpec, build_aux, build_template
 from fslsage_ray.runtime.client_store import ClientStore
 from fslsage_ray.seeding import generator
+from fslsage_ray.tasks.base import Arrays, Payload
 
 
 class TimedChannel:
@@ -30,14 +30,14 @@ class TimedChannel:
         self.channel = channel
         self.seconds = 0.0
 
-    def upload(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> None:
+    def upload(self, it: int, cid: int, payload: Payload) -> None:
         t0 = time.perf_counter()
-        self.channel.upload(it, cid, smashed, labels)
+        self.channel.upload(it, cid, payload)
         self.seconds += time.perf_counter() - t0
 
-    def exchange(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    def exchange(self, it: int, cid: int, payload: Payload) -> np.ndarray:
         t0 = time.perf_counter()
-        grad = self.channel.exchange(it, cid, smashed, labels)
+        grad = self.channel.exchange(it, cid, payload)
         self.seconds += time.perf_counter() - t0
         return grad
 
@@ -59,8 +59,7 @@ class ClientHost:
     def __init__(
         self,
         world: WorldSpec,
-        images: np.ndarray,
-        labels: np.ndarray,
+        train: Arrays,
         assignment: Mapping[int, np.ndarray],
         device: torch.device,
     ) -> None:
@@ -69,7 +68,7 @@ class ClientHost:
         template = build_template(world)
         self.device = device
         self.views = {
-            cid: ClientView(images, labels, np.asarray(assignment[cid]), world.image_spec)
+            cid: ClientView(train, np.asarray(assignment[cid]), world.task)
             for cid in sorted(assignment)
         }
 
@@ -120,13 +119,14 @@ class ClientHost:
                     # own step) is not the client's work.
                     self.busy_s[cid] += time.perf_counter() - t0 - (timed.seconds - sending)
 
-    def load_aux(self, states: Mapping[int, Mapping[str, torch.Tensor]]) -> None:
-        for cid, state in states.items():
-            if cid in self.active:
-                self.store.get(cid).load_aux(state)
+    def run_jobs(self, jobs: Sequence[Any]) -> list[Any]:
+        """Server jobs for this host's clients, run on their own state (see jobs.py)."""
+        return [self.store.get(job.cid).run_job(job) for job in jobs]
 
-    def fit_alignment(self, jobs: Sequence[AlignJob]) -> list[AlignOutcome]:
-        return [self.store.get(job.cid).fit_alignment(job) for job in jobs]
+    def accept_deliveries(self, deliveries: Mapping[int, Any]) -> None:
+        for cid, delivery in deliveries.items():
+            if cid in self.active:
+                self.store.get(cid).accept_delivery(delivery)
 
     def snapshot(self) -> dict[int, dict[str, Any]]:
         return {cid: self.store.snapshot(cid) for cid in self.store.cids}

@@ -9,12 +9,13 @@ import numpy as np
 import torch
 
 from fslsage_ray.algorithms.base import State
-from fslsage_ray.algorithms.fsl_sage import AlignResult
+from fslsage_ray.algorithms.jobs import JobReport
 from fslsage_ray.experiment import WorldSpec
-from fslsage_ray.runtime.allocator import pin_malloc_thresholds
+from fslsage_ray.runtime.allocator import prepare_process
 from fslsage_ray.runtime.backend import Backend, ServerStats
 from fslsage_ray.runtime.client_host import ClientHost, ClientResult
 from fslsage_ray.runtime.server_host import ServerHost, UploadOrderError
+from fslsage_ray.tasks.base import Payload
 
 
 class DirectChannel:
@@ -23,11 +24,11 @@ class DirectChannel:
     def __init__(self, server: ServerHost) -> None:
         self.server = server
 
-    def upload(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> None:
-        self.server.submit(it, cid, smashed, labels)
+    def upload(self, it: int, cid: int, payload: Payload) -> None:
+        self.server.submit(it, cid, payload)
 
-    def exchange(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        return self.server.submit(it, cid, smashed, labels)
+    def exchange(self, it: int, cid: int, payload: Payload) -> np.ndarray:
+        return self.server.submit(it, cid, payload)
 
 
 class InProcessBackend(Backend):
@@ -37,13 +38,11 @@ class InProcessBackend(Backend):
         self.server: ServerHost | None = None
 
     def start(self, world: WorldSpec, train, test, parts: Sequence[np.ndarray]) -> None:
-        torch.set_num_threads(world.config.runtime.torch_threads)
-        if world.config.runtime.pin_malloc:
-            pin_malloc_thresholds()
+        prepare_process(world.config.runtime)
         assignment = {cid: idx for cid, idx in enumerate(parts)}
         sizes = {cid: len(idx) for cid, idx in assignment.items()}
-        self.host = ClientHost(world, train[0], train[1], assignment, self.device)
-        self.server = ServerHost(world, test[0], test[1], sizes, self.device)
+        self.host = ClientHost(world, train, assignment, self.device)
+        self.server = ServerHost(world, test, sizes, self.device)
         self.channel = DirectChannel(self.server)
 
     def num_batches(self) -> dict[int, int]:
@@ -62,18 +61,18 @@ class InProcessBackend(Backend):
         if missing:
             raise UploadOrderError(f"uploads never arrived: {missing[:5]}")
 
-    def align(self, it_limit: int) -> dict[int, AlignResult]:
+    def run_server_jobs(self, it_limit: int) -> dict[int, JobReport]:
         self._check_drained(it_limit)
-        results = self.server.align_all(self.participants)
-        self.host.load_aux({cid: r.state for cid, r in results.items()})
-        return results
+        reports, deliveries = self.server.run_jobs(self.participants)
+        self.host.accept_deliveries(deliveries)
+        return reports
 
     def finish_round(self) -> tuple[list[ClientResult], ServerStats]:
         self._check_drained(None)
         loss, uploads = self.server.end_round()
         return self.host.finish_round(), ServerStats(loss, uploads, self.server.take_busy())
 
-    def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> tuple[float, float]:
+    def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> dict[str, float]:
         return self.server.evaluate(client_state)
 
     def snapshot(self) -> dict[str, Any]:

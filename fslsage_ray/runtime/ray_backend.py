@@ -16,7 +16,7 @@ import ray.exceptions
 import torch
 
 from fslsage_ray.algorithms.base import State
-from fslsage_ray.algorithms.fsl_sage import AlignResult
+from fslsage_ray.algorithms.jobs import JobReport
 from fslsage_ray.config.schema import ConfigError, RuntimeConfig
 from fslsage_ray.experiment import WorldSpec
 from fslsage_ray.runtime.actors import ClientActor, ServerActor
@@ -51,18 +51,17 @@ class RayBackend(Backend):
         # them zero-copy.
         self._world = world
         self._parts = list(parts)
-        self._refs = [ray.put(a) for a in (train[0], train[1], test[0], test[1])]
+        self._train_ref, self._test_ref = ray.put(dict(train)), ray.put(dict(test))
         self._create_actors()
 
     def _create_actors(self) -> None:
-        images, labels, test_images, test_labels = self._refs
         sizes = {c: len(p) for c, p in enumerate(self._parts)}
         self.server = ServerActor.options(**ray_options(self.plan.server_request)).remote(
-            self._world, test_images, test_labels, sizes
+            self._world, self._test_ref, sizes
         )
         self.actors = [
             ClientActor.options(**ray_options(self.plan.actor_request)).remote(
-                self._world, images, labels, {c: self._parts[c] for c in group}, self.server
+                self._world, self._train_ref, {c: self._parts[c] for c in group}, self.server
             )
             for group in self.plan.groups
         ]
@@ -169,30 +168,34 @@ class RayBackend(Backend):
             ]
         )
 
-    def align(self, it_limit: int) -> dict[int, AlignResult]:
+    def run_server_jobs(self, it_limit: int) -> dict[int, JobReport]:
         self._get(self.server.wait_processed.remote(it_limit, self.timeout_s))
         if self.runtime.align_on == "clients":
-            results = self._align_on_client_actors()
+            reports, delivery_refs = self._jobs_on_client_actors()
         else:
-            results = self._get(self.server.align_all.remote(self.participants))
-        self._get(
-            [
-                actor.load_aux.remote({c: results[c].state for c in group if c in results})
-                for actor, group in zip(self.actors, self.plan.groups, strict=True)
-            ]
-        )
-        return results
+            reports, delivery_refs = self._get(self.server.run_jobs.remote(self.participants))
+        if delivery_refs:
+            self._get(
+                [
+                    actor.accept_deliveries.remote(
+                        {c: delivery_refs[c] for c in group if c in delivery_refs}
+                    )
+                    for actor, group in zip(self.actors, self.plan.groups, strict=True)
+                    if any(c in delivery_refs for c in group)
+                ]
+            )
+        return reports
 
-    def _align_on_client_actors(self) -> dict[int, AlignResult]:
-        """The server prepares each AM's job; the idle client actors fit them in parallel."""
-        job_refs = self._get(self.server.prepare_alignment.remote(self.participants))
+    def _jobs_on_client_actors(self) -> tuple[dict[int, JobReport], dict]:
+        """The server prepares each client's job; the idle client actors run them in
+        parallel and keep the results; the server adopts them (as refs, not via here)."""
+        job_refs = self._get(self.server.prepare_jobs.remote(self.participants))
         outcome_refs = [
-            actor.fit_alignment.remote([job_refs[c] for c in group if c in job_refs])
+            actor.run_jobs.remote([job_refs[c] for c in group if c in job_refs])
             for actor, group in zip(self.actors, self.plan.groups, strict=True)
             if any(c in job_refs for c in group)
         ]
-        # The fitted AMs go to the server as refs (resolved there, not here).
-        return self._get(self.server.complete_alignment.remote(*outcome_refs))
+        return self._get(self.server.complete_jobs.remote(*outcome_refs))
 
     def finish_round(self) -> tuple[list[ClientResult], ServerStats]:
         self._get(self.server.wait_processed.remote(None, self.timeout_s))
@@ -202,7 +205,7 @@ class RayBackend(Backend):
         results = [r for part in per_actor for r in part]
         return sorted(results, key=lambda r: r.cid), ServerStats(loss, uploads, busy)
 
-    def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> tuple[float, float]:
+    def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> dict[str, float]:
         return self._get(self.server.evaluate.remote(dict(client_state)))
 
     # --- state --------------------------------------------------------------------------

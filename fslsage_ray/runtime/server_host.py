@@ -14,19 +14,16 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from fslsage_ray.algorithms.evaluate import evaluate_split
-from fslsage_ray.algorithms.fsl_sage import AlignJob, AlignOutcome, AlignResult
+from fslsage_ray.algorithms.jobs import JobReport
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.experiment import WorldSpec, build_aux, build_template
+from fslsage_ray.tasks.base import Arrays, Payload
 
 Key = tuple[int, int]  # (iteration, client id)
-
-
-def _cid(outcome: AlignOutcome) -> int:
-    return outcome.cid
+Deliveries = dict[int, Any]  # client id -> what a server job sends down to it
 
 
 class UploadOrderError(RuntimeError):
@@ -37,8 +34,7 @@ class ServerHost:
     def __init__(
         self,
         world: WorldSpec,
-        test_images: np.ndarray,
-        test_labels: np.ndarray,
+        test: Arrays,
         client_sizes: Mapping[int, int],
         device: torch.device,
     ) -> None:
@@ -54,12 +50,11 @@ class ServerHost:
         self.eval_client = copy.deepcopy(algorithm.client_module(template)).to(device)
         self.world = world
         self.device = device
-        self.test_images = test_images
-        self.test_labels = test_labels
+        self.test = test
         self.ordered = algorithm.ordered_uploads and cfg.runtime.upload_order == "deterministic"
         self._expected: list[Key] | None = None
         self._next = 0
-        self._pending: dict[Key, tuple[np.ndarray, np.ndarray]] = {}
+        self._pending: dict[Key, Payload] = {}
         self._done: set[Key] = set()
         self.busy_s = 0.0
 
@@ -70,27 +65,26 @@ class ServerHost:
         self._next = 0
         self._done = set()
 
-    def submit(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray):
+    def submit(self, it: int, cid: int, payload: Payload):
         """Take one upload; returns dL/dz for algorithms that send it back."""
         t0 = time.perf_counter()
         try:
-            return self._submit(it, cid, smashed, labels)
+            return self._submit(it, cid, payload)
         finally:
             self.busy_s += time.perf_counter() - t0
 
-    def _submit(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray):
+    def _submit(self, it: int, cid: int, payload: Payload):
         key = (it, cid)
         if not self.ordered:
             self._done.add(key)
-            return self.server.process_upload(cid, smashed, labels)
+            return self.server.process_upload(cid, payload)
         if key in self._pending or key in self._done:
             raise UploadOrderError(f"upload {key} received twice")
-        self._pending[key] = (smashed, labels)
+        self._pending[key] = payload
         expected = self._expected or []
         while self._next < len(expected) and expected[self._next] in self._pending:
             ready = expected[self._next]
-            z, y = self._pending.pop(ready)
-            self.server.process_upload(ready[1], z, y)
+            self.server.process_upload(ready[1], self._pending.pop(ready))
             self._done.add(ready)
             self._next += 1
         return None
@@ -108,24 +102,30 @@ class ServerHost:
     def processed_before(self, it_limit: int | None) -> bool:
         return not self.missing_before(it_limit)
 
-    def align_all(self, participants: Sequence[int] | None = None) -> dict[int, AlignResult]:
-        """Fit the AMs of this round's participants (they hold the fresh uploads)."""
+    def prepare_jobs(self, participants: Sequence[int]) -> list[Any]:
+        """This round's server jobs, to be run elsewhere (in client order)."""
         t0 = time.perf_counter()
-        chosen = sorted(c for c in self.server.aux if participants is None or c in participants)
-        results = {cid: self.server.align(cid) for cid in chosen}
-        self.busy_s += time.perf_counter() - t0
-        return results
-
-    def prepare_alignment(self, participants: Sequence[int] | None) -> list[AlignJob]:
-        """Alignment jobs for the participants, to be fitted elsewhere (in client order)."""
-        t0 = time.perf_counter()
-        chosen = sorted(c for c in self.server.aux if participants is None or c in participants)
-        jobs = [self.server.prepare_alignment(cid) for cid in chosen]
+        jobs = self.server.prepare_jobs(sorted(participants))
         self.busy_s += time.perf_counter() - t0
         return jobs
 
-    def complete_alignment(self, outcomes: Sequence[AlignOutcome]) -> dict[int, AlignResult]:
-        return {o.cid: self.server.complete_alignment(o) for o in sorted(outcomes, key=_cid)}
+    def complete_jobs(self, outcomes: Sequence[Any]) -> tuple[dict[int, JobReport], Deliveries]:
+        """Adopt outcomes (in client order); reports, and what must go down to clients."""
+        reports, deliveries = {}, {}
+        for outcome in sorted(outcomes, key=lambda o: o.cid):
+            report, delivery = self.server.complete_job(outcome)
+            reports[report.cid] = report
+            if delivery is not None:
+                deliveries[report.cid] = delivery
+        return reports, deliveries
+
+    def run_jobs(self, participants: Sequence[int]) -> tuple[dict[int, JobReport], Deliveries]:
+        """Prepare, run and complete every job here, one after another."""
+        jobs = self.prepare_jobs(participants)
+        t0 = time.perf_counter()
+        outcomes = [self.server.run_job(job) for job in jobs]
+        self.busy_s += time.perf_counter() - t0
+        return self.complete_jobs(outcomes)
 
     def take_busy(self) -> float:
         """Seconds the server computed since the last call (uploads and alignment)."""
@@ -146,14 +146,14 @@ class ServerHost:
         self._pending.clear()
         self.server.restore(snap)
 
-    def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> tuple[float, float]:
+    def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        """The task's test metrics of this client model followed by the server's."""
         self.eval_client.load_state_dict(client_state)
         return evaluate_split(
+            self.world.task,
             self.eval_client,
             self.server.eval_head(),
-            self.test_images,
-            self.test_labels,
-            self.world.image_spec,
+            self.test,
             self.world.config.run.eval_batch_size,
             self.device,
         )

@@ -1,0 +1,24 @@
+"""Server jobs: server work done per client between local phases (FSL-SAGE's alignment).
+
+A backend runs them without knowing what they are:
+1. `Server.prepare_jobs(cids)`: the server's part, in client order (for FSL-SAGE: the true
+   gradients g*, which move the server model's BatchNorm statistics);
+2. each job runs on the server (`Server.run_job`) or on the idle host of its client
+   (`Client.run_job`, which keeps the result);
+3. `Server.complete_job(outcome)` adopts the result and returns a `JobReport` for the
+   coordinator (bytes, figures; never model states) and, when the client does not already
+   hold the result, a delivery for it (`Client.accept_delivery`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """What the coordinator learns of one client's job: what it sent and how it went."""
+
+    cid: int
+    bytes: dict[str, int]  # ledger kind -> bytes, e.g. {"aux_model.down": ...}
+    metrics: dict[str, float]  # averaged over clients into the round's row

@@ -1,0 +1,56 @@
+"""The built-in data sources by name (`data.name`): each returns both splits and their task.
+
+A source reads and validates; subsetting and partitioning are generic (experiment.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fslsage_ray.config.schema import Config, ConfigError, DataConfig
+from fslsage_ray.data.cifar import load_cifar
+from fslsage_ray.data.dataset import DataBundle
+from fslsage_ray.data.digits import load_digits_data
+from fslsage_ray.data.parquet_images import load_parquet_images
+from fslsage_ray.tasks.base import TaskData
+from fslsage_ray.tasks.classification import IMAGES, LABELS, ImageClassification, ImageSpec
+
+
+def image_task_data(bundle: DataBundle, data: DataConfig) -> TaskData:
+    """Decoded image splits as task data; `data.augment` overrides the data set's default."""
+    _, height, width, channels = bundle.train.images.shape
+    if height != width:
+        raise ConfigError(f"images must be square, got {height}x{width}")
+    augment = bundle.augment if data.augment is None else data.augment
+    spec = ImageSpec(bundle.max_value, tuple(bundle.mean), tuple(bundle.std), augment)
+    task = ImageClassification(spec, bundle.num_classes, int(channels), int(height))
+    return TaskData(
+        {IMAGES: bundle.train.images, LABELS: bundle.train.labels},
+        {IMAGES: bundle.test.images, LABELS: bundle.test.labels},
+        bundle.train.labels,
+        bundle.test.labels,
+        task,
+        bundle.name,
+    )
+
+
+def load_digits_source(config: Config) -> TaskData:
+    return image_task_data(load_digits_data(), config.data)
+
+
+def load_cifar_source(config: Config) -> TaskData:
+    data = config.data
+    return image_task_data(load_cifar(data.name, data.data_dir, download=data.download), data)
+
+
+def load_parquet_source(config: Config) -> TaskData:
+    data = config.data
+    train = load_parquet_images(data.train_path, num_classes=data.num_classes)
+    test = load_parquet_images(
+        data.test_path, num_classes=data.num_classes, expected_hw=train.images.shape[1:3]
+    )
+    # Reductions accumulate in float64 without a float copy of the whole image array.
+    mean = tuple(float(v) / 255.0 for v in train.images.mean(axis=(0, 1, 2), dtype=np.float64))
+    std = tuple(float(v) / 255.0 for v in train.images.std(axis=(0, 1, 2), dtype=np.float64))
+    bundle = DataBundle(train, test, data.num_classes, mean, std, False, 255.0, "parquet")
+    return image_task_data(bundle, data)

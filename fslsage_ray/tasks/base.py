@@ -1,0 +1,152 @@
+"""What a model family's task owns: its batches, its upload payload, its loss and its metrics.
+
+Algorithms and runtime see only these types, so a new family (images, text, ...) touches
+data/, models/ and its task, nothing in algorithms/, runtime/, simulation.py or outputs/.
+
+A forward pass is always `part(inputs, **context)`: the context holds what every part needs
+besides its input (an attention mask for text; nothing for images, so image models are
+called exactly as plain PyTorch modules).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+Arrays = Mapping[str, np.ndarray]  # a split's named arrays, all with the samples first
+
+
+@dataclass
+class Batch:
+    """One batch as the client sees it: model inputs, targets, and the shared context."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    context: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
+
+
+@dataclass
+class Payload:
+    """An upload: everything the server needs to continue the forward pass, as numpy.
+
+    Numpy arrays cross Ray zero-copy. Bytes are booked as the spec counts them: the smashed
+    activations and the context (e.g. the attention mask) as `smashed`, the targets as
+    `labels` (only when run.count_labels is set).
+    """
+
+    smashed: np.ndarray
+    targets: np.ndarray
+    context: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, smashed: torch.Tensor, batch: Batch) -> Payload:
+        return cls(
+            smashed.detach().cpu().numpy(),
+            batch.targets.cpu().numpy(),
+            {k: v.cpu().numpy() for k, v in batch.context.items()},
+        )
+
+    @property
+    def smashed_nbytes(self) -> int:
+        return int(self.smashed.nbytes) + sum(int(v.nbytes) for v in self.context.values())
+
+    @property
+    def targets_nbytes(self) -> int:
+        return int(self.targets.nbytes)
+
+    def tensors(
+        self, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(smashed, targets, context) on `device`, copied out of read-only Ray buffers."""
+        z = torch.as_tensor(np.array(self.smashed), device=device)
+        y = torch.as_tensor(np.array(self.targets, dtype=np.int64), device=device)
+        context = {k: torch.as_tensor(np.array(v), device=device) for k, v in self.context.items()}
+        return z, y, context
+
+
+@dataclass(frozen=True)
+class PayloadSizes:
+    """Per-sample bytes of an upload, from shapes alone (for `plan`)."""
+
+    smashed: int  # the cut-layer activations (also what a returned gradient costs)
+    context: int  # masks and the like, booked with the activations
+    targets: int  # booked as labels only when run.count_labels is set
+
+
+class Task(ABC):
+    """A model family's task; small and picklable, so it travels to every worker."""
+
+    headline: ClassVar[str]  # the metric a run is judged by, e.g. "test_acc"
+    goal: ClassVar[str]  # "max" or "min": which way the headline improves
+    metric_names: ClassVar[tuple[str, ...]]  # what `evaluate` returns, in column order
+
+    # --- data ----------------------------------------------------------------------------
+    @abstractmethod
+    def batch(
+        self,
+        arrays: Arrays,
+        idx: np.ndarray,
+        generator: torch.Generator | None,
+        train: bool,
+        device: torch.device,
+    ) -> Batch:
+        """Rows `idx` of a split as a model-ready batch (augmented only when training)."""
+
+    def num_samples(self, arrays: Arrays) -> int:
+        return len(next(iter(arrays.values())))
+
+    # --- loss ----------------------------------------------------------------------------
+    @abstractmethod
+    def loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The training loss (a mean over `loss_count` units) for steps and gradients."""
+
+    @abstractmethod
+    def loss_count(self, targets: torch.Tensor) -> int:
+        """How many units `loss` averages over (samples, target tokens)."""
+
+    # --- evaluation ----------------------------------------------------------------------
+    @abstractmethod
+    def evaluate(
+        self,
+        client: nn.Module,
+        server: nn.Module,
+        arrays: Arrays,
+        batch_size: int,
+        device: torch.device,
+    ) -> dict[str, float]:
+        """Test metrics of client part + server part, keyed by `metric_names`."""
+
+    # --- accounting ----------------------------------------------------------------------
+    @abstractmethod
+    def payload_sizes(self, cut_shape: tuple[int, ...]) -> PayloadSizes:
+        """What one sample's upload costs, for a cut of this per-sample shape."""
+
+
+def forward(module: nn.Module, inputs: torch.Tensor, context: Mapping[str, torch.Tensor]):
+    """`module(inputs, **context)`: every split part takes the batch's context."""
+    return module(inputs, **context)
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """A data source's output: both splits as named arrays, and the task that reads them.
+
+    `train_keys`/`test_keys` hold one integer per row (the class for images, a group such
+    as the restaurant for text): what subsets are balanced over and non-IID splits use.
+    """
+
+    train: dict[str, np.ndarray]
+    test: dict[str, np.ndarray]
+    train_keys: np.ndarray
+    test_keys: np.ndarray
+    task: Task
+    name: str

@@ -1,0 +1,79 @@
+"""Image classification: uint8 images and class ids in, batch-mean cross-entropy and accuracy out.
+
+These are exactly the operations the image experiments have always used, so every number
+(golden metrics, determinism, ledger) is unchanged by the task layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fslsage_ray.data.transforms import make_batch
+from fslsage_ray.tasks.base import Arrays, Batch, PayloadSizes, Task
+
+IMAGES, LABELS = "images", "labels"  # the arrays of an image split
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How uint8 images become model input (the same for every client and the server)."""
+
+    max_value: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: bool
+
+
+@dataclass(frozen=True)
+class ImageClassification(Task):
+    """Class ids as targets; the headline is test accuracy."""
+
+    spec: ImageSpec
+    num_classes: int
+    in_channels: int
+    image_size: int
+
+    headline: ClassVar[str] = "test_acc"
+    goal: ClassVar[str] = "max"
+    metric_names: ClassVar[tuple[str, ...]] = ("test_acc", "test_loss")
+
+    def batch(self, arrays: Arrays, idx, generator, train: bool, device) -> Batch:
+        x = make_batch(arrays[IMAGES][idx], self.spec, train and self.spec.augment, generator)
+        y = torch.from_numpy(np.ascontiguousarray(arrays[LABELS][idx], dtype=np.int64))
+        return Batch(x.to(device), y.to(device))
+
+    def loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(output, targets)
+
+    def loss_count(self, targets: torch.Tensor) -> int:
+        return len(targets)
+
+    @torch.no_grad()
+    def evaluate(
+        self, client: nn.Module, server: nn.Module, arrays: Arrays, batch_size: int, device
+    ) -> dict[str, float]:
+        """(accuracy, mean cross-entropy) in eval mode; the AMs are never used at test time."""
+        images, labels = arrays[IMAGES], arrays[LABELS]
+        correct, loss_sum = 0, 0.0
+        for start in range(0, len(labels), batch_size):
+            x = make_batch(images[start : start + batch_size], self.spec, False, None).to(device)
+            y = torch.from_numpy(np.asarray(labels[start : start + batch_size], np.int64))
+            y = y.to(device)
+            logits = server(client(x))
+            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+        n = len(labels)
+        return {"test_acc": correct / n, "test_loss": loss_sum / n}
+
+    def payload_sizes(self, cut_shape: tuple[int, ...]) -> PayloadSizes:
+        return PayloadSizes(smashed=int(np.prod(cut_shape)) * 4, context=0, targets=8)
+
+
+# The loss alone, for code (and tests) that works on logits and class ids without data.
+CROSS_ENTROPY = ImageClassification(ImageSpec(1.0, (0.0,), (1.0,), False), 1, 1, 1)
