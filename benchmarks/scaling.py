@@ -118,9 +118,9 @@ def base_overrides(args: argparse.Namespace) -> list[str]:
         "algorithm.name=fsl_sage",
         f"algorithm.batch_size={args.batch_size}",
         f"algorithm.upload_every={args.upload_every}",
-        f"algorithm.align_every={args.align_every}",
-        f"algorithm.align_epochs={args.align_epochs}",
-        f"algorithm.buffer_size={args.buffer_size}",
+        f"alignment.every={args.align_every}",
+        f"alignment.epochs={args.align_epochs}",
+        f"alignment.buffer_size={args.buffer_size}",
         f"run.rounds={args.rounds}",
         "run.checkpoint_every=0",  # a checkpoint inside the timed loop would be measured
         "run.name=scaling",

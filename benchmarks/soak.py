@@ -34,11 +34,11 @@ BASE_OVERRIDES = (  # added to the quick start preset (digits, split CNN, FSL-SA
     "data.name=digits",
     "model.name=cnn",
     "algorithm.batch_size=16",
-    "algorithm.align_every=10",
-    "algorithm.align_epochs=5",
+    "alignment.every=10",
+    "alignment.epochs=5",
     # ~14 samples per client per round at 100 clients: a 128-sample alignment buffer is full
     # by round 10, so the baseline sample does not count the buffers still filling.
-    "algorithm.buffer_size=128",
+    "alignment.buffer_size=128",
     "runtime.backend=ray",
     "run.name=soak",
 )

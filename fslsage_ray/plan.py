@@ -45,7 +45,9 @@ def plan_rounds(
             "client_state": sizes.client_state_bytes,
             "server_state": sizes.server_state_bytes,
             "aux_state": sizes.aux_state_bytes,
-            "smashed_per_sample": sizes.smashed_sample_bytes,
+            "smashed_per_sample": sizes.payload.smashed,
+            "context_per_sample": sizes.payload.context,
+            "targets_per_sample": sizes.payload.targets,
         },
         "rounds": out,
     }

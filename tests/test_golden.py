@@ -25,8 +25,8 @@ SETTINGS = [
     "algorithm.num_clients=4",
     "algorithm.batch_size=32",
     "algorithm.upload_every=2",
-    "algorithm.align_every=2",
-    "algorithm.align_epochs=5",
+    "alignment.every=2",
+    "alignment.epochs=5",
     "data.train_subset=400",
     "data.test_subset=200",
 ]

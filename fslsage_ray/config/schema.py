@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fslsage_ray.registry import algorithm_names, dataset_names
+from fslsage_ray.registry import algorithm_names, dataset_names, model_names
 
 
 class ConfigError(ValueError):
@@ -67,6 +67,10 @@ class DataConfig:
 class ModelConfig:
     name: str = "cnn"  # model family: cnn | resnet18 | a registered family
     aux: str = "two_blocks"  # auxiliary model shape: linear | one_block | two_blocks | server_copy
+
+    def __post_init__(self) -> None:
+        known = model_names()
+        _require(self.name in known, f"model.name must be one of {known}, got {self.name!r}")
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fslsage_ray.tasks import Payload
+
 
 class RecordingChannel:
     """Records uploads; answers exchanges with a fixed gradient (or a server's)."""
@@ -12,13 +14,13 @@ class RecordingChannel:
         self.sent: list[tuple[int, int, tuple, tuple]] = []
         self.server = server
 
-    def upload(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> None:
-        self.sent.append((it, cid, smashed.shape, labels.shape))
+    def upload(self, it: int, cid: int, payload: Payload) -> None:
+        self.sent.append((it, cid, payload.smashed.shape, payload.targets.shape))
         if self.server is not None:
-            self.server.process_upload(cid, smashed, labels)
+            self.server.process_upload(cid, payload)
 
-    def exchange(self, it: int, cid: int, smashed: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        self.sent.append((it, cid, smashed.shape, labels.shape))
+    def exchange(self, it: int, cid: int, payload: Payload) -> np.ndarray:
+        self.sent.append((it, cid, payload.smashed.shape, payload.targets.shape))
         if self.server is not None:
-            return self.server.process_upload(cid, smashed, labels)
-        return np.zeros_like(smashed)
+            return self.server.process_upload(cid, payload)
+        return np.zeros_like(payload.smashed)

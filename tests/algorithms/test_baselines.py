@@ -11,31 +11,35 @@ import torch.nn.functional as F
 from algo_helpers import RecordingChannel
 from torch import nn
 
-from fslsage_ray.algorithms.client_view import ClientView, ImageSpec
+from fslsage_ray.algorithms.client_view import ClientView
 from fslsage_ray.algorithms.clients import GradientReturnClient, LocalLossClient
 from fslsage_ray.algorithms.cse_fsl import CseFsl
 from fslsage_ray.algorithms.fedavg import FedAvg
 from fslsage_ray.algorithms.fsl_an import FslAn
-from fslsage_ray.algorithms.registry import ALGORITHMS
 from fslsage_ray.algorithms.servers import ServerCopies, SingleServer
 from fslsage_ray.algorithms.sflv1 import SplitFedMS
 from fslsage_ray.algorithms.sflv2 import SplitFedSS
 from fslsage_ray.config import AlgorithmConfig, Config
 from fslsage_ray.models import build_split_model
+from fslsage_ray.registry import algorithm_names
+from fslsage_ray.tasks import ImageClassification, ImageSpec, Payload
 
-SPEC = ImageSpec(255.0, (0.5,), (0.25,), False)
+TASK = ImageClassification(ImageSpec(255.0, (0.5,), (0.25,), False), 10, 1, 8)
 CPU = torch.device("cpu")
 
 
 def _data(n: int):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(n, 8, 8, 1), dtype=np.uint8)
-    return ClientView(images, rng.integers(0, 10, size=n).astype(np.int64), np.arange(n), SPEC)
+    labels = rng.integers(0, 10, size=n).astype(np.int64)
+    return ClientView({"images": images, "labels": labels}, np.arange(n), TASK)
 
 
 def _split():
     torch.manual_seed(0)
-    return build_split_model("cnn", 10, 1, 8, aux="one_block")
+    split = build_split_model("cnn", 10, 1, 8, aux="one_block")
+    split.task = TASK
+    return split
 
 
 def _config(**alg) -> Config:
@@ -49,11 +53,11 @@ def test_splitfed_one_client_one_batch_equals_backprop_through_the_whole_model()
     client = GradientReturnClient(
         0, _data(16), config, torch.Generator().manual_seed(3), CPU, split.client
     )
-    server = SingleServer(split.server, config, CPU, returns_gradients=True)
+    server = SingleServer(split.server, TASK, config, CPU, returns_gradients=True)
     client.start_round({"client": client.model.state_dict()})
     gen = torch.Generator().manual_seed(3)
-    x, y = client.view.batch(client.view.shuffled_batches(16, gen)[0], gen, CPU)
-    loss = F.cross_entropy(whole(x), y)
+    batch = client.view.batch(client.view.shuffled_batches(16, gen)[0], gen, CPU)
+    loss = F.cross_entropy(whole(batch.inputs), batch.targets)
     grads = torch.autograd.grad(loss, list(whole.parameters()))
     # Record the gradients each optimizer is about to apply (the server steps first,
     # inside the exchange, then the client), instead of letting Adam step.
@@ -108,11 +112,11 @@ def test_fsl_an_uploads_every_batch_and_keeps_a_server_copy_per_client():
 def test_server_copies_average_with_sample_weights_at_round_end():
     config = _config()
     split = _split()
-    server = ServerCopies(split.server, {0: 10, 1: 30}, config, CPU, returns_gradients=False)
+    server = ServerCopies(split.server, TASK, {0: 10, 1: 30}, config, CPU, returns_gradients=False)
     rng = np.random.default_rng(0)
     for cid in (0, 1):
         z = rng.standard_normal((4, 32, 4, 4)).astype(np.float32)
-        server.process_upload(cid, z, np.arange(4) + cid)
+        server.process_upload(cid, Payload(z, np.arange(4) + cid))
     before = {c: copy.deepcopy(m.state_dict()) for c, m in server.copies.items()}
     server.end_round()
     key = next(k for k in before[0] if k.endswith("weight"))
@@ -123,9 +127,9 @@ def test_server_copies_average_with_sample_weights_at_round_end():
 
 def test_server_copies_average_only_the_clients_that_took_part():
     split = _split()
-    server = ServerCopies(split.server, {0: 10, 1: 30, 2: 60}, _config(), CPU, False)
+    server = ServerCopies(split.server, TASK, {0: 10, 1: 30, 2: 60}, _config(), CPU, False)
     z = np.random.default_rng(1).standard_normal((4, 32, 4, 4)).astype(np.float32)
-    server.process_upload(2, z, np.arange(4))
+    server.process_upload(2, Payload(z, np.arange(4)))
     trained = copy.deepcopy(server.copies[2].state_dict())
     server.end_round()
     for key, value in trained.items():
@@ -147,4 +151,4 @@ def test_what_each_baseline_shares_and_how_it_talks(cls, parts, ordered, returns
     assert cls.ordered_uploads == ordered
     assert cls.returns_gradients == returns
     assert cls.sequential_clients == sequential
-    assert cls.name in ALGORITHMS
+    assert cls.name in algorithm_names()

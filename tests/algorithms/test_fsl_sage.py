@@ -10,18 +10,21 @@ import torch
 from algo_helpers import RecordingChannel
 
 from fslsage_ray.algorithms.base import ModelSizes
-from fslsage_ray.algorithms.client_view import ClientView, ImageSpec, batch_sizes
+from fslsage_ray.algorithms.client_view import ClientView, batch_sizes
 from fslsage_ray.algorithms.fsl_sage import (
     AlignmentBuffer,
     FslSage,
     FslSageClient,
     FslSageServer,
 )
-from fslsage_ray.algorithms.phases import AlignPhase, LocalPhase
+from fslsage_ray.algorithms.phases import LocalPhase, ServerJobPhase
 from fslsage_ray.config import AlgorithmConfig, Config
+from fslsage_ray.config.schema import AlignmentConfig
 from fslsage_ray.models import build_split_model, state_nbytes
+from fslsage_ray.tasks import ImageClassification, ImageSpec, Payload, PayloadSizes
 
-SPEC = ImageSpec(255.0, (0.5,), (0.25,), False)
+TASK = ImageClassification(ImageSpec(255.0, (0.5,), (0.25,), False), 10, 1, 8)
+ALIGN = ServerJobPhase("aligning AMs")
 
 
 def _model():
@@ -34,17 +37,22 @@ def _client(alg: AlgorithmConfig, n: int = 50, cid: int = 0) -> FslSageClient:
     images = rng.integers(0, 256, size=(n, 8, 8, 1), dtype=np.uint8)
     labels = rng.integers(0, 10, size=n).astype(np.int64)
     split = _model()
-    view = ClientView(images, labels, np.arange(n), SPEC)
+    view = ClientView({"images": images, "labels": labels}, np.arange(n), TASK)
     gen = torch.Generator().manual_seed(1)
     return FslSageClient(
         cid, view, Config(algorithm=alg), gen, torch.device("cpu"), split.client, split.make_aux()
     )
 
 
-def _server(alg: AlgorithmConfig) -> FslSageServer:
+def _server(alignment: AlignmentConfig) -> FslSageServer:
     split = _model()
     return FslSageServer(
-        split.server, {0: split.make_aux()}, Config(algorithm=alg), torch.device("cpu"), alg.lazy
+        split.server,
+        {0: split.make_aux()},
+        TASK,
+        Config(alignment=alignment),
+        torch.device("cpu"),
+        alignment.lazy,
     )
 
 
@@ -80,11 +88,11 @@ def test_client_step_follows_the_aux_gradient_estimate():
     client.start_round({"client": client.model.state_dict()})
     gen = torch.Generator().manual_seed(1)
     batches = client.view.shuffled_batches(8, gen)
-    x, y = client.view.batch(batches[0], gen, torch.device("cpu"))
+    batch = client.view.batch(batches[0], gen, torch.device("cpu"))
     client.step(0, RecordingChannel())
     twin_model.train()
     twin_aux.train()
-    loss = torch.nn.functional.cross_entropy(twin_aux(twin_model(x)), y)
+    loss = torch.nn.functional.cross_entropy(twin_aux(twin_model(batch.inputs)), batch.targets)
     opt.zero_grad()
     loss.backward()
     opt.step()
@@ -95,58 +103,56 @@ def test_client_step_follows_the_aux_gradient_estimate():
 
 
 def test_server_steps_once_per_upload_and_buffers_newest_samples():
-    alg = AlgorithmConfig(buffer_size=10)
-    server = _server(alg)
+    server = _server(AlignmentConfig(buffer_size=10))
     before = copy.deepcopy(server.model.state_dict())
     z = np.random.default_rng(0).standard_normal((6, 32, 4, 4)).astype(np.float32)
     y = np.arange(6)
-    server.process_upload(0, z, y)
+    server.process_upload(0, Payload(z, y))
     assert server.optimizer.state[next(iter(server.model.parameters()))]["step"] == 1
     assert any(not torch.equal(before[k], v) for k, v in server.model.state_dict().items())
-    server.process_upload(0, z + 1, y + 1)
+    server.process_upload(0, Payload(z + 1, y + 1))
     buf = server.buffers[0]
     assert len(buf) == 10  # 12 uploaded, newest 10 kept
-    torch.testing.assert_close(buf.labels, torch.tensor([2, 3, 4, 5, 1, 2, 3, 4, 5, 6]))
+    torch.testing.assert_close(buf.targets, torch.tensor([2, 3, 4, 5, 1, 2, 3, 4, 5, 6]))
     mean_loss, uploads = server.take_round_stats()
     assert uploads == 2 and mean_loss > 0
 
 
 def test_alignment_lowers_the_estimation_error_on_the_buffer():
-    alg = AlgorithmConfig(align_epochs=60, align_batch_size=1000)
-    server = _server(alg)
+    server = _server(AlignmentConfig(epochs=60, batch_size=1000))
     rng = np.random.default_rng(1)
     for _ in range(4):
-        server.process_upload(
-            0, rng.standard_normal((16, 32, 4, 4)).astype(np.float32), rng.integers(0, 10, 16)
-        )
-    result = server.align(0)
-    assert result.samples == 64
-    assert result.rel_error_after < 0.7 * result.rel_error_before
-    assert set(result.state) == set(server.aux[0].state_dict())
+        z = rng.standard_normal((16, 32, 4, 4)).astype(np.float32)
+        server.process_upload(0, Payload(z, rng.integers(0, 10, 16)))
+    assert len(server.buffers[0]) == 64
+    (job,) = server.prepare_jobs([0])
+    report, delivery = server.complete_job(server.run_job(job))
+    after, before = report.metrics["am_rel_error_after"], report.metrics["am_rel_error_before"]
+    assert after < 0.7 * before
+    assert set(delivery) == set(server.aux[0].state_dict())  # fitted here: sent down
+    assert report.bytes == {"aux_model.down": state_nbytes(server.aux[0])}
 
 
 def test_lazy_alignment_stores_upload_time_gradients():
-    alg = AlgorithmConfig(lazy=True, align_epochs=1)
-    server = _server(alg)
+    server = _server(AlignmentConfig(lazy=True, epochs=1))
     z = np.random.default_rng(2).standard_normal((5, 32, 4, 4)).astype(np.float32)
-    server.process_upload(0, z, np.arange(5))
+    server.process_upload(0, Payload(z, np.arange(5)))
     assert server.buffers[0].grad_sums.shape == (5, 32, 4, 4)
     assert float(server.buffers[0].grad_sums.abs().sum()) > 0
 
 
 def test_fifo_buffer_capacity():
     buf = AlignmentBuffer(3)
-    buf.append(torch.zeros(2, 1), torch.tensor([0, 1]), None)
-    buf.append(torch.ones(2, 1), torch.tensor([2, 3]), None)
-    assert buf.labels.tolist() == [1, 2, 3]
+    buf.append(torch.zeros(2, 1), torch.tensor([0, 1]), {}, None)
+    buf.append(torch.ones(2, 1), torch.tensor([2, 3]), {}, None)
+    assert buf.targets.tolist() == [1, 2, 3]
 
 
 def test_alignment_rounds_include_round_zero_and_every_lth():
-    alg = AlgorithmConfig(align_every=10)
-    algorithm = FslSage(Config(algorithm=alg))
-    assert algorithm.round_phases(0) == [LocalPhase(0, 1), AlignPhase(), LocalPhase(1, None)]
+    algorithm = FslSage(Config(alignment=AlignmentConfig(every=10)))
+    assert algorithm.round_phases(0) == [LocalPhase(0, 1), ALIGN, LocalPhase(1, None)]
     assert algorithm.round_phases(5) == [LocalPhase(0, None)]
-    assert algorithm.round_phases(20)[1] == AlignPhase()
+    assert algorithm.round_phases(20)[1] == ALIGN
 
 
 def test_expected_uploads_are_ordered_by_iteration_then_client():
@@ -157,13 +163,16 @@ def test_expected_uploads_are_ordered_by_iteration_then_client():
 
 @pytest.mark.parametrize("round_idx, aligned", [(0, True), (1, False), (10, True)])
 def test_plan_for_the_authors_cifar10_setting(round_idx, aligned):
-    alg = AlgorithmConfig(batch_size=256, upload_every=5, align_every=10)
+    alg = AlgorithmConfig(batch_size=256, upload_every=5)
     torch.manual_seed(0)
     split = build_split_model("resnet18", 10, 3, 32)
     client_b, aux_b = state_nbytes(split.client), state_nbytes(split.make_aux())
     smashed = 128 * 4 * 4 * 4
-    sizes = ModelSizes(client_b, state_nbytes(split.server), aux_b, smashed)
-    counts = FslSage(Config(algorithm=alg)).plan_round_bytes(round_idx, [5000] * 10, sizes)
+    sizes = ModelSizes(
+        client_b, state_nbytes(split.server), aux_b, PayloadSizes(smashed, 0, 8)
+    )
+    config = Config(algorithm=alg, alignment=AlignmentConfig(every=10))
+    counts = FslSage(config).plan_round_bytes(round_idx, [5000] * 10, sizes)
     # K = ceil(5000/256) = 20 batches (19 of 256, one of 136); uploads at it = 0,5,10,15: 4 x 256
     assert batch_sizes(5000, 256)[-1] == 136
     assert counts["smashed.up"] == 10 * 4 * 256 * smashed

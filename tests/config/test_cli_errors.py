@@ -26,7 +26,7 @@ CIFAR_PLAN = [
     "algorithm.num_clients=10",
     "algorithm.batch_size=256",
     "algorithm.upload_every=5",
-    "algorithm.align_every=10",
+    "alignment.every=10",
 ]
 
 
@@ -118,7 +118,7 @@ def test_plan_cifar_does_not_decode(
     def _no_cifar(*args: object, **kwargs: object) -> None:
         raise AssertionError("plan must not read CIFAR")
 
-    monkeypatch.setattr("fslsage_ray.experiment.load_cifar", _no_cifar)
+    monkeypatch.setattr("fslsage_ray.data.sources.load_cifar", _no_cifar)
     assert main(["plan", "--json", "--rounds", "2", *CIFAR_PLAN]) == 0
     rounds = json.loads(capsys.readouterr().out)["rounds"]
     assert [r["round"] for r in rounds] == [0, 1]

@@ -38,7 +38,8 @@ OVERRIDE_CASES = [
     (["data.alpha=0"], ["data.alpha", "> 0"]),
     (["data.alpha=-1.5"], ["data.alpha", "> 0"]),
     (["algorithm.upload_every=0"], ["algorithm.upload_every", "(q)", ">= 1"]),
-    (["algorithm.align_every=0"], ["algorithm.align_every", "(l)", ">= 1"]),
+    (["alignment.every=0"], ["alignment.every", "(l)", ">= 1"]),
+    (["algorithm.align_every=0"], ["alignment.every", "(l)", ">= 1"]),  # the old key maps
     (["algorithm.num_clients=0"], ["algorithm.num_clients", ">= 1"]),
     (["algorithm.num_clients=-3"], ["algorithm.num_clients", ">= 1"]),
     (["algorithm.batch_size=0"], ["algorithm.batch_size", ">= 1"]),

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "jobs" / "paper_cifar10_gpu.sh"
 SHRINK = (
     "runtime.device=cpu data.train_subset=200 data.test_subset=100 algorithm.batch_size=32 "
-    "algorithm.align_epochs=2 algorithm.buffer_size=32 run.rounds=2"
+    "alignment.epochs=2 alignment.buffer_size=32 run.rounds=2"
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")

@@ -1,0 +1,166 @@
+"""E2E NLG (restaurant meaning representation -> sentence) as fixed-length token arrays.
+
+Each row becomes prompt = tokens(mr) + [EOS] and target = tokens(" " + ref) + [EOS], the
+layout of the LoRA paper's E2E data that the FSL-SAGE authors train on (EOS separates the
+prompt from the completion and ends it). The prompt here is the raw CSV ``mr`` text; the
+LoRA repository's files had rewritten it as "name : X | Type : pub | ...".
+
+Sequences are right-padded (or cut) to ``seq_len``. ``labels`` are pre-shifted:
+``labels[t]`` is token t + 1 where that token belongs to the target, else -100, so
+``logits[:, t]`` is scored against ``labels[:, t]`` on target tokens only. Right padding
+with causal attention also means real tokens never attend to padding.
+
+Files: CSV with columns ``mr`` and ``ref`` (the challenge release), or JSON lines with keys
+``mr`` and ``ref``. The shared copy in ../shared/data/e2e has no trainset.csv, so there the
+development set is the training file and testset_w_refs.csv the test file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fslsage_ray.data.dataset import DataError
+from fslsage_ray.data.tokenizer import TextTokenizer
+
+PROMPT_KEY, TARGET_KEY = "mr", "ref"
+TRAIN_FILE, TEST_FILE = "devset.csv", "testset_w_refs.csv"
+IGNORE_INDEX = -100  # matches fslsage_ray.tasks.text_loss
+_NAME = re.compile(r"name\[([^\]]*)\]")
+
+
+@dataclass(frozen=True)
+class TextData:
+    """One split as arrays of shape (N, T), plus one restaurant-name id per row."""
+
+    input_ids: np.ndarray  # int64 (N, T), padding = the tokenizer's pad id
+    attention_mask: np.ndarray  # int64 (N, T), 1 on real tokens
+    labels: np.ndarray  # int64 (N, T), next token on target positions, else -100
+    groups: np.ndarray  # int64 (N,), index into group_names (for Dirichlet splits)
+    group_names: tuple[str, ...]  # sorted restaurant names
+    cut_rows: int  # rows whose target was cut at seq_len
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The model-facing arrays by name (samples first), for a task's batches."""
+        return {
+            "input_ids": self.input_ids,
+            "attention_mask": self.attention_mask,
+            "labels": self.labels,
+        }
+
+
+def read_e2e(path: str | Path) -> list[tuple[str, str]]:
+    """(mr, ref) pairs from a CSV or JSON-lines file; DataError if unreadable or empty."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"E2E file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        rows = _read_csv(path)
+    elif suffix == ".jsonl":
+        rows = _read_jsonl(path)
+    else:
+        raise DataError(f"{path}: expected a .csv or .jsonl file")
+    if not rows:
+        raise DataError(f"{path}: no data rows")
+    return rows
+
+
+def _read_csv(path: Path) -> list[tuple[str, str]]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        missing = [key for key in (PROMPT_KEY, TARGET_KEY) if key not in columns]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {missing}; columns are {columns}")
+        rows = []
+        for i, row in enumerate(reader):
+            mr, ref = row[PROMPT_KEY], row[TARGET_KEY]
+            if mr is None or ref is None:
+                raise DataError(f"{path}: row {i} (line {reader.line_num}) has too few fields")
+            rows.append((mr, ref))
+    return rows
+
+
+def _read_jsonl(path: Path) -> list[tuple[str, str]]:
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}: line {line_no} is not JSON ({err.msg})") from None
+            if not isinstance(item, dict):
+                raise DataError(f"{path}: line {line_no} is not a JSON object")
+            missing = [key for key in (PROMPT_KEY, TARGET_KEY) if key not in item]
+            if missing:
+                raise DataError(f"{path}: line {line_no} lacks key(s) {missing}")
+            rows.append((str(item[PROMPT_KEY]), str(item[TARGET_KEY])))
+    return rows
+
+
+def restaurant_name(mr: str) -> str:
+    """The ``name[...]`` value of a meaning representation ("" when it has none)."""
+    match = _NAME.search(mr)
+    return match.group(1).strip() if match else ""
+
+
+def e2e_texts(rows: Sequence[tuple[str, str]]) -> list[str]:
+    """The strings that get tokenized (prompts and space-led targets): a tokenizer's corpus."""
+    return [mr for mr, _ in rows] + [" " + ref for _, ref in rows]
+
+
+def encode_e2e(
+    rows: Sequence[tuple[str, str]], tokenizer: TextTokenizer, seq_len: int, where: str = "E2E"
+) -> TextData:
+    """Token arrays padded or cut to ``seq_len``; a prompt that leaves no room is refused.
+
+    A prompt of P tokens (EOS included) needs P < seq_len, so at least the first target
+    token is in the window. Longer targets are cut (as the authors' loader does) and counted
+    in ``cut_rows``.
+    """
+    if seq_len < 2:
+        raise DataError(f"seq_len must be >= 2, got {seq_len}")
+    n = len(rows)
+    input_ids = np.full((n, seq_len), tokenizer.pad_id, dtype=np.int64)
+    attention_mask = np.zeros((n, seq_len), dtype=np.int64)
+    labels = np.full((n, seq_len), IGNORE_INDEX, dtype=np.int64)
+    eos, cut_rows = tokenizer.eos_id, 0
+    for i, (mr, ref) in enumerate(rows):
+        prompt = tokenizer.encode(mr) + [eos]
+        full = prompt + tokenizer.encode(" " + ref) + [eos]
+        if len(prompt) >= seq_len:
+            raise DataError(
+                f"{where}: row {i} has a prompt of {len(prompt)} tokens, which leaves no room "
+                f"for its target within seq_len {seq_len} (mr {mr[:60]!r})"
+            )
+        length = min(len(full), seq_len)
+        cut_rows += len(full) > seq_len
+        input_ids[i, :length] = full[:length]
+        attention_mask[i, :length] = 1
+        # position t predicts token t + 1; score only predictions of target tokens
+        stop = min(len(full) - 1, seq_len)
+        labels[i, len(prompt) - 1 : stop] = full[len(prompt) : stop + 1]
+    names = [restaurant_name(mr) for mr, _ in rows]
+    group_names = tuple(sorted(set(names)))
+    index = {name: k for k, name in enumerate(group_names)}
+    groups = np.array([index[name] for name in names], dtype=np.int64)
+    return TextData(input_ids, attention_mask, labels, groups, group_names, int(cut_rows))
+
+
+def load_e2e(path: str | Path, tokenizer: TextTokenizer, seq_len: int) -> TextData:
+    """Read one E2E file and encode it (see :func:`encode_e2e`)."""
+    return encode_e2e(read_e2e(path), tokenizer, seq_len, where=str(path))
