@@ -12,9 +12,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import pyarrow as pa
+
 from fslsage_ray.config import Config, ConfigError, dump_config, load_config, quickstart_path
 from fslsage_ray.data import DataError
 from fslsage_ray.models import ModelError
+from fslsage_ray.outputs.headline import (
+    HeadlineMetric,
+    headline_from_metadata,
+    is_number,
+    noun,
+)
 from fslsage_ray.simulation import RunStopped
 
 
@@ -44,13 +52,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"run folder: {sim.run_dir}", file=sys.stderr)
     table = sim.run()
     last = table.slice(table.num_rows - 1).to_pylist()[0]
-    best = max(table.column("test_acc").to_pylist())
     print(
-        f"done: {table.num_rows} rounds, final test accuracy {last['test_acc']:.4f} "
-        f"(best {best:.4f}), {last['comm_gib_cum']:.4f} GiB communicated; "
+        f"done: {table.num_rows} rounds, {_headline_result(table)}, "
+        f"{last['comm_gib_cum']:.4f} GiB communicated; "
         f"metrics in {sim.run_dir / 'metrics.parquet'}"
     )
     return 0
+
+
+def _headline_result(table: pa.Table) -> str:
+    """The final and best headline, e.g. final test accuracy 0.9806 (best 0.9810), or test
+    loss for a language model: the metrics table names its task's headline.
+    """
+    metric = headline_from_metadata(table.schema.metadata, table.column_names)
+    values = table.column(metric.column).to_pylist() if metric.column in table.column_names else []
+
+    def fmt(value: object) -> str:
+        return f"{value:.4f}" if is_number(value) else "n/a"
+
+    final = values[-1] if values else None
+    return f"final {metric.noun} {fmt(final)} (best {fmt(metric.best(values))})"
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -109,21 +130,57 @@ def _budgets(text: str | None) -> tuple[float, ...]:
         raise ConfigError(f"--budgets {text!r} must be comma-separated GiB values") from exc
 
 
+# Which headline each target option is for, so a loss target is never read as an accuracy.
+TARGET_FLAGS = {"test_acc": "--target", "test_loss": "--target-loss"}
+
+
+def _target(args: argparse.Namespace) -> tuple[str, float] | None:
+    """(headline column, value) from --target (an accuracy fraction) or --target-loss."""
+    if args.target is not None:
+        return "test_acc", args.target
+    if args.target_loss is not None:
+        return "test_loss", args.target_loss
+    return None
+
+
+def _target_value(metric: HeadlineMetric, target: tuple[str, float] | None) -> float | None:
+    """The target's value, refused when it is for another headline than the runs'."""
+    if target is None:
+        return None
+    column, value = target
+    if column != metric.column:
+        fits = TARGET_FLAGS.get(metric.column)
+        hint = f"use {fits}" if fits else "no target option applies"
+        raise ConfigError(
+            f"{TARGET_FLAGS[column]} is a target in {noun(column)}, but these runs are "
+            f"judged by {metric.noun}; {hint}"
+        )
+    return value
+
+
 def _report(
-    run_dirs: list[Path], out_dir: Path, target: float | None, budgets: tuple[float, ...]
+    run_dirs: list[Path],
+    out_dir: Path,
+    target: tuple[str, float] | None,
+    budgets: tuple[float, ...],
 ) -> None:
-    """Figures and the summary table for finished runs."""
+    """Figures and the summary table for finished runs, in their shared headline metric."""
     from fslsage_ray.outputs.plots import default_target, plot_all
-    from fslsage_ray.outputs.runs import load_runs
+    from fslsage_ray.outputs.runs import common_headline, load_runs
     from fslsage_ray.outputs.summary import summarize, to_markdown
 
-    records = load_runs(run_dirs)
-    datasets = {r.dataset for r in records}
-    if target is None and len(datasets) == 1:
-        target = default_target(next(iter(datasets)))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    figures = plot_all(records, out_dir, target=target, budgets=budgets)
-    table = to_markdown(summarize(records, target), target)
+    try:
+        records = load_runs(run_dirs)
+        metric = common_headline(records)
+        value = _target_value(metric, target)
+        datasets = {r.dataset for r in records}
+        if value is None and len(datasets) == 1:
+            value = default_target(next(iter(datasets)), metric.column)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        figures = plot_all(records, out_dir, target=value, budgets=budgets)
+        table = to_markdown(summarize(records, value), value)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError(str(exc)) from exc
     (out_dir / "summary.md").write_text(table + "\n")
     print(table)
     for path in figures:
@@ -140,7 +197,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         Path(args.out) if args.out else Path(config.run.out_dir) / f"compare-{config.run.name}"
     )
     run_dirs = run_comparison(config, methods, out_dir, sweep, args.overwrite, not args.quiet)
-    _report(run_dirs, out_dir, args.target, _budgets(args.budgets))
+    _report(run_dirs, out_dir, _target(args), _budgets(args.budgets))
     print(f"combined table: {out_dir / 'comparison.parquet'}")
     return 0
 
@@ -148,11 +205,23 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_plot(args: argparse.Namespace) -> int:
     run_dirs = [Path(p) for p in args.runs]
     out_dir = Path(args.out) if args.out else run_dirs[0] if len(run_dirs) == 1 else Path(".")
-    try:
-        _report(run_dirs, out_dir, args.target, _budgets(args.budgets))
-    except (FileNotFoundError, ValueError) as exc:
-        raise ConfigError(str(exc)) from exc
+    _report(run_dirs, out_dir, _target(args), _budgets(args.budgets))
     return 0
+
+
+def _target_options(p: argparse.ArgumentParser) -> None:
+    """--target or --target-loss, whichever fits the runs' headline (not both)."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--target",
+        type=float,
+        help="accuracy target (a fraction) for 'GiB to target' (default: 0.81 CIFAR-10)",
+    )
+    group.add_argument(
+        "--target-loss",
+        type=float,
+        help="test loss target for 'GiB to target' in runs judged by loss (language models)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,14 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--sweep", help="also sweep one setting, e.g. data.alpha=1,10,100")
     compare.add_argument("--out", help="folder for the runs, table and figures")
     compare.add_argument("--overwrite", action="store_true", help="replace existing run folders")
-    compare.add_argument("--target", type=float, help="accuracy target for 'GiB to target'")
+    _target_options(compare)
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
     compare.add_argument("--budgets", help="GiB budgets for the alpha figure (default 50,80)")
 
     plot = sub.add_parser("plot", help="figures and a summary from finished run folders")
     plot.add_argument("runs", nargs="+", help="run folders, or folders that hold run folders")
     plot.add_argument("--out", help="where to write the PNGs and summary.md")
-    plot.add_argument("--target", type=float, help="accuracy target (default: 81%% CIFAR-10)")
+    _target_options(plot)
     plot.add_argument("--budgets", help="GiB budgets for the alpha figure (default 50,80)")
 
     info = sub.add_parser("info", help="Ray resources seen and the actor plan for a config")

@@ -12,19 +12,21 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fslsage_ray import registry
 from fslsage_ray.config import Config, ConfigError, config_from_dict, config_to_dict
 from fslsage_ray.config.load import parse_overrides
-from fslsage_ray.config.schema import ALGORITHMS
 from fslsage_ray.outputs.run_dir import check_run_dir
 
 DEFAULT_METHODS = ("fsl_sage", "cse_fsl", "fsl_an", "sflv1", "sflv2", "fedavg")
 
 
 def parse_methods(text: str | None) -> list[str]:
+    """Names from `--methods`, checked against the registry (plugins' methods included)."""
     methods = list(DEFAULT_METHODS) if not text else [m.strip() for m in text.split(",") if m]
-    unknown = [m for m in methods if m not in ALGORITHMS]
+    known = registry.algorithm_names()
+    unknown = [m for m in methods if m not in known]
     if unknown:
-        raise ConfigError(f"unknown method(s) {unknown}; choose from {', '.join(ALGORITHMS)}")
+        raise ConfigError(f"unknown method(s) {unknown}; choose from {', '.join(known)}")
     return methods
 
 

@@ -377,7 +377,8 @@ class Simulation:
         )
 
     def _log_round(self, row: dict[str, Any]) -> None:
-        test = " ".join(f"{k} {row[k]:.4f}" for k in self.prepared.world.task.metric_names)
+        names = self.prepared.world.task.metric_names  # "test_acc" is logged as "acc"
+        test = " ".join(f"{k.removeprefix('test_')} {row[k]:.4f}" for k in names)
         log.info(
             "round %d %s | GiB %.4f | wall %.1fs (align %.1fs) | %.0f samples/s, "
             "server busy %.0f%%",

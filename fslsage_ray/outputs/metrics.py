@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fslsage_ray.algorithms.ledger import GIB, KINDS, column_name
+from fslsage_ray.outputs.headline import HeadlineMetric
 
 # Columns that measure time, not learning: excluded when comparing runs for equality.
 TIMING_COLUMNS = (
@@ -27,7 +28,14 @@ TIMING_COLUMNS = (
 
 
 class MetricsTable:
-    def __init__(self) -> None:
+    """Rows of one run, and the headline its task is judged by (written into the file's
+    schema metadata, so readers of the run folder need no task code).
+    """
+
+    def __init__(self, headline: str = "test_acc", goal: str = "max") -> None:
+        self.headline_metric = HeadlineMetric(headline, goal)  # refuses an unknown goal
+        self.headline = headline
+        self.goal = goal
         self.rows: list[dict[str, Any]] = []
         self.comm_bytes_cum = 0
 
@@ -50,7 +58,9 @@ class MetricsTable:
         self.comm_bytes_cum = self.rows[-1]["comm_bytes_cum"] if self.rows else 0
 
     def to_arrow(self) -> pa.Table:
-        return pa.Table.from_pylist(self.rows)
+        table = pa.Table.from_pylist(self.rows)
+        metadata = {**(table.schema.metadata or {}), **self.headline_metric.metadata()}
+        return table.replace_schema_metadata(metadata)
 
     def write(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")

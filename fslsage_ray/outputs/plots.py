@@ -1,6 +1,8 @@
 """Comparison figures from run folders: accuracy and loss against communication (the paper's
 x-axis), best accuracy against heterogeneity, and FSL-SAGE's auxiliary-model error.
 
+Runs judged by test loss (language models) get the same figures in loss: loss against
+communication with the target, and the lowest loss within a budget against heterogeneity.
 Each function writes one PNG and returns its path, so the CLI and notebooks can share them.
 """
 
@@ -8,7 +10,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
 from typing import Any
@@ -29,12 +32,19 @@ from matplotlib.ticker import (  # noqa: E402
     NullLocator,
 )
 
-from fslsage_ray.outputs.runs import RunRecord, best_within_budget, gib_to_target  # noqa: E402
+from fslsage_ray.outputs.headline import ACCURACY, LOSS, HeadlineMetric  # noqa: E402
+from fslsage_ray.outputs.runs import (  # noqa: E402
+    RunRecord,
+    best_within_budget,
+    common_headline,
+    first_crossing,
+)
 
 FIGSIZE = (7.0, 4.5)
 DPI = 120
 GIB_LABEL = "cumulative communication (GiB)"
 ACC_LABEL = "test accuracy (%)"
+LOSS_LABEL = "test loss (cross-entropy)"
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P")
 LEGEND_INSIDE_MAX = 6
@@ -43,9 +53,9 @@ LEGEND_INSIDE_MAX = 6
 DEFAULT_TARGETS = {"cifar10": 0.81, "cifar100": 0.50}
 
 
-def default_target(dataset: str) -> float | None:
-    """The accuracy to read GiB-to-target at, where the paper gives one."""
-    return DEFAULT_TARGETS.get(dataset)
+def default_target(dataset: str, headline: str = "test_acc") -> float | None:
+    """The accuracy to read GiB-to-target at, where the paper gives one (no loss defaults)."""
+    return DEFAULT_TARGETS.get(dataset) if headline == "test_acc" else None
 
 
 def _dataset_title(records: Sequence[RunRecord]) -> str:
@@ -96,6 +106,29 @@ def _fmt_pct(fraction: float) -> str:
     return f"{fraction * 100:.4g}%"
 
 
+@dataclass(frozen=True)
+class _Axis:
+    """How one metric is drawn: accuracy as a percentage, loss as it is."""
+
+    metric: HeadlineMetric
+    ylabel: str
+    scale: float
+    fmt: Callable[[float], str]  # a target value as the legend quotes it
+    word: str  # "accuracy": titles and file names
+
+
+_ACC_AXIS = _Axis(ACCURACY, ACC_LABEL, 100.0, _fmt_pct, "accuracy")
+_LOSS_AXIS = _Axis(LOSS, LOSS_LABEL, 1.0, lambda value: f"loss {value:.4g}", "loss")
+
+
+def _axis_for(metric: HeadlineMetric) -> _Axis:
+    if metric == ACCURACY:
+        return _ACC_AXIS
+    if metric == LOSS:
+        return _LOSS_AXIS
+    return _Axis(metric, metric.noun, 1.0, lambda v: f"{metric.short} {v:.4g}", metric.short)
+
+
 def _require_records(records: Sequence[RunRecord]) -> None:
     if not records:
         raise ValueError("no runs to plot")
@@ -138,26 +171,25 @@ def _xy(record: RunRecord, y_name: str, scale: float = 1.0) -> tuple[list[float]
     return xs, ys
 
 
-def plot_accuracy_vs_gib(
-    records: Sequence[RunRecord], out_path: str | Path, target: float | None = None
+def _plot_vs_gib(
+    records: Sequence[RunRecord], out_path: str | Path, axis: _Axis, target: float | None
 ) -> Path:
-    """Test accuracy against traffic; with a target (a fraction, e.g. 0.81) each run's first
-    crossing is marked and its GiB quoted in the legend, which is the paper's headline number.
+    """One metric against traffic; with a target each run's first crossing is marked and its
+    GiB quoted in the legend, which is the paper's headline number.
     """
     _require_records(records)
     fig, ax = _new_axes()
     for record, label, style in _series(records):
-        xs, ys = _xy(record, "test_acc", scale=100.0)
-        reached = gib_to_target(record, target) if target is not None else None
+        xs, ys = _xy(record, axis.metric.column, scale=axis.scale)
+        crossing = first_crossing(record, axis.metric, target) if target is not None else None
         if target is not None:
-            note = f"at {_fmt_gib(reached)} GiB" if reached is not None else "not reached"
-            label = f"{label} ({_fmt_pct(target)} {note})"
+            note = f"at {_fmt_gib(crossing[0])} GiB" if crossing is not None else "not reached"
+            label = f"{label} ({axis.fmt(target)} {note})"
         ax.plot(xs, ys, label=label, linewidth=1.6, **style)
-        if reached is not None:
-            acc = next(a for a in record.column("test_acc") if _is_number(a) and a >= target)
+        if crossing is not None:
             ax.plot(
-                [reached],
-                [acc * 100],
+                [crossing[0]],
+                [crossing[1] * axis.scale],
                 marker="o",
                 markersize=7,
                 color=style["color"],
@@ -166,37 +198,48 @@ def plot_accuracy_vs_gib(
             )
     if target is not None:
         ax.axhline(
-            target * 100,
+            target * axis.scale,
             color="dimgray",
             linestyle="--",
             linewidth=1,
-            label=f"target {_fmt_pct(target)}",
+            label=f"target {axis.fmt(target)}",
         )
     ax.set_xlabel(GIB_LABEL)
-    ax.set_ylabel(ACC_LABEL)
+    ax.set_ylabel(axis.ylabel)
     ax.set_xlim(left=0)
-    ax.set_title(f"{_dataset_title(records)}: test accuracy vs communication")
+    ax.set_title(f"{_dataset_title(records)}: {axis.metric.noun} vs communication")
     return _save(fig, ax, out_path)
 
 
-def plot_loss_vs_gib(records: Sequence[RunRecord], out_path: str | Path) -> Path:
-    """Test loss against traffic; shows divergence or overfitting that accuracy can hide."""
+def plot_accuracy_vs_gib(
+    records: Sequence[RunRecord], out_path: str | Path, target: float | None = None
+) -> Path:
+    """Test accuracy against traffic; the target is a fraction (e.g. 0.81)."""
+    return _plot_vs_gib(records, out_path, _ACC_AXIS, target)
+
+
+def plot_loss_vs_gib(
+    records: Sequence[RunRecord], out_path: str | Path, target: float | None = None
+) -> Path:
+    """Test loss against traffic: shows divergence or overfitting that accuracy can hide, and
+    is the main figure of runs judged by loss (then with a target loss, reached at or below).
+    """
+    return _plot_vs_gib(records, out_path, _LOSS_AXIS, target)
+
+
+def plot_headline_vs_gib(
+    records: Sequence[RunRecord], out_path: str | Path, target: float | None = None
+) -> Path:
+    """The runs' shared headline (accuracy or loss) against traffic, target in its units."""
     _require_records(records)
-    fig, ax = _new_axes()
-    for record, label, style in _series(records):
-        ax.plot(*_xy(record, "test_loss"), label=label, linewidth=1.6, **style)
-    ax.set_xlabel(GIB_LABEL)
-    ax.set_ylabel("test loss (cross-entropy)")
-    ax.set_xlim(left=0)
-    ax.set_title(f"{_dataset_title(records)}: test loss vs communication")
-    return _save(fig, ax, out_path)
+    return _plot_vs_gib(records, out_path, _axis_for(common_headline(records)), target)
 
 
-def plot_best_accuracy_vs_alpha(
+def plot_best_vs_alpha(
     records: Sequence[RunRecord], out_path: str | Path, budgets: Sequence[float] = (50, 80)
 ) -> Path:
-    """Best accuracy within each GiB budget against Dirichlet alpha, one line per
-    (method, budget); runs repeated at one alpha (seeds) are averaged.
+    """Best headline (highest accuracy, lowest loss) within each GiB budget against Dirichlet
+    alpha, one line per (method, budget); runs repeated at one alpha (seeds) are averaged.
     """
     swept = [r for r in records if r.alpha is not None]
     if not swept:
@@ -204,7 +247,8 @@ def plot_best_accuracy_vs_alpha(
             "no run has a Dirichlet alpha (data.partition must be 'dirichlet'); "
             "nothing to plot against alpha"
         )
-    # (method, budget) -> alpha -> accuracies from each run at that alpha
+    axis = _axis_for(common_headline(swept))
+    # (method, budget) -> alpha -> best values from each run at that alpha
     points: dict[tuple[str, float], dict[float, list[float]]] = defaultdict(
         lambda: defaultdict(list)
     )
@@ -233,7 +277,7 @@ def plot_best_accuracy_vs_alpha(
         note = " (runs end below budget)" if short[(method, budget)] else ""
         ax.plot(
             alphas,
-            [mean(by_alpha[a]) * 100 for a in alphas],
+            [mean(by_alpha[a]) * axis.scale for a in alphas],
             color=colors[m % len(colors)],
             linestyle=LINESTYLES[b % len(LINESTYLES)],
             marker=MARKERS[b % len(MARKERS)],
@@ -245,10 +289,16 @@ def plot_best_accuracy_vs_alpha(
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.set_xlabel("Dirichlet α (log scale; smaller = more heterogeneous clients)")
-    ax.set_ylabel("best test accuracy within budget (%)")
-    ax.set_title(f"{_dataset_title(swept)}: best accuracy within a GiB budget vs α")
+    which = "best" if axis.metric.goal == "max" else "lowest"
+    unit = " (%)" if axis.metric.is_accuracy else ""
+    ax.set_ylabel(f"{which} {axis.metric.noun} within budget{unit}")
+    ax.set_title(f"{_dataset_title(swept)}: {which} {axis.word} within a GiB budget vs α")
     # Lines span the whole x range, so an inside legend would always cover points.
     return _save(fig, ax, out_path, inside_max=0)
+
+
+# The name from before runs had a headline; it draws whichever headline the runs share.
+plot_best_accuracy_vs_alpha = plot_best_vs_alpha
 
 
 def _has_am_error(record: RunRecord) -> bool:
@@ -312,20 +362,27 @@ def plot_all(
     target: float | None = None,
     budgets: Sequence[float] = (50, 80),
 ) -> list[Path]:
-    """Every figure that applies; the target defaults to the dataset's when all runs share one."""
+    """Every figure that applies to the runs' shared headline (runs judged by accuracy and by
+    loss are refused together); the target is in the headline's units and, for accuracy,
+    defaults to the dataset's when all runs share one.
+    """
     _require_records(records)
+    metric = common_headline(records)
     out_dir = Path(out_dir)
     datasets = {r.dataset for r in records}
     if target is None and len(datasets) == 1:
-        target = default_target(next(iter(datasets)))
-    paths = [
-        plot_accuracy_vs_gib(records, out_dir / "accuracy_vs_gib.png", target=target),
-        plot_loss_vs_gib(records, out_dir / "loss_vs_gib.png"),
-    ]
+        target = default_target(next(iter(datasets)), metric.column)
+    axis = _axis_for(metric)
+    if metric == ACCURACY:
+        paths = [
+            plot_accuracy_vs_gib(records, out_dir / "accuracy_vs_gib.png", target=target),
+            plot_loss_vs_gib(records, out_dir / "loss_vs_gib.png"),
+        ]
+    else:
+        paths = [_plot_vs_gib(records, out_dir / f"{axis.word}_vs_gib.png", axis, target)]
     if any(_has_am_error(r) for r in records):
         paths.append(plot_am_error(records, out_dir / "am_error.png"))
     if len({r.alpha for r in records if r.alpha is not None}) >= 2:
-        paths.append(
-            plot_best_accuracy_vs_alpha(records, out_dir / "best_accuracy_vs_alpha.png", budgets)
-        )
+        alpha_path = out_dir / f"best_{axis.word}_vs_alpha.png"
+        paths.append(plot_best_vs_alpha(records, alpha_path, budgets))
     return paths

@@ -1,12 +1,14 @@
 """Finished (or running) run folders read back for comparison: config, metrics, and the
-two questions the paper asks of them, GiB to reach an accuracy and accuracy within a GiB budget.
+two questions the paper asks of them, GiB to reach a target and the best result within a GiB
+budget, both in the run's headline metric (accuracy, or loss for a language model).
+
+Torch-free: labels come from the registry's names, the headline from the metrics file.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,37 +16,26 @@ from typing import Any
 import pyarrow.parquet as pq
 import yaml
 
+from fslsage_ray import registry
+from fslsage_ray.outputs.headline import HeadlineMetric, headline_from_metadata, is_number
 from fslsage_ray.outputs.run_dir import CONFIG_FILE, METRICS_FILE
 
-# Columns every comparison needs; a metrics table without them is not from this simulator.
-REQUIRED_COLUMNS = ("round", "test_acc", "comm_gib_cum")
-
-# Mirrors the algorithm classes' labels without importing them (they pull in torch).
-METHOD_LABELS = {
-    "fsl_sage": "FSL-SAGE",
-    "fsl_sage_lazy": "FSL-SAGE (lazy)",
-    "fedavg": "FedAvg",
-    "sflv1": "SplitFed-MS",
-    "sflv2": "SplitFed-SS",
-    "cse_fsl": "CSE-FSL",
-    "fsl_an": "FSL-AN",
-}
-
-DATASET_LABELS = {
-    "digits": "Digits",
-    "cifar10": "CIFAR-10",
-    "cifar100": "CIFAR-100",
-    "parquet": "Parquet images",
-}
+# Columns every comparison needs besides the headline; a metrics table without them is not
+# from this simulator.
+REQUIRED_COLUMNS = ("round", "comm_gib_cum")
 
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One run folder in memory; metrics are plain row dicts sorted by round."""
+    """One run folder in memory; metrics are plain row dicts sorted by round; the headline
+    (a column) and its goal ("max" or "min") say which number judges the run.
+    """
 
     path: Path
     config: dict[str, Any]
     metrics: list[dict[str, Any]]
+    headline: str = "test_acc"
+    goal: str = "max"
 
     def _section(self, name: str) -> dict[str, Any]:
         section = self.config.get(name)
@@ -62,15 +53,14 @@ class RunRecord:
 
     @property
     def lazy(self) -> bool:
-        return bool(self._section("algorithm").get("lazy", False))
+        # alignment.lazy; run folders written before that section held algorithm.lazy
+        old = self._section("algorithm").get("lazy", False)
+        return bool(self._section("alignment").get("lazy", old))
 
     @property
     def method_label(self) -> str:
         """The name a reader of the paper knows; lazy FSL-SAGE is a method of its own."""
-        label = METHOD_LABELS.get(self.method, self.method)
-        if self.method == "fsl_sage" and self.lazy:
-            label += " (lazy)"
-        return label
+        return registry.method_label(self.method, self.lazy)
 
     @property
     def dataset(self) -> str:
@@ -78,7 +68,7 @@ class RunRecord:
 
     @property
     def dataset_label(self) -> str:
-        return DATASET_LABELS.get(self.dataset, self.dataset)
+        return registry.dataset_label(self.dataset)
 
     @property
     def partition(self) -> str:
@@ -108,9 +98,20 @@ class RunRecord:
         """One metric per round; None where a round lacks it (older or other-method tables)."""
         return [row.get(name) for row in self.metrics]
 
+    @property
+    def headline_metric(self) -> HeadlineMetric:
+        return HeadlineMetric(self.headline, self.goal)
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not math.isnan(value)
+    @property
+    def final_headline(self) -> float | None:
+        """The headline at the last round that measured it."""
+        measured = [float(v) for v in self.column(self.headline) if is_number(v)]
+        return measured[-1] if measured else None
+
+    @property
+    def best_headline(self) -> float | None:
+        """The best headline over all rounds (highest accuracy, lowest loss)."""
+        return self.headline_metric.best(self.column(self.headline))
 
 
 def is_run_folder(path: str | Path) -> bool:
@@ -139,11 +140,16 @@ def load_run(path: str | Path) -> RunRecord:
         table = pq.read_table(path / METRICS_FILE)
     except Exception as exc:  # pyarrow raises several types for a bad file
         raise ValueError(f"{path / METRICS_FILE} is not a readable parquet file: {exc}") from exc
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    try:
+        headline = headline_from_metadata(table.schema.metadata, table.column_names)
+    except ValueError as exc:
+        raise ValueError(f"{path / METRICS_FILE}: {exc}") from exc
+    required = (*REQUIRED_COLUMNS, headline.column)
+    missing = [c for c in required if c not in table.column_names]
     if missing:
         raise ValueError(f"{path / METRICS_FILE} lacks the column(s) {', '.join(missing)}")
     rows = sorted(table.to_pylist(), key=lambda row: row["round"])
-    return RunRecord(path=path, config=config, metrics=rows)
+    return RunRecord(path, config, rows, headline=headline.column, goal=headline.goal)
 
 
 def load_runs(paths: str | Path | Iterable[str | Path]) -> list[RunRecord]:
@@ -174,23 +180,52 @@ def load_runs(paths: str | Path | Iterable[str | Path]) -> list[RunRecord]:
     return records
 
 
-def gib_to_target(record: RunRecord, target: float) -> float | None:
-    """Cumulative GiB when test accuracy first reaches target (a fraction); None if never."""
+def _some(names: Sequence[str], shown: int = 3) -> str:
+    """A few names, so that an error about a large sweep stays one readable line."""
+    more = f", ... ({len(names)} runs)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def common_headline(records: Sequence[RunRecord]) -> HeadlineMetric:
+    """The headline all runs share; runs judged by different metrics cannot share a figure
+    or a table (accuracy and loss have no common axis, nor a common "better").
+    """
+    kinds: dict[HeadlineMetric, list[str]] = {}
+    for record in records:
+        kinds.setdefault(record.headline_metric, []).append(record.name)
+    if len(kinds) > 1:
+        found = "; ".join(f"{m.column}: {_some(names)}" for m, names in kinds.items())
+        raise ValueError(
+            f"runs with different headline metrics cannot be compared together ({found}); "
+            "plot or compare each kind separately"
+        )
+    return next(iter(kinds), HeadlineMetric())
+
+
+def first_crossing(
+    record: RunRecord, metric: HeadlineMetric, target: float
+) -> tuple[float, float] | None:
+    """(cumulative GiB, value) at the first round whose metric meets the target; None if none."""
     for row in record.metrics:
-        acc = row.get("test_acc")
-        if _is_number(acc) and acc >= target:
-            return float(row["comm_gib_cum"])
+        value = row.get(metric.column)
+        if metric.reaches(value, target):
+            return float(row["comm_gib_cum"]), float(value)
     return None
 
 
+def gib_to_target(record: RunRecord, target: float) -> float | None:
+    """Cumulative GiB when the headline first meets target (accuracy at or above it, a
+    fraction; loss at or below it); None if never.
+    """
+    crossing = first_crossing(record, record.headline_metric, target)
+    return None if crossing is None else crossing[0]
+
+
 def best_within_budget(record: RunRecord, gib: float) -> float | None:
-    """Best test accuracy over rounds whose cumulative traffic fits the budget; None if none do.
+    """Best headline (highest accuracy, lowest loss) over rounds whose cumulative traffic fits
+    the budget; None if none do.
 
     A run that stopped before spending the budget is judged on what it did spend.
     """
-    accs = [
-        float(row["test_acc"])
-        for row in record.metrics
-        if _is_number(row.get("test_acc")) and row["comm_gib_cum"] <= gib
-    ]
-    return max(accs) if accs else None
+    values = [row.get(record.headline) for row in record.metrics if row["comm_gib_cum"] <= gib]
+    return record.headline_metric.best(values)

@@ -168,9 +168,7 @@ def test_plan_for_the_authors_cifar10_setting(round_idx, aligned):
     split = build_split_model("resnet18", 10, 3, 32)
     client_b, aux_b = state_nbytes(split.client), state_nbytes(split.make_aux())
     smashed = 128 * 4 * 4 * 4
-    sizes = ModelSizes(
-        client_b, state_nbytes(split.server), aux_b, PayloadSizes(smashed, 0, 8)
-    )
+    sizes = ModelSizes(client_b, state_nbytes(split.server), aux_b, PayloadSizes(smashed, 0, 8))
     config = Config(algorithm=alg, alignment=AlignmentConfig(every=10))
     counts = FslSage(config).plan_round_bytes(round_idx, [5000] * 10, sizes)
     # K = ceil(5000/256) = 20 batches (19 of 256, one of 136); uploads at it = 0,5,10,15: 4 x 256

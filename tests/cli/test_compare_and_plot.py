@@ -14,7 +14,7 @@ QUICK = [
     "run.rounds=2",
     "algorithm.num_clients=4",
     "data.train_subset=400",
-    "algorithm.align_epochs=5",
+    "alignment.epochs=5",
 ]
 
 

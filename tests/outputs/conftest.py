@@ -32,7 +32,8 @@ def write_run(
         "data": {"name": dataset, "partition": partition, "alpha": alpha},
         "model": {"name": "resnet18"},
         "optim": {"lr": 0.001},
-        "algorithm": {"name": method, "num_clients": 10, "lazy": lazy},
+        "algorithm": {"name": method, "num_clients": 10},
+        "alignment": {"lazy": lazy},
         "runtime": {"backend": "inprocess"},
         "run": {"name": folder.name, "rounds": len(accs), "seed": 0},
     }
@@ -58,6 +59,74 @@ def write_run(
         )
     pq.write_table(pa.Table.from_pylist(rows), folder / "metrics.parquet")
     return folder
+
+
+def write_lm_run(
+    folder: Path,
+    method: str,
+    losses: Sequence[float],
+    gib_per_round: float,
+    *,
+    partition: str = "iid",
+    alpha: float = 1.0,
+    align_every: int = 0,
+) -> Path:
+    """A language-model run folder (headline test loss, no test_acc column), written through
+    the simulator's own MetricsTable; one row per loss, traffic grows by gib_per_round.
+    """
+    from fslsage_ray.outputs.metrics import MetricsTable  # imports torch (the ledger)
+
+    folder.mkdir(parents=True)
+    config = {
+        "data": {"name": "e2e", "partition": partition, "alpha": alpha},
+        "model": {"name": "gpt2"},
+        "algorithm": {"name": method, "num_clients": 4},
+        "run": {"name": folder.name, "rounds": len(losses), "seed": 0},
+    }
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    table = MetricsTable(headline="test_loss", goal="min")
+    for rnd, loss in enumerate(losses):
+        aligned = align_every > 0 and rnd % align_every == 0
+        row = {
+            "round": rnd,
+            "algorithm": method,
+            "test_loss": loss,
+            "test_ppl": math.exp(loss),
+            "train_loss": loss + 0.1,
+            "aligned": aligned,
+            "am_rel_error_before": 1.0 / (rnd + 1) if aligned else math.nan,
+            "am_rel_error_after": 0.2 / (rnd + 1) if aligned else math.nan,
+        }
+        table.add_round(row, {"smashed.up": int(gib_per_round * GIB)})
+    table.write(folder / "metrics.parquet")
+    return folder
+
+
+@pytest.fixture
+def make_lm_run(tmp_path: Path) -> Callable[..., Path]:
+    """write_lm_run rooted in tmp_path: make_lm_run("lm/a", "fsl_sage", [3.0, 2.5], 2.0)."""
+
+    def make(relative: str, method: str, losses: Sequence[float], gib: float, **kw) -> Path:
+        return write_lm_run(tmp_path / relative, method, losses, gib, **kw)
+
+    return make
+
+
+@pytest.fixture
+def legends(monkeypatch) -> list[list[str]]:
+    """Legend texts of every figure closed by the plotting module, in order."""
+    from fslsage_ray.outputs import plots
+
+    seen: list[list[str]] = []
+    close = plots.plt.close
+
+    def spy(fig=None):
+        if fig is not None:
+            seen.append([t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()])
+        close(fig)
+
+    monkeypatch.setattr(plots.plt, "close", spy)
+    return seen
 
 
 @pytest.fixture

@@ -21,21 +21,6 @@ def assert_png(path: Path) -> None:
     assert colors is not None and len(colors) > 1, "image is blank"
 
 
-@pytest.fixture
-def legends(monkeypatch) -> list[list[str]]:
-    """Legend texts of every figure closed by the plotting module, in order."""
-    seen: list[list[str]] = []
-    close = plots.plt.close
-
-    def spy(fig=None):
-        if fig is not None:
-            seen.append([t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()])
-        close(fig)
-
-    monkeypatch.setattr(plots.plt, "close", spy)
-    return seen
-
-
 def test_default_target():
     assert plots.default_target("cifar10") == 0.81
     assert plots.default_target("cifar100") == 0.50
