@@ -50,12 +50,14 @@ _ALGORITHMS: dict[str, Entry] = {
 _MODELS: dict[str, Entry] = {
     "cnn": Entry("fslsage_ray.models.families:CNN", "split CNN"),
     "resnet18": Entry("fslsage_ray.models.families:RESNET18", "split ResNet-18"),
+    "gpt2": Entry("fslsage_ray.models.families:GPT2", "split GPT-2 with LoRA"),
 }
 _DATASETS: dict[str, Entry] = {
     "digits": Entry("fslsage_ray.data.sources:load_digits_source", "Digits"),
     "cifar10": Entry("fslsage_ray.data.sources:load_cifar_source", "CIFAR-10"),
     "cifar100": Entry("fslsage_ray.data.sources:load_cifar_source", "CIFAR-100"),
     "parquet": Entry("fslsage_ray.data.sources:load_parquet_source", "Parquet images"),
+    "e2e": Entry("fslsage_ray.data.sources:load_e2e_source", "E2E NLG"),
 }
 _entry_points_loaded = False
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from fslsage_ray.algorithms.ledger import Ledger, state_bytes
 from fslsage_ray.algorithms.participation import participants
 from fslsage_ray.algorithms.phases import LocalPhase, ServerJobPhase
 from fslsage_ray.algorithms.registry import get_algorithm
-from fslsage_ray.config import Config, config_to_dict, load_config
+from fslsage_ray.config import Config, ConfigError, config_to_dict, load_config
 from fslsage_ray.experiment import (
     WorldSpec,
     build_template,
@@ -107,6 +107,7 @@ class Simulation:
         write_outputs: bool = True,
         resume: bool = False,
     ) -> None:
+        config = resolve_schedule(config)
         self.config = config
         target = Path(run_dir) if run_dir is not None else default_run_dir(config)
         self._resume_from: dict[str, Any] | None = None
@@ -116,6 +117,14 @@ class Simulation:
         elif write_outputs:
             check_run_dir(target, overwrite)
         self.prepared = prepare(config)  # bad data or config fails here, before any Ray work
+        task = self.prepared.world.task
+        if self._resume_from is not None:
+            saved = self._resume_from.get("task", "")
+            if saved != task.fingerprint():
+                raise ConfigError(
+                    f"the checkpoint was made for another task ({saved or 'none recorded'}); "
+                    f"the data now give {task.fingerprint() or 'none'}"
+                )
         self.backend = make_backend(config)
         try:  # resources the cluster can never provide: an error now, not a pending actor
             self.backend.validate(len(self.prepared.parts))
@@ -125,9 +134,9 @@ class Simulation:
         self.run_dir: Path | None = None
         if write_outputs:
             self.run_dir = target if resume else prepare_run_dir(target, config, overwrite)
+            task.save_artifacts(self.run_dir)
         self.show_progress = progress
         self.algorithm: Algorithm = get_algorithm(config)
-        task = self.prepared.world.task
         self.metrics = MetricsTable(headline=task.headline, goal=task.goal)
         self.restarts = 0
 
@@ -177,6 +186,7 @@ class Simulation:
         state = {
             "config": config_to_dict(self.config),
             "round": round_done,
+            "task": self.prepared.world.task.fingerprint(),
             "global_parts": global_parts,
             "metrics": [dict(r) for r in self.metrics.rows],
         }
@@ -390,6 +400,15 @@ class Simulation:
             row["samples_per_s"],
             100 * row["server_busy_frac"],
         )
+
+
+def resolve_schedule(config: Config) -> Config:
+    """Fix a linear schedule's horizon at the start (optim.decay_rounds = run.rounds), so
+    the saved config keeps it and a resume with more rounds does not stretch it."""
+    optim = config.optim
+    if optim.schedule != "linear" or optim.decay_rounds is not None:
+        return config
+    return replace(config, optim=replace(optim, decay_rounds=config.run.rounds))
 
 
 class RunStopped(RuntimeError):

@@ -18,9 +18,10 @@ from torch import nn
 
 from fslsage_ray.algorithms.client_view import ClientView, batch_sizes
 from fslsage_ray.algorithms.jobs import JobReport
+from fslsage_ray.algorithms.optim import seed_dropout, steps_taken
 from fslsage_ray.algorithms.phases import LocalPhase, Phase
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
-from fslsage_ray.config.schema import Config, OptimConfig
+from fslsage_ray.config.schema import Config
 from fslsage_ray.models import SplitModel
 from fslsage_ray.tasks.base import Batch, Payload, PayloadSizes, Task
 
@@ -41,16 +42,26 @@ class Channel(Protocol):
         """Send and wait for dL/dz (SplitFed)."""
 
 
-def adam(params, lr: float, optim: OptimConfig, weight_decay: float) -> torch.optim.Adam:
-    """Adam with the multi-tensor (foreach) kernels: the same update with fewer, larger
-    operations (a ResNet-18 step with random gradients, one CPU thread: 56 -> 26 ms)."""
-    return torch.optim.Adam(
-        params, lr=lr, betas=(optim.beta1, optim.beta2), weight_decay=weight_decay, foreach=True
-    )
+def transfer_state(module: nn.Module, mode: str) -> State:
+    """What a model transfer sends (model.transfer): "all" of the state, or "trainable", the
+    state without frozen parameters (for LoRA, the adapters: all that can change). For a
+    model without frozen parameters the two are the same."""
+    state = module.state_dict()
+    if mode == "trainable":
+        frozen = {
+            n for n, p in module.named_parameters(remove_duplicate=False) if not p.requires_grad
+        }
+        state = {k: v for k, v in state.items() if k not in frozen}
+    return {k: v.detach().cpu().clone() for k, v in state.items()}
 
 
-def cpu_state(module: nn.Module) -> State:
-    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+def load_transfer_state(module: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Load a transfer_state; only frozen parameters may be missing from it."""
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    frozen = {n for n, p in module.named_parameters(remove_duplicate=False) if not p.requires_grad}
+    wrong = sorted(set(missing) - frozen) + sorted(unexpected)
+    if wrong:
+        raise KeyError(f"model transfer does not fit the model: {wrong[:5]}")
 
 
 @dataclass
@@ -87,6 +98,12 @@ class Client(ABC):
 
     def next_batch(self, it: int) -> Batch:
         return self.view.batch(self._batches[it], self.generator, self.device)
+
+    def seed_step(self) -> None:
+        """Before each step: dropout draws that depend only on (client, step), not on the
+        process or the order clients run in."""
+        if self.task.stochastic_steps:
+            seed_dropout(self.config.run.seed, "client", self.cid, steps_taken(self.optimizer))
 
     def send(
         self, it: int, smashed: torch.Tensor, batch: Batch, channel: Channel, wait: bool = False
@@ -223,7 +240,8 @@ class Algorithm(ABC):
     def initial_parts(self, template: SplitModel, shared_aux: nn.Module) -> Parts:
         modules = {"client": self.client_module(template), "aux": shared_aux}
         modules["full"] = modules["client"]
-        return {part: cpu_state(modules[part]) for part in self.shared_parts}
+        mode = self.config.model.transfer
+        return {part: transfer_state(modules[part], mode) for part in self.shared_parts}
 
     @abstractmethod
     def make_client(
@@ -256,6 +274,11 @@ class Algorithm(ABC):
     def upload_iterations(self, num_batches: int) -> range:
         q = self.upload_every()
         return range(0) if q is None else range(0, num_batches, q)
+
+    def uploads_per_round(self, client_sizes: Mapping[int, int]) -> dict[int, int]:
+        """Uploads each client sends in a round it takes part in (a server's steps)."""
+        batch = self.alg.batch_size
+        return {cid: len(self.upload_iterations(-(-n // batch))) for cid, n in client_sizes.items()}
 
     def expected_uploads(self, num_batches: Mapping[int, int]) -> list[tuple[int, int]] | None:
         """Every (it, cid) the server gets this round, in the order it must apply them.

@@ -8,7 +8,15 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from fslsage_ray.algorithms.base import Channel, Client, Parts, State, adam, cpu_state
+from fslsage_ray.algorithms.base import (
+    Channel,
+    Client,
+    Parts,
+    State,
+    load_transfer_state,
+    transfer_state,
+)
+from fslsage_ray.algorithms.optim import make_optimizer
 from fslsage_ray.tasks.base import forward
 
 
@@ -21,14 +29,16 @@ class SinglePartClient(Client):
         super().__init__(cid, view, config, generator, device)
         self.model = model.to(device)
         o = config.optim
-        self.optimizer = adam(self.model.parameters(), o.lr, o, o.weight_decay)
+        self.optimizer = make_optimizer(
+            self.model.parameters(), o.lr, o, o.weight_decay, self.num_batches
+        )
 
     def load_parts(self, parts: Mapping[str, State]) -> None:
-        self.model.load_state_dict(parts[self.part])
+        load_transfer_state(self.model, parts[self.part])
         self.model.train()
 
     def parts(self) -> Parts:
-        return {self.part: cpu_state(self.model)}
+        return {self.part: transfer_state(self.model, self.config.model.transfer)}
 
 
 class FullModelClient(SinglePartClient):
@@ -82,16 +92,17 @@ class LocalLossClient(Client):
         self.upload_every = upload_every
         o = config.optim
         params = list(self.model.parameters()) + list(self.aux.parameters())
-        self.optimizer = adam(params, o.lr, o, o.weight_decay)
+        self.optimizer = make_optimizer(params, o.lr, o, o.weight_decay, self.num_batches)
 
     def load_parts(self, parts: Mapping[str, State]) -> None:
-        self.model.load_state_dict(parts["client"])
-        self.aux.load_state_dict(parts["aux"])
+        load_transfer_state(self.model, parts["client"])
+        load_transfer_state(self.aux, parts["aux"])
         self.model.train()
         self.aux.train()
 
     def parts(self) -> Parts:
-        return {"client": cpu_state(self.model), "aux": cpu_state(self.aux)}
+        mode = self.config.model.transfer
+        return {"client": transfer_state(self.model, mode), "aux": transfer_state(self.aux, mode)}
 
     def step(self, it: int, channel: Channel) -> None:
         batch = self.next_batch(it)

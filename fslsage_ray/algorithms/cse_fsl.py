@@ -38,4 +38,5 @@ class CseFsl(Algorithm):
             self.config,
             device,
             returns_gradients=False,
+            steps_per_round=sum(self.uploads_per_round(client_sizes).values()),
         )

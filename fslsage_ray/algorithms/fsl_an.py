@@ -30,4 +30,5 @@ class FslAn(CseFsl):
             self.config,
             device,
             returns_gradients=False,
+            steps_per_round=self.uploads_per_round(client_sizes),
         )

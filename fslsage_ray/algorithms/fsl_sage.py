@@ -19,14 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fslsage_ray.algorithms.base import (
-    Algorithm,
-    Channel,
-    ModelSizes,
-    Server,
-    State,
-    adam,
-)
+from fslsage_ray.algorithms.base import Algorithm, Channel, ModelSizes, Server, State
 from fslsage_ray.algorithms.clients import SinglePartClient
 from fslsage_ray.algorithms.gradients import (
     alignment_loss,
@@ -36,6 +29,7 @@ from fslsage_ray.algorithms.gradients import (
 )
 from fslsage_ray.algorithms.jobs import JobReport
 from fslsage_ray.algorithms.ledger import state_bytes
+from fslsage_ray.algorithms.optim import make_optimizer, seed_dropout, steps_taken
 from fslsage_ray.algorithms.phases import LocalPhase, Phase, ServerJobPhase
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
 from fslsage_ray.config.schema import AlignmentConfig, Config
@@ -68,7 +62,7 @@ class FslSageClient(SinglePartClient):
         """Do the server's fitting of this client's AM on this client's (idle) processor;
         this client then already holds the fitted AM."""
         o = self.config.optim
-        optimizer = adam(self.aux.parameters(), o.aux_lr, o, o.aux_weight_decay)
+        optimizer = make_optimizer(self.aux.parameters(), o.aux_lr, o, o.aux_weight_decay)
         return job.run(self.aux, optimizer, on_client=True)
 
     def step(self, it: int, channel: Channel) -> None:
@@ -182,6 +176,7 @@ class AlignJob:
     optim_state: dict[str, Any]
     epochs: int
     task: Task
+    dropout_seed: int | None  # the run seed, where the AM uses dropout
 
     def run(
         self, aux: nn.Module, optimizer: torch.optim.Optimizer, on_client: bool
@@ -189,6 +184,8 @@ class AlignJob:
         """Fit `aux` (any module of the AM's shape) starting from the job's state."""
         aux.load_state_dict(self.aux_state)
         optimizer.load_state_dict(self.optim_state)
+        if self.dropout_seed is not None:
+            seed_dropout(self.dropout_seed, "align", self.cid, steps_taken(optimizer))
         device = next(aux.parameters()).device
         chunks = [_chunk_to(chunk, device) for chunk in self.chunks]
         before, after = fit_aux_model(aux, optimizer, chunks, self.epochs, self.task)
@@ -223,18 +220,22 @@ class FslSageServer(Server):
         config: Config,
         device: torch.device,
         lazy: bool = False,
+        steps_per_round: int | None = None,
     ) -> None:
         super().__init__()
         self.lazy = lazy
         self.task = task
         self.alignment = config.alignment
+        self.dropout_seed = config.run.seed if task.stochastic_steps else None
         optim = config.optim
         self.model = server_model.to(device)
         self.device = device
-        self.optimizer = adam(self.model.parameters(), optim.lr, optim, optim.weight_decay)
+        self.optimizer = make_optimizer(
+            self.model.parameters(), optim.lr, optim, optim.weight_decay, steps_per_round
+        )
         self.aux = {cid: m.to(device) for cid, m in aux_models.items()}
         self.aux_optim = {
-            cid: adam(m.parameters(), optim.aux_lr, optim, optim.aux_weight_decay)
+            cid: make_optimizer(m.parameters(), optim.aux_lr, optim, optim.aux_weight_decay)
             for cid, m in self.aux.items()
         }
         self.buffers = {cid: AlignmentBuffer(self.alignment.buffer_size) for cid in self.aux}
@@ -242,6 +243,8 @@ class FslSageServer(Server):
     def process_upload(self, cid: int, payload: Payload) -> None:
         """ONE optimizer step on the server model, then remember the batch for alignment."""
         self.model.train()
+        if self.dropout_seed is not None:
+            seed_dropout(self.dropout_seed, "server", steps_taken(self.optimizer))
         z, y, context = payload.tensors(self.device)
         z_in = z.clone().requires_grad_(self.lazy)
         loss = self.task.loss(forward(self.model, z_in, context), y)
@@ -265,6 +268,8 @@ class FslSageServer(Server):
                 # Non-lazy: recompute with the CURRENT server model, in train mode (so its
                 # BatchNorm running statistics move, as in the authors' runs; no step).
                 self.model.train()
+                if self.dropout_seed is not None:
+                    seed_dropout(self.dropout_seed, "g*", cid, start, steps_taken(self.optimizer))
                 g_star, _ = true_cut_gradient(self.model, z, y, self.task, context)
             chunks.append((z, y, context, g_star))
         return chunks
@@ -280,6 +285,7 @@ class FslSageServer(Server):
                 to_cpu(self.aux_optim[cid].state_dict()),
                 self.alignment.epochs,
                 self.task,
+                self.dropout_seed,
             )
             for cid in sorted(cids)
             if cid in self.aux
@@ -344,6 +350,7 @@ class FslSage(Algorithm):
             self.config,
             device,
             lazy=self.lazy,
+            steps_per_round=sum(self.uploads_per_round(client_sizes).values()),
         )
 
     @property

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from fslsage_ray.algorithms.aggregate import sample_weights, weighted_average
-from fslsage_ray.algorithms.base import Server, adam
+from fslsage_ray.algorithms.base import Server
+from fslsage_ray.algorithms.optim import make_optimizer, seed_dropout, steps_taken
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
 from fslsage_ray.config.schema import Config
 from fslsage_ray.tasks.base import Payload, Task, forward
@@ -24,9 +25,15 @@ def server_step(
     task: Task,
     device: torch.device,
     want_grad: bool,
+    dropout_seed: tuple[int, ...] | None = None,
 ) -> tuple[float, np.ndarray | None]:
-    """ONE optimizer step of a server model on an uploaded batch; dL/dz if asked."""
+    """ONE optimizer step of a server model on an uploaded batch; dL/dz if asked.
+
+    `dropout_seed` (run seed, client id) seeds dropout from where this step is, for models
+    that use it."""
     model.train()
+    if dropout_seed is not None:
+        seed_dropout(dropout_seed[0], "server", *dropout_seed[1:], steps_taken(optimizer))
     z, y, context = payload.tensors(device)
     z = z.requires_grad_(want_grad)
     loss = task.loss(forward(model, z, context), y)
@@ -37,6 +44,14 @@ def server_step(
     return float(loss.detach()), grad
 
 
+class PassThrough(nn.Module):
+    """The eval head of a model that is whole on the client: returns its input (the batch's
+    context, e.g. an attention mask, is accepted and not needed)."""
+
+    def forward(self, x: torch.Tensor, **context: torch.Tensor) -> torch.Tensor:
+        return x
+
+
 class NoServer(Server):
     """FedAvg has no main server: the client model is the whole model."""
 
@@ -44,7 +59,7 @@ class NoServer(Server):
         raise RuntimeError("FedAvg sends nothing to a main server")
 
     def eval_head(self) -> nn.Module:
-        return nn.Identity()
+        return PassThrough()
 
     def snapshot(self) -> dict[str, Any]:
         return {}
@@ -57,19 +72,34 @@ class SingleServer(Server):
     """One server model stepped by every upload (SplitFed-SS, CSE-FSL)."""
 
     def __init__(
-        self, model: nn.Module, task: Task, config: Config, device, returns_gradients: bool
+        self,
+        model: nn.Module,
+        task: Task,
+        config: Config,
+        device,
+        returns_gradients: bool,
+        steps_per_round: int | None = None,
     ) -> None:
         super().__init__()
         self.model = model.to(device)
         self.task = task
         self.device = device
         self.returns_gradients = returns_gradients
+        self.dropout_seed = (config.run.seed,) if task.stochastic_steps else None
         o = config.optim
-        self.optimizer = adam(self.model.parameters(), o.lr, o, o.weight_decay)
+        self.optimizer = make_optimizer(
+            self.model.parameters(), o.lr, o, o.weight_decay, steps_per_round
+        )
 
     def process_upload(self, cid, payload):
         loss, grad = server_step(
-            self.model, self.optimizer, payload, self.task, self.device, self.returns_gradients
+            self.model,
+            self.optimizer,
+            payload,
+            self.task,
+            self.device,
+            self.returns_gradients,
+            self.dropout_seed,
         )
         self.record_loss(loss)
         return grad
@@ -99,10 +129,12 @@ class ServerCopies(Server):
         config: Config,
         device,
         returns_gradients: bool,
+        steps_per_round: Mapping[int, int] | None = None,
     ) -> None:
         super().__init__()
         self.device = device
         self.task = task
+        self.run_seed = config.run.seed
         self.returns_gradients = returns_gradients
         self.average = model.to(device)
         self.cids = sorted(client_sizes)
@@ -110,8 +142,10 @@ class ServerCopies(Server):
         self.touched: set[int] = set()
         self.copies = {cid: copy.deepcopy(self.average) for cid in self.cids}
         o = config.optim
+        steps = steps_per_round or {}
         self.optimizers = {
-            cid: adam(m.parameters(), o.lr, o, o.weight_decay) for cid, m in self.copies.items()
+            cid: make_optimizer(m.parameters(), o.lr, o, o.weight_decay, steps.get(cid))
+            for cid, m in self.copies.items()
         }
 
     def process_upload(self, cid, payload):
@@ -123,6 +157,7 @@ class ServerCopies(Server):
             self.task,
             self.device,
             self.returns_gradients,
+            (self.run_seed, cid) if self.task.stochastic_steps else None,
         )
         self.record_loss(loss)
         return grad

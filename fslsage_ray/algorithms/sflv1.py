@@ -34,4 +34,5 @@ class SplitFedMS(Algorithm):
             self.config,
             device,
             returns_gradients=True,
+            steps_per_round=self.uploads_per_round(client_sizes),
         )

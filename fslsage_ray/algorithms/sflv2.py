@@ -24,4 +24,5 @@ class SplitFedSS(SplitFedMS):
             self.config,
             device,
             returns_gradients=True,
+            steps_per_round=sum(self.uploads_per_round(client_sizes).values()),
         )

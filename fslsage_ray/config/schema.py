@@ -37,9 +37,13 @@ class DataConfig:
     test_subset: int | None = None
     download: bool = True  # torchvision download when no local copy exists
     augment: bool | None = None  # None: the data set's default (crop+flip for CIFAR)
-    partition: str = "iid"  # iid | dirichlet | shards
+    partition: str = "iid"  # iid | dirichlet | shards (over classes; for e2e, restaurants)
     alpha: float = 1.0  # Dirichlet concentration (smaller = more heterogeneous)
     shards_per_client: int = 2
+    seq_len: int = 128  # text: every sequence padded or cut to this many tokens
+    tokenizer_path: str | None = None  # text: a GPT-2 tokenizer folder; None: a byte-level
+    # BPE trained on the training texts (cached), saved into the run folder
+    vocab_size: int = 4096  # text: the trained BPE's target size (it may come out smaller)
 
     def __post_init__(self) -> None:
         known = dataset_names()
@@ -55,6 +59,8 @@ class DataConfig:
         for key in ("train_subset", "test_subset", "num_classes"):
             value = getattr(self, key)
             _require(value is None or value >= 1, f"data.{key} must be >= 1, got {value}")
+        _require(self.seq_len >= 2, f"data.seq_len must be >= 2, got {self.seq_len}")
+        _require(self.vocab_size >= 260, f"data.vocab_size must be >= 260, got {self.vocab_size}")
         if self.name == "parquet":
             _require(
                 self.train_path is not None and self.test_path is not None,
@@ -64,27 +70,85 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class Gpt2Config:
+    """The split GPT-2 (model.name=gpt2); the vocabulary size comes from the tokenizer."""
+
+    n_layer: int = 24  # GPT-2 medium
+    n_embd: int = 1024
+    n_head: int = 16
+    n_positions: int = 1024
+    client_blocks: int = 1  # k: blocks on the client, after the embeddings
+    aux_blocks: int = 3  # fresh blocks in the auxiliary model
+    lora_rank: int = 4  # LoRA on the query and value projections of client and server blocks
+    # (0: no LoRA, the blocks train in full: a model trained from scratch)
+    lora_alpha: float = 32.0
+    lora_dropout: float = 0.1
+    dropout: float = 0.1  # residual, embedding and attention dropout
+    pretrained_path: str | None = None  # a local folder saved with save_pretrained; None: random
+
+    def __post_init__(self) -> None:
+        for key in ("n_layer", "n_embd", "n_head", "n_positions", "client_blocks"):
+            _require(getattr(self, key) >= 1, f"model.gpt2.{key} must be >= 1")
+        _require(self.lora_rank >= 0, "model.gpt2.lora_rank must be >= 0 (0: no LoRA)")
+        _require(self.aux_blocks >= 0, "model.gpt2.aux_blocks must be >= 0")
+        _require(
+            self.client_blocks < self.n_layer,
+            f"model.gpt2.client_blocks ({self.client_blocks}) must leave the server a block "
+            f"(n_layer {self.n_layer})",
+        )
+        _require(self.n_embd % self.n_head == 0, "model.gpt2.n_embd must be a multiple of n_head")
+        for key in ("lora_dropout", "dropout"):
+            _require(0 <= getattr(self, key) < 1, f"model.gpt2.{key} must be in [0, 1)")
+
+
+TRANSFERS = ("trainable", "all")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    name: str = "cnn"  # model family: cnn | resnet18 | a registered family
-    aux: str = "two_blocks"  # auxiliary model shape: linear | one_block | two_blocks | server_copy
+    name: str = "cnn"  # model family: cnn | resnet18 | gpt2 | a registered family
+    aux: str = "two_blocks"  # image AM shape: linear | one_block | two_blocks | server_copy
+    transfer: str = "trainable"  # what a model transfer sends (and the ledger counts): the
+    # state without frozen parameters (LoRA: the adapters), or "all" of it (the authors' count)
+    gpt2: Gpt2Config = field(default_factory=Gpt2Config)
 
     def __post_init__(self) -> None:
         known = model_names()
         _require(self.name in known, f"model.name must be one of {known}, got {self.name!r}")
+        _require(self.transfer in TRANSFERS, f"model.transfer must be one of {TRANSFERS}")
 
 
 @dataclass(frozen=True)
 class OptimConfig:
     """Adam for every model (client, server); the spec's setting for the image experiments."""
 
+    name: str = "adam"  # adam (weight decay as L2) | adamw (decoupled, the text setting)
     lr: float = 1e-3
     beta1: float = 0.9
     beta2: float = 0.999
     weight_decay: float = 1e-4  # L2, as torch.optim.Adam applies it
     aux_lr: float = 1e-3  # Adam for the auxiliary models during alignment
     aux_weight_decay: float = 0.0
+    schedule: str = "constant"  # or "linear": warm-up, then linear decay to zero (client and
+    # server optimizers; each over its own planned steps)
+    warmup_steps: int = 0
+    decay_rounds: int | None = None  # rounds the linear decay spans; None: run.rounds at the
+    # start of the run (kept in the run folder, so a resume with more rounds keeps it)
+    label_smoothing: float = 0.0  # on every training loss; test loss is never smoothed
 
     def __post_init__(self) -> None:
+        _require(
+            self.name in ("adam", "adamw"), f"optim.name must be adam or adamw, got {self.name!r}"
+        )
+        _require(
+            self.schedule in ("constant", "linear"),
+            f"optim.schedule must be constant or linear, got {self.schedule!r}",
+        )
+        _require(self.warmup_steps >= 0, "optim.warmup_steps must be >= 0")
+        _require(
+            self.decay_rounds is None or self.decay_rounds >= 1, "optim.decay_rounds must be >= 1"
+        )
+        _require(0 <= self.label_smoothing < 1, "optim.label_smoothing must be in [0, 1)")
         _require(self.lr > 0 and self.aux_lr > 0, "optim.lr and optim.aux_lr must be > 0")
         _require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "optim.beta1/beta2 must be in [0, 1)")
         _require(

@@ -5,6 +5,9 @@ A source reads and validates; subsetting and partitioning are generic (experimen
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import numpy as np
 
 from fslsage_ray.config.schema import Config, ConfigError, DataConfig
@@ -14,6 +17,8 @@ from fslsage_ray.data.digits import load_digits_data
 from fslsage_ray.data.parquet_images import load_parquet_images
 from fslsage_ray.tasks.base import TaskData
 from fslsage_ray.tasks.classification import IMAGES, LABELS, ImageClassification, ImageSpec
+
+log = logging.getLogger("fslsage_ray")
 
 
 def image_task_data(bundle: DataBundle, data: DataConfig) -> TaskData:
@@ -54,3 +59,42 @@ def load_parquet_source(config: Config) -> TaskData:
     std = tuple(float(v) / 255.0 for v in train.images.std(axis=(0, 1, 2), dtype=np.float64))
     bundle = DataBundle(train, test, data.num_classes, mean, std, False, 255.0, "parquet")
     return image_task_data(bundle, data)
+
+
+def load_e2e_source(config: Config) -> TaskData:
+    """E2E NLG from CSV/JSONL; keys are restaurant names (what a Dirichlet split follows)."""
+    from fslsage_ray.data.e2e import TEST_FILE, TRAIN_FILE, e2e_texts, encode_e2e, read_e2e
+    from fslsage_ray.data.tokenizer import load_tokenizer
+    from fslsage_ray.tasks.language_model import (
+        ATTENTION_MASK,
+        INPUT_IDS,
+        LABELS,
+        LanguageModelling,
+    )
+
+    data = config.data
+    if data.data_dir is None and (data.train_path is None or data.test_path is None):
+        raise ConfigError("data.name=e2e needs data.data_dir or data.train_path and test_path")
+    folder = Path(data.data_dir) if data.data_dir is not None else None
+    train_path = Path(data.train_path) if data.train_path else folder / TRAIN_FILE
+    test_path = Path(data.test_path) if data.test_path else folder / TEST_FILE
+    train_rows, test_rows = read_e2e(train_path), read_e2e(test_path)
+    tokenizer = load_tokenizer(e2e_texts(train_rows), data.tokenizer_path, None, data.vocab_size)
+    log.info("tokenizer: %s (%d tokens)", tokenizer.source, tokenizer.vocab_size)
+    train = encode_e2e(train_rows, tokenizer, data.seq_len, where=str(train_path))
+    test = encode_e2e(test_rows, tokenizer, data.seq_len, where=str(test_path))
+
+    def arrays(split) -> dict[str, np.ndarray]:
+        return {
+            INPUT_IDS: split.input_ids,
+            ATTENTION_MASK: split.attention_mask.astype(bool),
+            LABELS: split.labels,
+        }
+
+    task = LanguageModelling(
+        data.seq_len,
+        tokenizer.vocab_size,
+        config.optim.label_smoothing,
+        tokenizer.tokenizer.to_str(),
+    )
+    return TaskData(arrays(train), arrays(test), train.groups, test.groups, task, "e2e")

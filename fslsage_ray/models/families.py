@@ -15,6 +15,7 @@ from fslsage_ray.models.registry import build_split_model
 from fslsage_ray.models.split import SplitModel
 from fslsage_ray.tasks.base import Task
 from fslsage_ray.tasks.classification import ImageClassification
+from fslsage_ray.tasks.language_model import LanguageModelling
 
 
 @dataclass(frozen=True)
@@ -44,3 +45,28 @@ def _image_model(name: str) -> ModelFamily:
 
 CNN = _image_model("cnn")
 RESNET18 = _image_model("resnet18")
+
+
+def _build_gpt2(task, model: ModelConfig) -> SplitModel:
+    from fslsage_ray.models.gpt2 import GPT2Settings, build_gpt2_split
+
+    g = model.gpt2
+    settings = GPT2Settings(
+        n_layer=g.n_layer,
+        n_embd=g.n_embd,
+        n_head=g.n_head,
+        n_positions=g.n_positions,
+        vocab_size=task.vocab_size,
+        seq_len=task.seq_len,
+        client_blocks=g.client_blocks,
+        aux_blocks=g.aux_blocks,
+        lora_rank=g.lora_rank,
+        lora_alpha=g.lora_alpha,
+        lora_dropout=g.lora_dropout,
+        dropout=g.dropout,
+        pretrained_path=g.pretrained_path,
+    )
+    return build_gpt2_split(settings)
+
+
+GPT2 = ModelFamily(LanguageModelling, _build_gpt2)

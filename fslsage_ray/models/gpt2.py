@@ -15,7 +15,9 @@ Each part builds its own 4-D additive mask (causal and padding) from it: in tran
 
 Client and server train only their LoRA adapters (query and value, :mod:`.lora`); everything
 else there is frozen, including the embedding matrix, so the server's copy of it as LM head
-stays equal to the client's. The AM trains fully, except its LM head, a non-persistent buffer.
+stays equal to the client's. With ``lora_rank=0`` (a model trained from scratch) everything
+trains instead, the server's LM head untied from the client's embeddings; the AM's head stays
+the embedding matrix the run started from. The AM trains fully, except its LM head, a non-persistent buffer.
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ class GPT2Settings:
     pretrained_path: str | None = None
 
     def __post_init__(self) -> None:
-        for name in (*_ARCH_FIELDS, "seq_len", "lora_rank"):
+        if not isinstance(self.lora_rank, int) or self.lora_rank < 0:
+            raise ModelError(f"gpt2: lora_rank must be an int >= 0, got {self.lora_rank!r}")
+        for name in (*_ARCH_FIELDS, "seq_len"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ModelError(f"gpt2: {name} must be a positive int, got {value!r}")
@@ -245,8 +249,13 @@ def build_gpt2_split(settings: GPT2Settings) -> SplitModel:
     k = settings.client_blocks
     client = GPT2Client(body.wte, body.wpe, body.drop, list(body.h[:k]))
     server = GPT2Server(list(body.h[k:]), body.ln_f, body.wte.weight)
-    for part in (client, server):
-        apply_lora(part, settings.lora_rank, settings.lora_alpha, settings.lora_dropout)
+    if settings.lora_rank:
+        for part in (client, server):
+            apply_lora(part, settings.lora_rank, settings.lora_alpha, settings.lora_dropout)
+    else:
+        # Trained from scratch: every weight trains, and the server's LM head, a copy of the
+        # embedding matrix at the start, then learns on its own (GPT-2's tie is undone).
+        server.lm_head.weight.requires_grad_(True)
     aux_config = gpt2_config(settings, "eager", n_layer=settings.aux_blocks)
     eps = aux_config.layer_norm_epsilon
 

@@ -114,6 +114,7 @@ class ClientHost:
             for cid, client in chosen:
                 if it < client.num_batches:
                     t0, sending = time.perf_counter(), timed.seconds
+                    client.seed_step()
                     client.step(it, timed)
                     # Compute only: handing an upload over (or, in-process, the server's
                     # own step) is not the client's work.

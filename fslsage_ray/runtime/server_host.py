@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from fslsage_ray.algorithms.base import load_transfer_state
 from fslsage_ray.algorithms.evaluate import evaluate_split
 from fslsage_ray.algorithms.jobs import JobReport
 from fslsage_ray.algorithms.registry import get_algorithm
@@ -148,7 +149,7 @@ class ServerHost:
 
     def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> dict[str, float]:
         """The task's test metrics of this client model followed by the server's."""
-        self.eval_client.load_state_dict(client_state)
+        load_transfer_state(self.eval_client, client_state)
         return evaluate_split(
             self.world.task,
             self.eval_client,

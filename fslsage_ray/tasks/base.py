@@ -13,6 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -88,6 +89,15 @@ class Task(ABC):
     headline: ClassVar[str]  # the metric a run is judged by, e.g. "test_acc"
     goal: ClassVar[str]  # "max" or "min": which way the headline improves
     metric_names: ClassVar[tuple[str, ...]]  # what `evaluate` returns, in column order
+    stochastic_steps: ClassVar[bool] = False  # its models draw random numbers while training
+    # (dropout): every step then seeds them from where it is in the run (algorithms/optim.py)
+
+    def fingerprint(self) -> str:
+        """What a checkpoint must agree with beyond the config (e.g. the vocabulary)."""
+        return ""
+
+    def save_artifacts(self, folder: Path) -> None:  # noqa: B027 - most tasks have none
+        """Files a run folder should keep to be read later (e.g. the tokenizer)."""
 
     # --- data ----------------------------------------------------------------------------
     @abstractmethod
