@@ -17,7 +17,8 @@ Client and server train only their LoRA adapters (query and value, :mod:`.lora`)
 else there is frozen, including the embedding matrix, so the server's copy of it as LM head
 stays equal to the client's. With ``lora_rank=0`` (a model trained from scratch) everything
 trains instead, the server's LM head untied from the client's embeddings; the AM's head stays
-the embedding matrix the run started from. The AM trains fully, except its LM head, a non-persistent buffer.
+the embedding matrix the run started from. The AM trains fully, except its LM head, a
+non-persistent buffer.
 """
 
 from __future__ import annotations
