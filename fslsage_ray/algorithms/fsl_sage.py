@@ -29,7 +29,7 @@ from fslsage_ray.algorithms.gradients import (
 )
 from fslsage_ray.algorithms.jobs import JobReport
 from fslsage_ray.algorithms.ledger import state_bytes
-from fslsage_ray.algorithms.optim import make_optimizer, seed_dropout, steps_taken
+from fslsage_ray.algorithms.optim import dropout_rng, make_optimizer, steps_taken
 from fslsage_ray.algorithms.phases import LocalPhase, Phase, ServerJobPhase
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
 from fslsage_ray.config.schema import AlignmentConfig, Config
@@ -184,11 +184,11 @@ class AlignJob:
         """Fit `aux` (any module of the AM's shape) starting from the job's state."""
         aux.load_state_dict(self.aux_state)
         optimizer.load_state_dict(self.optim_state)
-        if self.dropout_seed is not None:
-            seed_dropout(self.dropout_seed, "align", self.cid, steps_taken(optimizer))
         device = next(aux.parameters()).device
         chunks = [_chunk_to(chunk, device) for chunk in self.chunks]
-        before, after = fit_aux_model(aux, optimizer, chunks, self.epochs, self.task)
+        step = steps_taken(optimizer)
+        with dropout_rng(self.dropout_seed, "align", self.cid, step, device=device):
+            before, after = fit_aux_model(aux, optimizer, chunks, self.epochs, self.task)
         return AlignOutcome(
             self.cid,
             to_cpu(aux.state_dict()),
@@ -243,13 +243,13 @@ class FslSageServer(Server):
     def process_upload(self, cid: int, payload: Payload) -> None:
         """ONE optimizer step on the server model, then remember the batch for alignment."""
         self.model.train()
-        if self.dropout_seed is not None:
-            seed_dropout(self.dropout_seed, "server", steps_taken(self.optimizer))
         z, y, context = payload.tensors(self.device)
         z_in = z.clone().requires_grad_(self.lazy)
-        loss = self.task.loss(forward(self.model, z_in, context), y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        step = steps_taken(self.optimizer)
+        with dropout_rng(self.dropout_seed, "server", step, device=self.device):
+            loss = self.task.loss(forward(self.model, z_in, context), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         self.optimizer.step()
         grad_sum = z_in.grad.detach() * self.task.loss_count(y) if self.lazy else None
         self.buffers[cid].append(z, y, context, grad_sum)
@@ -268,9 +268,9 @@ class FslSageServer(Server):
                 # Non-lazy: recompute with the CURRENT server model, in train mode (so its
                 # BatchNorm running statistics move, as in the authors' runs; no step).
                 self.model.train()
-                if self.dropout_seed is not None:
-                    seed_dropout(self.dropout_seed, "g*", cid, start, steps_taken(self.optimizer))
-                g_star, _ = true_cut_gradient(self.model, z, y, self.task, context)
+                step = steps_taken(self.optimizer)
+                with dropout_rng(self.dropout_seed, "g*", cid, start, step, device=self.device):
+                    g_star, _ = true_cut_gradient(self.model, z, y, self.task, context)
             chunks.append((z, y, context, g_star))
         return chunks
 

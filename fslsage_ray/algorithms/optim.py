@@ -7,7 +7,8 @@ continues them exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 
 import torch
 
@@ -68,3 +69,19 @@ def seed_dropout(run_seed: int, *tags: str | int) -> None:
     role, a client, an optimizer's step count), so the draws do not depend on which
     process or in which order the step runs."""
     torch.manual_seed(derive_seed(run_seed, "dropout", *tags))
+
+
+@contextlib.contextmanager
+def dropout_rng(
+    run_seed: int | None, *tags: str | int, device: torch.device | None = None
+) -> Iterator[None]:
+    """Server-side work with its own seeded dropout draws, leaving the caller's RNG as it
+    was: in one process the server runs inside a client's step (in-process backend), and
+    must not change the draws that client makes after its upload. None: no seeding."""
+    if run_seed is None:
+        yield
+        return
+    devices = [device] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        seed_dropout(run_seed, *tags)
+        yield

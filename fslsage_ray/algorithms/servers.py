@@ -12,7 +12,7 @@ from torch import nn
 
 from fslsage_ray.algorithms.aggregate import sample_weights, weighted_average
 from fslsage_ray.algorithms.base import Server
-from fslsage_ray.algorithms.optim import make_optimizer, seed_dropout, steps_taken
+from fslsage_ray.algorithms.optim import dropout_rng, make_optimizer, steps_taken
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
 from fslsage_ray.config.schema import Config
 from fslsage_ray.tasks.base import Payload, Task, forward
@@ -32,13 +32,14 @@ def server_step(
     `dropout_seed` (run seed, client id) seeds dropout from where this step is, for models
     that use it."""
     model.train()
-    if dropout_seed is not None:
-        seed_dropout(dropout_seed[0], "server", *dropout_seed[1:], steps_taken(optimizer))
+    seed = dropout_seed[0] if dropout_seed is not None else None
+    tags = (*dropout_seed[1:], steps_taken(optimizer)) if dropout_seed is not None else ()
     z, y, context = payload.tensors(device)
     z = z.requires_grad_(want_grad)
-    loss = task.loss(forward(model, z, context), y)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    with dropout_rng(seed, "server", *tags, device=device):
+        loss = task.loss(forward(model, z, context), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
     optimizer.step()
     grad = z.grad.detach().cpu().numpy() if want_grad else None
     return float(loss.detach()), grad
