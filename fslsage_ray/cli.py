@@ -88,6 +88,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     for row in plan["rounds"]:
         kinds = ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in row["bytes"].items())
         print(f"round {row['round']:>4}: {row['gib']:.4f} GiB (cum {row['gib_cum']:.3f}) | {kinds}")
+    last = plan["rounds"][-1]
+    if abs(last["gib_cum_if_all"] - last["gib_cum"]) > 1e-12:
+        print(
+            f"total: {last['gib_cum']:.4f} GiB sending {plan['model_bytes']['transfer']} model "
+            f"state; {last['gib_cum_if_all']:.4f} GiB if every model transfer sent all of it "
+            "(model.transfer=all, the authors' count)"
+        )
     return 0
 
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
-from fslsage_ray.algorithms.base import ModelSizes
+from fslsage_ray.algorithms.base import ModelSizes, transfer_state
+from fslsage_ray.algorithms.ledger import state_bytes
 from fslsage_ray.config.schema import Config
 from fslsage_ray.data import client_sizes, partition_dirichlet, partition_iid, partition_shards
 from fslsage_ray.data.subset import subset_rows
@@ -77,11 +78,14 @@ def build_aux(template: SplitModel, seed: int, cid: int) -> nn.Module:
 def model_sizes(world: WorldSpec, template: SplitModel | None = None) -> ModelSizes:
     template = template or build_template(world)
     aux = build_aux(template, world.config.run.seed, 0)
+    mode = world.config.model.transfer
     return ModelSizes(
-        state_nbytes(template.client),
-        state_nbytes(template.server),
+        state_bytes(transfer_state(template.client, mode)),
+        state_bytes(transfer_state(template.server, mode)),
         state_nbytes(aux),
         world.task.payload_sizes(template.cut_shape),
+        state_nbytes(template.client),
+        state_nbytes(template.server),
     )
 
 

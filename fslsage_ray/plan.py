@@ -21,13 +21,16 @@ def plan_rounds(
     """{"algorithm", "rounds": [{"round", "bytes": {kind: n}, "total", "gib"}], ...}."""
     algorithm = get_algorithm(config)
     out = []
-    cumulative = 0
+    cumulative = cumulative_all = 0
     alg = config.algorithm
     for t in range(rounds):
         chosen = participants(t, len(client_sizes), alg.clients_per_round, config.run.seed)
-        counts = algorithm.plan_round_bytes(t, [client_sizes[c] for c in chosen], sizes)
+        members = [client_sizes[c] for c in chosen]
+        counts = algorithm.plan_round_bytes(t, members, sizes)
         total = sum(counts.values())
+        total_all = sum(algorithm.plan_round_bytes(t, members, sizes.as_if_all()).values())
         cumulative += total
+        cumulative_all += total_all
         out.append(
             {
                 "round": t,
@@ -35,6 +38,7 @@ def plan_rounds(
                 "total": total,
                 "gib": total / GIB,
                 "gib_cum": cumulative / GIB,
+                "gib_cum_if_all": cumulative_all / GIB,  # whole client parts sent
             }
         )
     return {
@@ -42,8 +46,11 @@ def plan_rounds(
         "num_clients": len(client_sizes),
         "client_sizes": client_sizes,
         "model_bytes": {
+            "transfer": config.model.transfer,
             "client_state": sizes.client_state_bytes,
             "server_state": sizes.server_state_bytes,
+            "client_state_all": sizes.client_state_all_bytes,
+            "server_state_all": sizes.server_state_all_bytes,
             "aux_state": sizes.aux_state_bytes,
             "smashed_per_sample": sizes.payload.smashed,
             "context_per_sample": sizes.payload.context,

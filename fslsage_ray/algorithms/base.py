@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -208,10 +208,20 @@ class Server(ABC):
 
 @dataclass(frozen=True)
 class ModelSizes:
-    client_state_bytes: int
+    client_state_bytes: int  # as a transfer sends it (model.transfer)
     server_state_bytes: int
     aux_state_bytes: int
     payload: PayloadSizes  # one sample's upload (activations, context, targets)
+    client_state_all_bytes: int | None = None  # the whole state (model.transfer=all)
+    server_state_all_bytes: int | None = None
+
+    def as_if_all(self) -> ModelSizes:
+        """The same sizes if every transfer sent the whole state (the authors' count)."""
+        return replace(
+            self,
+            client_state_bytes=self.client_state_all_bytes or self.client_state_bytes,
+            server_state_bytes=self.server_state_all_bytes or self.server_state_bytes,
+        )
 
     def part_bytes(self, part: str) -> int:
         if part == "full":
