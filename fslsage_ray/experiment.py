@@ -69,15 +69,17 @@ def build_template(world: WorldSpec) -> SplitModel:
         return family.build(world.task, cfg.model)
 
 
-def build_aux(template: SplitModel, seed: int, cid: int) -> nn.Module:
-    """Client cid's initial AM; the client and the server build the same one independently."""
-    with seeded_init(seed, "aux", cid):
+def initial_aux(template: SplitModel, seed: int) -> nn.Module:
+    """The AM every client starts from: one draw for all, as in the authors' code. Each
+    call builds a fresh module with the same weights, so the client, the server and the
+    fed server (CSE-FSL, FSL-AN) build it independently and no message is booked for it."""
+    with seeded_init(seed, "aux", "shared"):
         return template.make_aux()
 
 
 def model_sizes(world: WorldSpec, template: SplitModel | None = None) -> ModelSizes:
     template = template or build_template(world)
-    aux = build_aux(template, world.config.run.seed, 0)
+    aux = initial_aux(template, world.config.run.seed)
     mode = world.config.model.transfer
     return ModelSizes(
         state_bytes(transfer_state(template.client, mode)),
@@ -87,12 +89,6 @@ def model_sizes(world: WorldSpec, template: SplitModel | None = None) -> ModelSi
         state_nbytes(template.client),
         state_nbytes(template.server),
     )
-
-
-def shared_aux(world: WorldSpec, template: SplitModel) -> nn.Module:
-    """The AM every client starts from when AMs are averaged (CSE-FSL, FSL-AN)."""
-    with seeded_init(world.config.run.seed, "aux", "shared"):
-        return template.make_aux()
 
 
 # (training images, classes): enough to plan CIFAR without decoding it.

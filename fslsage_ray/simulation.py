@@ -29,10 +29,10 @@ from fslsage_ray.config import Config, ConfigError, config_to_dict, load_config
 from fslsage_ray.experiment import (
     WorldSpec,
     build_template,
+    initial_aux,
     load_data,
     model_sizes,
     partition,
-    shared_aux,
 )
 from fslsage_ray.outputs.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from fslsage_ray.outputs.metrics import MetricsTable
@@ -93,7 +93,7 @@ def prepare(config: Config) -> Prepared:
         data.test,
         parts,
         model_sizes(world, template),
-        algorithm.initial_parts(template, shared_aux(world, template)),
+        algorithm.initial_parts(template, initial_aux(template, config.run.seed)),
     )
 
 
@@ -312,27 +312,22 @@ class Simulation:
         local_s = jobs_s = 0.0
         reports: dict[int, JobReport] = {}
         last_stop = 0
-        for phase in self.algorithm.round_phases(t):
+        for phase in self.algorithm.round_phases(t, chosen):
             t0 = time.perf_counter()
+            who = f"client {phase.clients[0]}" if phase.clients else f"{m} clients"
             if isinstance(phase, LocalPhase):
-                bar.phase(f"round {t}: local steps")
-                self._run_local(backend, phase, chosen)
+                bar.phase(f"round {t}: local steps ({who})")
+                backend.run_local(phase.start, phase.stop, phase.clients, phase.hold_last)
                 last_stop = phase.stop if phase.stop is not None else max(num_batches.values())
                 local_s += time.perf_counter() - t0
             elif isinstance(phase, ServerJobPhase):
-                bar.phase(f"round {t}: {phase.label} ({m} clients)")
-                reports = backend.run_server_jobs(last_stop)
-                for report in reports.values():
+                bar.phase(f"round {t}: {phase.label} ({who})")
+                done = backend.run_server_jobs(last_stop, phase.clients)
+                for report in done.values():
                     ledger.merge(report.bytes)
+                reports.update(done)
                 jobs_s += time.perf_counter() - t0
         return local_s, jobs_s, reports
-
-    def _run_local(self, backend: Backend, phase: LocalPhase, chosen: list[int]) -> None:
-        if not self.algorithm.sequential_clients:
-            backend.run_local(phase.start, phase.stop)
-            return
-        for cid in chosen:  # clients take turns, in id order
-            backend.run_local(phase.start, phase.stop, only=[cid])
 
     def _aggregate(self, results: list[ClientResult], ledger: Ledger) -> Parts:
         """Book the uploads of client parts, then average them with weights n_i/n."""

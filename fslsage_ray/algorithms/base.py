@@ -131,6 +131,9 @@ class Client(ABC):
     @abstractmethod
     def step(self, it: int, channel: Channel) -> None: ...
 
+    def end_round(self) -> None:  # noqa: B027 - optional hook
+        """Finish anything left of the round's local work (a held step)."""
+
     def run_job(self, job: Any) -> Any:
         """Do a server job for this client on this client's (idle) processor; see jobs.py."""
         raise NotImplementedError(f"{type(self).__name__} runs no server jobs")
@@ -235,6 +238,7 @@ class Algorithm(ABC):
     shared_parts: ClassVar[tuple[str, ...]] = ("client",)  # what the fed server averages
     ordered_uploads: ClassVar[bool] = False  # uploads without replies: apply in a fixed order
     sequential_clients: ClassVar[bool] = False  # clients take turns (SplitFed-SS)
+    follows_server_order: ClassVar[bool] = False  # algorithm.server_order changes its order
     returns_gradients: ClassVar[bool] = False
     server_holds_aux: ClassVar[bool] = False  # the server keeps and fits one AM per client
 
@@ -274,7 +278,14 @@ class Algorithm(ABC):
     ) -> Server: ...
 
     # --- schedule -----------------------------------------------------------------------
-    def round_phases(self, round_idx: int) -> list[Phase]:
+    @property
+    def client_major(self) -> bool:
+        """Clients run one after another, each its whole epoch (algorithm.server_order)."""
+        return self.follows_server_order and self.alg.server_order == "client_major"
+
+    def round_phases(self, round_idx: int, participants: Sequence[int]) -> list[Phase]:
+        if self.sequential_clients or self.client_major:  # clients take turns, in id order
+            return [LocalPhase(0, None, (cid,)) for cid in participants]
         return [LocalPhase(0, None)]
 
     def upload_every(self) -> int | None:
@@ -298,9 +309,10 @@ class Algorithm(ABC):
         """
         if not self.ordered_uploads:
             return None
-        return sorted(
-            (it, cid) for cid, k in num_batches.items() for it in self.upload_iterations(k)
-        )
+        keys = [(it, cid) for cid, k in num_batches.items() for it in self.upload_iterations(k)]
+        if self.client_major:  # client 0's whole epoch, then client 1's, ...
+            return sorted(keys, key=lambda key: (key[1], key[0]))
+        return sorted(keys)
 
     # --- accounting ---------------------------------------------------------------------
     def plan_round_bytes(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -17,6 +17,7 @@ from fslsage_ray.algorithms.base import (
     transfer_state,
 )
 from fslsage_ray.algorithms.optim import make_optimizer
+from fslsage_ray.algorithms.snapshot import to_cpu
 from fslsage_ray.tasks.base import forward
 
 
@@ -72,6 +73,8 @@ class GradientReturnClient(SinglePartClient):
 class LocalLossClient(Client):
     """CSE-FSL and FSL-AN: client part and its AM trained together on CE(a(h(x))).
 
+    Each has its own Adam, as in the authors' code: the client part's with optim.lr and
+    weight decay, the AM's with optim.aux_lr and optim.aux_weight_decay (0 by default).
     Uploads go to the server on the algorithm's schedule; nothing comes back.
     """
 
@@ -91,8 +94,11 @@ class LocalLossClient(Client):
         self.aux = aux.to(device)
         self.upload_every = upload_every
         o = config.optim
-        params = list(self.model.parameters()) + list(self.aux.parameters())
-        self.optimizer = make_optimizer(params, o.lr, o, o.weight_decay, self.num_batches)
+        steps = self.num_batches
+        self.optimizer = make_optimizer(self.model.parameters(), o.lr, o, o.weight_decay, steps)
+        self.aux_optimizer = make_optimizer(
+            self.aux.parameters(), o.aux_lr, o, o.aux_weight_decay, steps
+        )
 
     def load_parts(self, parts: Mapping[str, State]) -> None:
         load_transfer_state(self.model, parts["client"])
@@ -111,7 +117,18 @@ class LocalLossClient(Client):
             self.send(it, smashed, batch, channel)
         loss = self.task.loss(forward(self.aux, smashed, batch.context), batch.targets)
         self.optimizer.zero_grad(set_to_none=True)
+        self.aux_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        self.aux_optimizer.step()
         self.stats.loss_sum += float(loss.detach())
         self.stats.steps += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        snap = super().snapshot()
+        snap["aux_optimizer"] = to_cpu(self.aux_optimizer.state_dict())
+        return snap
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        super().restore(snap)
+        self.aux_optimizer.load_state_dict(snap["aux_optimizer"])

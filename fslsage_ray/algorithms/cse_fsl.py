@@ -18,6 +18,7 @@ class CseFsl(Algorithm):
     label = "CSE-FSL"
     shared_parts = ("client", "aux")
     ordered_uploads = True
+    follows_server_order = True
 
     def make_client(self, cid, view, template, own_aux, generator, device):
         return LocalLossClient(

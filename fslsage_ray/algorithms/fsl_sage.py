@@ -33,7 +33,7 @@ from fslsage_ray.algorithms.optim import dropout_rng, make_optimizer, steps_take
 from fslsage_ray.algorithms.phases import LocalPhase, Phase, ServerJobPhase
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
 from fslsage_ray.config.schema import AlignmentConfig, Config
-from fslsage_ray.tasks.base import Payload, Task, forward
+from fslsage_ray.tasks.base import Batch, Payload, Task, forward
 
 Context = dict[str, torch.Tensor]
 Chunk = tuple[torch.Tensor, torch.Tensor, Context, torch.Tensor]  # (z, targets, context, g*)
@@ -50,6 +50,7 @@ class FslSageClient(SinglePartClient):
     ) -> None:
         super().__init__(cid, view, config, generator, device, model)
         self.aux = aux.to(device)
+        self._held: tuple[torch.Tensor, Batch] | None = None  # a step waiting for its AM
 
     def load_parts(self, parts: Mapping[str, State]) -> None:
         super().load_parts(parts)
@@ -65,12 +66,32 @@ class FslSageClient(SinglePartClient):
         optimizer = make_optimizer(self.aux.parameters(), o.aux_lr, o, o.aux_weight_decay)
         return job.run(self.aux, optimizer, on_client=True)
 
-    def step(self, it: int, channel: Channel) -> None:
-        """One local iteration: forward, maybe upload, step through the AM's estimate."""
+    def step(self, it: int, channel: Channel, hold: bool = False) -> None:
+        """One local iteration: forward, maybe upload, step through the AM's estimate.
+
+        With `hold`, the step through the AM waits for the client's next call (the AM may
+        be replaced in between: server_order=client_major)."""
+        self._take_held_step()
         batch = self.next_batch(it)
         smashed = forward(self.model, batch.inputs, batch.context)
         if it % self.config.algorithm.upload_every == 0:
             self.send(it, smashed, batch, channel)
+        if hold:
+            self._held = (smashed, batch)
+            return
+        self._descend(smashed, batch)
+
+    def end_round(self) -> None:
+        self._take_held_step()
+
+    def _take_held_step(self) -> None:
+        """The held step, if any, through the AM this client holds now."""
+        if self._held is not None:
+            smashed, batch = self._held
+            self._held = None
+            self._descend(smashed, batch)
+
+    def _descend(self, smashed: torch.Tensor, batch: Batch) -> None:
         g_hat, aux_loss = gradient_estimate(
             self.aux, smashed, batch.targets, self.task, batch.context
         )
@@ -336,6 +357,7 @@ class FslSage(Algorithm):
     label = "FSL-SAGE"
     ordered_uploads = True
     server_holds_aux = True
+    follows_server_order = True
 
     def make_client(self, cid, view, template, own_aux, generator, device) -> FslSageClient:
         return FslSageClient(
@@ -357,10 +379,22 @@ class FslSage(Algorithm):
     def lazy(self) -> bool:
         return self.config.alignment.lazy
 
-    def round_phases(self, round_idx: int) -> list[Phase]:
-        if is_alignment_round(round_idx, self.config.alignment):
+    def round_phases(self, round_idx: int, participants: Sequence[int]) -> list[Phase]:
+        if not is_alignment_round(round_idx, self.config.alignment):
+            return super().round_phases(round_idx, participants)
+        if not self.client_major:
             return [LocalPhase(0, 1), ServerJobPhase("aligning AMs"), LocalPhase(1, None)]
-        return [LocalPhase(0, None)]
+        # The authors' order: client i uploads its first batch, the server steps on it and
+        # fits AM_i with that server model, and client i's first step already uses AM_i.
+        phases: list[Phase] = []
+        for cid in participants:
+            only = (cid,)
+            phases += [
+                LocalPhase(0, 1, only, hold_last=True),
+                ServerJobPhase("aligning AMs", only),
+                LocalPhase(1, None, only),
+            ]
+        return phases
 
     def plan_round_bytes(
         self, round_idx: int, client_sizes: Sequence[int], sizes: ModelSizes

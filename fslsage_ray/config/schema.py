@@ -24,6 +24,7 @@ PARTITIONS = ("iid", "dirichlet", "shards")
 BACKENDS = ("ray", "inprocess")
 DEVICES = ("auto", "cpu", "cuda")
 UPLOAD_ORDERS = ("deterministic", "arrival")
+SERVER_ORDERS = ("interleaved", "client_major")
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,9 @@ class OptimConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     weight_decay: float = 1e-4  # L2, as torch.optim.Adam applies it
-    aux_lr: float = 1e-3  # Adam for the auxiliary models during alignment
-    aux_weight_decay: float = 0.0
+    aux_lr: float = 1e-3  # every AM's own Adam (FSL-SAGE alignment; CSE-FSL/FSL-AN local AM)
+    aux_weight_decay: float = 0.0  # every AM's own Adam: FSL-SAGE's alignment, and the local
+    # AM of CSE-FSL and FSL-AN (the authors give it the learning rate only)
     schedule: str = "constant"  # or "linear": warm-up, then linear decay to zero (client and
     # server optimizers; each over its own planned steps)
     warmup_steps: int = 0
@@ -164,6 +166,11 @@ class AlgorithmConfig:
     batch_size: int = 256  # B; the last, smaller batch of an epoch is kept
     upload_every: int = 5  # q: a client uploads its smashed batch when it % q == 0
     clients_per_round: int | float | None = None  # None: all; int: a count; float: a fraction
+    server_order: str = "interleaved"  # the order the server applies a round's uploads:
+    # (iteration, client) as parallel clients reach it, or "client_major": client 0's whole
+    # epoch, then client 1's..., as the authors' code runs them (FSL-SAGE then fits AM_i right
+    # after client i's first upload, and client i's first step uses it). No effect on FedAvg
+    # and SplitFed (their order is fixed by their replies or they have no shared server)
 
     def __post_init__(self) -> None:
         known = algorithm_names()
@@ -175,6 +182,10 @@ class AlgorithmConfig:
         _require(
             self.upload_every >= 1,
             f"algorithm.upload_every (q) must be >= 1, got {self.upload_every}",
+        )
+        _require(
+            self.server_order in SERVER_ORDERS,
+            f"algorithm.server_order must be one of {SERVER_ORDERS}, got {self.server_order!r}",
         )
         k = self.clients_per_round
         _require(
@@ -345,3 +356,13 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     plugins: list[str] = field(default_factory=list)  # modules that register algorithms,
     # models or data sets (fslsage_ray.registry); imported first, in every process
+
+    def __post_init__(self) -> None:
+        _require(
+            not (
+                self.algorithm.server_order == "client_major"
+                and self.runtime.upload_order == "arrival"
+            ),
+            "algorithm.server_order=client_major is a fixed order; it cannot be combined with "
+            "runtime.upload_order=arrival",
+        )

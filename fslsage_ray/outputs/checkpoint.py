@@ -15,7 +15,7 @@ import torch
 from fslsage_ray.config import Config, ConfigError, config_from_dict, config_to_dict
 
 CHECKPOINT_FILE = "checkpoint.pt"
-FORMAT = 1
+FORMAT = 2  # 2: one initial AM for every FSL-SAGE client; CSE-FSL/FSL-AN AMs' own Adam
 
 # Settings that may differ between a checkpoint and its resumption: how long to run, and
 # where and how the work is placed (results do not depend on layout in deterministic mode).
@@ -40,8 +40,15 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for damaged files
         raise ConfigError(f"checkpoint {path} cannot be read: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if not isinstance(payload, dict) or "format" not in payload:
         raise ConfigError(f"checkpoint {path} is not a fslsage-ray checkpoint (format {FORMAT})")
+    if payload["format"] != FORMAT:
+        raise ConfigError(
+            f"checkpoint {path} has format {payload['format']}, this fslsage-ray writes format "
+            f"{FORMAT} (since format 2 every FSL-SAGE client starts from one AM and CSE-FSL/"
+            "FSL-AN AMs have their own Adam), so it cannot continue that run exactly; start a "
+            "new run"
+        )
     return payload
 
 

@@ -71,8 +71,10 @@ class ClientActor:
         """Channel.exchange: wait for dL/dz (SplitFed)."""
         return ray.get(self.server.submit.remote(it, cid, ray.put(payload)))
 
-    def run_local(self, start: int, stop: int | None, only: list[int] | None = None) -> None:
-        self.host.run_local(start, stop, self, only)
+    def run_local(
+        self, start: int, stop: int | None, only: list[int] | None = None, hold_last: bool = False
+    ) -> None:
+        self.host.run_local(start, stop, self, only, hold_last)
         ray.get(self.inflight)
         self.inflight = []
 
@@ -129,14 +131,17 @@ class ServerActor:
         self._event().set()
         return grad
 
-    async def wait_processed(self, it_limit: int | None, timeout_s: float) -> None:
-        """Return once every expected upload before it_limit is applied, or fail loudly."""
+    async def wait_processed(
+        self, it_limit: int | None, timeout_s: float, clients: list[int] | None = None
+    ) -> None:
+        """Return once every expected upload before it_limit (of `clients`) is applied, or
+        fail loudly."""
         deadline = time.monotonic() + timeout_s
         event = self._event()
-        while not self.host.processed_before(it_limit):
+        while not self.host.processed_before(it_limit, clients):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                missing = self.host.missing_before(it_limit)
+                missing = self.host.missing_before(it_limit, clients)
                 raise UploadOrderError(f"uploads did not arrive within {timeout_s}s: {missing[:5]}")
             event.clear()
             try:

@@ -62,13 +62,23 @@ class Backend(ABC):
         which uploads come (if ordered)."""
 
     @abstractmethod
-    def run_local(self, start: int, stop: int | None, only: Sequence[int] | None = None) -> None:
-        """Clients (all, or `only` these) run local iterations [start, stop)."""
+    def run_local(
+        self,
+        start: int,
+        stop: int | None,
+        only: Sequence[int] | None = None,
+        hold_last: bool = False,
+    ) -> None:
+        """Clients (all, or `only` these) run local iterations [start, stop); with
+        `hold_last` the last one waits for the client's next call (see LocalPhase)."""
 
     @abstractmethod
-    def run_server_jobs(self, it_limit: int) -> dict[int, JobReport]:
-        """Wait for uploads before it_limit, run the server's job for every participant
-        (algorithms/jobs.py), and deliver the results to their clients."""
+    def run_server_jobs(
+        self, it_limit: int, only: Sequence[int] | None = None
+    ) -> dict[int, JobReport]:
+        """Wait for the uploads before it_limit (of `only` these clients), run the server's
+        job for every participant (or `only` these; algorithms/jobs.py), and deliver the
+        results to their clients."""
 
     @abstractmethod
     def finish_round(self) -> tuple[list[ClientResult], ServerStats]:

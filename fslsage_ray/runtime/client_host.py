@@ -17,7 +17,7 @@ import torch
 from fslsage_ray.algorithms.base import Channel, Client, Parts, State
 from fslsage_ray.algorithms.client_view import ClientView
 from fslsage_ray.algorithms.registry import get_algorithm
-from fslsage_ray.experiment import WorldSpec, build_aux, build_template
+from fslsage_ray.experiment import WorldSpec, build_template, initial_aux
 from fslsage_ray.runtime.client_store import ClientStore
 from fslsage_ray.seeding import generator
 from fslsage_ray.tasks.base import Arrays, Payload
@@ -77,7 +77,7 @@ class ClientHost:
                 cid,
                 self.views[cid],
                 template,
-                build_aux(template, cfg.run.seed, cid),
+                initial_aux(template, cfg.run.seed),
                 generator(cfg.run.seed, "client", cid),
                 device,
             )
@@ -102,7 +102,12 @@ class ClientHost:
         self.store.release(keep=self.active)
 
     def run_local(
-        self, start: int, stop: int | None, channel: Channel, only: Sequence[int] | None = None
+        self,
+        start: int,
+        stop: int | None,
+        channel: Channel,
+        only: Sequence[int] | None = None,
+        hold_last: bool = False,
     ) -> None:
         chosen = [(c, self.store.get(c)) for c in self.active if only is None or c in only]
         if not chosen:
@@ -115,7 +120,10 @@ class ClientHost:
                 if it < client.num_batches:
                     t0, sending = time.perf_counter(), timed.seconds
                     client.seed_step()
-                    client.step(it, timed)
+                    if hold_last and it == stop - 1:
+                        client.step(it, timed, hold=True)
+                    else:
+                        client.step(it, timed)
                     # Compute only: handing an upload over (or, in-process, the server's
                     # own step) is not the client's work.
                     self.busy_s[cid] += time.perf_counter() - t0 - (timed.seconds - sending)
@@ -140,6 +148,7 @@ class ClientHost:
         results = []
         for cid in self.active:
             c = self.store.get(cid)
+            c.end_round()
             results.append(
                 ClientResult(
                     cid,

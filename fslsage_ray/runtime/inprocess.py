@@ -53,17 +53,25 @@ class InProcessBackend(Backend):
         self.server.begin_round(expected)
         self.host.start_round(parts, self.participants)
 
-    def run_local(self, start: int, stop: int | None, only: Sequence[int] | None = None) -> None:
-        self.host.run_local(start, stop, self.channel, only)
+    def run_local(
+        self,
+        start: int,
+        stop: int | None,
+        only: Sequence[int] | None = None,
+        hold_last: bool = False,
+    ) -> None:
+        self.host.run_local(start, stop, self.channel, only, hold_last)
 
-    def _check_drained(self, it_limit: int | None) -> None:
-        missing = self.server.missing_before(it_limit)
+    def _check_drained(self, it_limit: int | None, only: Sequence[int] | None = None) -> None:
+        missing = self.server.missing_before(it_limit, only)
         if missing:
             raise UploadOrderError(f"uploads never arrived: {missing[:5]}")
 
-    def run_server_jobs(self, it_limit: int) -> dict[int, JobReport]:
-        self._check_drained(it_limit)
-        reports, deliveries = self.server.run_jobs(self.participants)
+    def run_server_jobs(
+        self, it_limit: int, only: Sequence[int] | None = None
+    ) -> dict[int, JobReport]:
+        self._check_drained(it_limit, only)
+        reports, deliveries = self.server.run_jobs(self.participants if only is None else only)
         self.host.accept_deliveries(deliveries)
         return reports
 

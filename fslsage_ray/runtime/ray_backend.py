@@ -158,22 +158,34 @@ class RayBackend(Backend):
         self._get(self.server.begin_round.remote(None if expected is None else list(expected)))
         self._get([a.start_round.remote(parts_ref, self.participants) for a in self.actors])
 
-    def run_local(self, start: int, stop: int | None, only: Sequence[int] | None = None) -> None:
+    def run_local(
+        self,
+        start: int,
+        stop: int | None,
+        only: Sequence[int] | None = None,
+        hold_last: bool = False,
+    ) -> None:
         chosen = None if only is None else set(only)
         self._get(
             [
-                actor.run_local.remote(start, stop, None if chosen is None else sorted(chosen))
+                actor.run_local.remote(
+                    start, stop, None if chosen is None else sorted(chosen), hold_last
+                )
                 for actor, group in zip(self.actors, self.plan.groups, strict=True)
                 if chosen is None or chosen.intersection(group)
             ]
         )
 
-    def run_server_jobs(self, it_limit: int) -> dict[int, JobReport]:
-        self._get(self.server.wait_processed.remote(it_limit, self.timeout_s))
+    def run_server_jobs(
+        self, it_limit: int, only: Sequence[int] | None = None
+    ) -> dict[int, JobReport]:
+        clients = None if only is None else list(only)
+        self._get(self.server.wait_processed.remote(it_limit, self.timeout_s, clients))
+        chosen = self.participants if only is None else list(only)
         if self.runtime.align_on == "clients":
-            reports, delivery_refs = self._jobs_on_client_actors()
+            reports, delivery_refs = self._jobs_on_client_actors(chosen)
         else:
-            reports, delivery_refs = self._get(self.server.run_jobs.remote(self.participants))
+            reports, delivery_refs = self._get(self.server.run_jobs.remote(chosen))
         if delivery_refs:
             self._get(
                 [
@@ -186,10 +198,10 @@ class RayBackend(Backend):
             )
         return reports
 
-    def _jobs_on_client_actors(self) -> tuple[dict[int, JobReport], dict]:
+    def _jobs_on_client_actors(self, chosen: list[int]) -> tuple[dict[int, JobReport], dict]:
         """The server prepares each client's job; the idle client actors run them in
         parallel and keep the results; the server adopts them (as refs, not via here)."""
-        job_refs = self._get(self.server.prepare_jobs.remote(self.participants))
+        job_refs = self._get(self.server.prepare_jobs.remote(chosen))
         outcome_refs = [
             actor.run_jobs.remote([job_refs[c] for c in group if c in job_refs])
             for actor, group in zip(self.actors, self.plan.groups, strict=True)

@@ -20,7 +20,7 @@ from fslsage_ray.algorithms.base import load_transfer_state
 from fslsage_ray.algorithms.evaluate import evaluate_split
 from fslsage_ray.algorithms.jobs import JobReport
 from fslsage_ray.algorithms.registry import get_algorithm
-from fslsage_ray.experiment import WorldSpec, build_aux, build_template
+from fslsage_ray.experiment import WorldSpec, build_template, initial_aux
 from fslsage_ray.tasks.base import Arrays, Payload
 
 Key = tuple[int, int]  # (iteration, client id)
@@ -43,7 +43,7 @@ class ServerHost:
         algorithm = get_algorithm(cfg)
         template = build_template(world)
         own_aux = (
-            {cid: build_aux(template, cfg.run.seed, cid) for cid in client_sizes}
+            {cid: initial_aux(template, cfg.run.seed) for cid in client_sizes}
             if algorithm.server_holds_aux
             else {}
         )
@@ -62,7 +62,7 @@ class ServerHost:
     def begin_round(self, expected: Sequence[Key] | None) -> None:
         if self._pending:
             raise UploadOrderError(f"{len(self._pending)} uploads left over from last round")
-        self._expected = sorted(expected) if expected is not None else None
+        self._expected = list(expected) if expected is not None else None  # in apply order
         self._next = 0
         self._done = set()
 
@@ -90,18 +90,23 @@ class ServerHost:
             self._next += 1
         return None
 
-    def missing_before(self, it_limit: int | None) -> list[Key]:
-        """Expected uploads with iteration < it_limit (None: all) not yet applied."""
+    def missing_before(
+        self, it_limit: int | None, clients: Sequence[int] | None = None
+    ) -> list[Key]:
+        """Expected uploads with iteration < it_limit (None: all), of `clients` (None: all),
+        not yet applied."""
         if not self.ordered or self._expected is None:
             return []
         return [
             k
             for k in self._expected
-            if (it_limit is None or k[0] < it_limit) and k not in self._done
+            if (it_limit is None or k[0] < it_limit)
+            and (clients is None or k[1] in clients)
+            and k not in self._done
         ]
 
-    def processed_before(self, it_limit: int | None) -> bool:
-        return not self.missing_before(it_limit)
+    def processed_before(self, it_limit: int | None, clients: Sequence[int] | None = None) -> bool:
+        return not self.missing_before(it_limit, clients)
 
     def prepare_jobs(self, participants: Sequence[int]) -> list[Any]:
         """This round's server jobs, to be run elsewhere (in client order)."""

@@ -150,9 +150,53 @@ def test_fifo_buffer_capacity():
 
 def test_alignment_rounds_include_round_zero_and_every_lth():
     algorithm = FslSage(Config(alignment=AlignmentConfig(every=10)))
-    assert algorithm.round_phases(0) == [LocalPhase(0, 1), ALIGN, LocalPhase(1, None)]
-    assert algorithm.round_phases(5) == [LocalPhase(0, None)]
-    assert algorithm.round_phases(20)[1] == ALIGN
+    both = [0, 1]
+    assert algorithm.round_phases(0, both) == [LocalPhase(0, 1), ALIGN, LocalPhase(1, None)]
+    assert algorithm.round_phases(5, both) == [LocalPhase(0, None)]
+    assert algorithm.round_phases(20, both)[1] == ALIGN
+
+
+def test_client_major_alignment_fits_each_am_after_that_clients_first_upload():
+    config = Config(
+        algorithm=AlgorithmConfig(server_order="client_major", upload_every=2),
+        alignment=AlignmentConfig(every=10),
+    )
+    phases = FslSage(config).round_phases(0, [3, 7])
+    assert phases == [
+        LocalPhase(0, 1, (3,), hold_last=True),
+        ServerJobPhase("aligning AMs", (3,)),
+        LocalPhase(1, None, (3,)),
+        LocalPhase(0, 1, (7,), hold_last=True),
+        ServerJobPhase("aligning AMs", (7,)),
+        LocalPhase(1, None, (7,)),
+    ]
+    assert FslSage(config).round_phases(1, [3, 7]) == [
+        LocalPhase(0, None, (3,)),
+        LocalPhase(0, None, (7,)),
+    ]
+    keys = FslSage(config).expected_uploads({1: 3, 0: 5})
+    assert keys == [(0, 0), (2, 0), (4, 0), (0, 1), (2, 1)]
+
+
+def test_a_held_step_waits_for_the_new_aux_model():
+    """hold=True uploads at once but steps only at the next call, through the AM held then."""
+    alg = AlgorithmConfig(batch_size=8, upload_every=1)
+    held, plain = _client(alg, n=16), _client(alg, n=16)
+    new_aux = copy.deepcopy(held.aux)
+    with torch.no_grad():
+        for p in new_aux.parameters():
+            p.add_(0.1)
+    for client in (held, plain):
+        client.start_round({"client": client.model.state_dict()})
+    channel = RecordingChannel()
+    held.step(0, channel, hold=True)
+    assert len(channel.sent) == 1 and held.stats.steps == 0  # uploaded, not yet stepped
+    held.accept_delivery(new_aux.state_dict())
+    held.end_round()
+    plain.accept_delivery(new_aux.state_dict())
+    plain.step(0, RecordingChannel())
+    for key, value in plain.model.state_dict().items():
+        torch.testing.assert_close(held.model.state_dict()[key], value, msg=key)
 
 
 def test_expected_uploads_are_ordered_by_iteration_then_client():

@@ -24,6 +24,11 @@ def _refused(call, *needles: str) -> None:
 OVERRIDE_CASES = [
     # (overrides, substrings the message must contain)
     (["algorithm.upload_evry=3"], ["algorithm.upload_evry", "did you mean", "upload_every"]),
+    (
+        ["algorithm.server_order=client_major", "runtime.upload_order=arrival"],
+        ["client_major", "arrival"],
+    ),
+    (["algorithm.server_order=random"], ["algorithm.server_order", "interleaved"]),
     (["algoritm.num_clients=3"], ["algoritm", "did you mean", "algorithm"]),
     (["zzz.q=1"], ["zzz", "known keys"]),
     (["data.nmae=digits"], ["data.nmae", "did you mean", "name"]),

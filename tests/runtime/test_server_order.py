@@ -1,0 +1,114 @@
+"""The authors' order as a switch (algorithm.server_order=client_major), their one initial AM
+for every FSL-SAGE client, and CSE-FSL's AM with an Adam of its own."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from run_helpers import assert_same_learning, run_small
+
+from fslsage_ray.algorithms.fsl_sage import FslSageClient, FslSageServer
+from fslsage_ray.config import load_config
+from fslsage_ray.experiment import WorldSpec, load_data
+from fslsage_ray.runtime.client_host import ClientHost
+from fslsage_ray.runtime.server_host import ServerHost
+
+CPU = torch.device("cpu")
+CLIENT_MAJOR = "algorithm.server_order=client_major"
+
+
+def _hosts(*overrides: str):
+    config = load_config(None, ["data.train_subset=100", "data.test_subset=50", *overrides])
+    data = load_data(config)
+    world = WorldSpec(config, data.task)
+    parts = {0: np.arange(0, 50), 1: np.arange(50, 100)}
+    client = ClientHost(world, data.train, parts, CPU)
+    server = ServerHost(world, data.test, {c: len(p) for c, p in parts.items()}, CPU)
+    return client, server
+
+
+def test_every_fsl_sage_client_starts_from_one_am_on_both_sides():
+    client, server = _hosts("algorithm.name=fsl_sage")
+    first = client.store.get(0).aux.state_dict()
+    others = [
+        client.store.get(1).aux.state_dict(),
+        *(m.state_dict() for m in server.server.aux.values()),
+    ]
+    for state in others:
+        for key, value in first.items():
+            assert torch.equal(state[key], value), key
+
+
+def test_cse_fsl_gives_its_am_an_adam_of_its_own_without_weight_decay():
+    client, _ = _hosts("algorithm.name=cse_fsl", "optim.aux_lr=0.002")
+    c = client.store.get(0)
+    model_params = {id(p) for g in c.optimizer.param_groups for p in g["params"]}
+    aux_params = {id(p) for g in c.aux_optimizer.param_groups for p in g["params"]}
+    assert aux_params == {id(p) for p in c.aux.parameters()}
+    assert not model_params & aux_params
+    (group,) = c.aux_optimizer.param_groups
+    assert group["weight_decay"] == 0.0 and group["lr"] == 0.002
+    assert c.optimizer.param_groups[0]["weight_decay"] == 1e-4
+
+
+def test_client_major_runs_each_client_whole_and_aligns_after_its_first_upload(
+    tmp_path, monkeypatch
+):
+    """Two clients, an alignment round: client 0's uploads, its AM, its steps; then client
+    1's first upload, only then AM 1 is fitted, and client 1's first step uses it."""
+    events: list[tuple[str, int]] = []
+    upload, fit, descend = (
+        FslSageServer.process_upload,
+        FslSageServer.run_job,
+        FslSageClient._descend,
+    )
+
+    def record_upload(self, cid, payload):
+        events.append(("server step", cid))
+        return upload(self, cid, payload)
+
+    def record_fit(self, job):
+        events.append(("fit AM", job.cid))
+        return fit(self, job)
+
+    def record_step(self, smashed, batch):
+        events.append(("client step", self.cid))
+        return descend(self, smashed, batch)
+
+    monkeypatch.setattr(FslSageServer, "process_upload", record_upload)
+    monkeypatch.setattr(FslSageServer, "run_job", record_fit)
+    monkeypatch.setattr(FslSageClient, "_descend", record_step)
+    run_small(
+        tmp_path / "r",
+        "runtime.backend=inprocess",
+        CLIENT_MAJOR,
+        "algorithm.num_clients=2",
+        "run.rounds=1",
+        "data.train_subset=128",  # 64 per client: 2 batches of 32, uploads at it 0
+    )
+    assert events == [
+        ("server step", 0),
+        ("fit AM", 0),
+        ("client step", 0),
+        ("client step", 0),
+        ("server step", 1),
+        ("fit AM", 1),
+        ("client step", 1),
+        ("client step", 1),
+    ]
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("method", ["fsl_sage", "cse_fsl"])
+def test_client_major_is_the_same_in_process_and_on_one_or_three_actors(
+    method, tmp_path, ray_local
+):
+    alg = f"algorithm.name={method}"
+    reference = run_small(tmp_path / "in", "runtime.backend=inprocess", CLIENT_MAJOR, alg)
+    one = run_small(tmp_path / "one", "runtime.num_actors=1", CLIENT_MAJOR, alg)
+    three = run_small(tmp_path / "three", "runtime.num_actors=3", CLIENT_MAJOR, alg)
+    assert_same_learning(reference, one)
+    assert_same_learning(reference, three)
+    interleaved = run_small(tmp_path / "inter", "runtime.backend=inprocess", alg)
+    assert reference[-1]["test_loss"] != interleaved[-1]["test_loss"]  # the order matters
