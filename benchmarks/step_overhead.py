@@ -67,15 +67,15 @@ def plain_epochs(config, rounds: int) -> list[float]:
         weight_decay=o.weight_decay,
         foreach=True,
     )
-    view = ClientView(p.train[0], p.train[1], p.parts[0], p.world.image_spec)
+    view = ClientView(p.train, p.parts[0], p.world.task)
     gen = generator(config.run.seed, "client", 0)
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
         model.train()
         for idx in view.shuffled_batches(config.algorithm.batch_size, gen):
-            x, y = view.batch(idx, gen, torch.device("cpu"))
-            loss = F.cross_entropy(model(x), y)
+            batch = view.batch(idx, gen, torch.device("cpu"))
+            loss = F.cross_entropy(model(batch.inputs), batch.targets)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -48,3 +48,13 @@ def test_soak_runs_a_few_rounds(tmp_path):
     assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 1: bound exceeded (too short)
     result = json.loads(out.read_text())
     assert [s["round"] for s in result["samples"]] == [2, 4]
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_step_overhead_runs_one_round(tmp_path):
+    proc = _run(
+        [str(BENCH / "step_overhead.py"), "--rounds", "1", "--out", str(tmp_path)], tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ratio ray/inproc" in proc.stdout
