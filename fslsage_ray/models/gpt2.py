@@ -198,9 +198,15 @@ def _load_pretrained(settings: GPT2Settings):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     path = Path(str(settings.pretrained_path)).expanduser()
-    if not path.is_dir():
-        raise ModelError(f"gpt2: pretrained_path {str(path)!r} is not a folder")
-    config = GPT2Config.from_pretrained(path, local_files_only=True)
+    local = path.is_dir()
+    source = path if local else str(settings.pretrained_path)  # else a hub name, if reachable
+    try:
+        config = GPT2Config.from_pretrained(source, local_files_only=local)
+    except (OSError, ValueError) as exc:  # no such folder; hub unreachable or bad name
+        raise ModelError(
+            f"gpt2: pretrained_path {str(settings.pretrained_path)!r} is not a local folder "
+            f"and could not be loaded as a hub name ({str(exc).splitlines()[0]})"
+        ) from exc
     wrong = [
         f"{name} {getattr(config, name)} (settings say {getattr(settings, name)})"
         for name in _ARCH_FIELDS
@@ -209,8 +215,8 @@ def _load_pretrained(settings: GPT2Settings):
     if wrong:
         raise ModelError(f"gpt2: checkpoint {path} differs from the settings: {'; '.join(wrong)}")
     return GPT2LMHeadModel.from_pretrained(
-        path,
-        local_files_only=True,
+        source,
+        local_files_only=local,
         dtype=torch.float32,
         attn_implementation="sdpa",
         resid_pdrop=settings.dropout,

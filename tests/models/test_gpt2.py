@@ -85,7 +85,7 @@ def test_pretrained_shape_mismatch_and_bad_settings_refused(tmp_path) -> None:
     )
     with pytest.raises(ModelError, match="n_layer 3"):
         build_gpt2_split(wrong)
-    with pytest.raises(ModelError, match="not a folder"):
+    with pytest.raises(ModelError, match="not a local folder"):
         build_gpt2_split(GPT2Settings(**{**TINY.__dict__, "pretrained_path": str(tmp_path / "no")}))
     with pytest.raises(ModelError, match="n_positions"):
         GPT2Settings(**{**TINY.__dict__, "seq_len": 64})
