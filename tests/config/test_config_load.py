@@ -151,3 +151,18 @@ def test_quickstart_preset_is_packaged() -> None:
     config = load_config(PRESETS[names.index("quickstart.yaml")])
     assert config.data.name == "digits"
     assert config.algorithm.num_clients == 10
+
+
+def test_keys_that_moved_to_the_alignment_section_still_load(tmp_path):
+    """Files written before the alignment section (algorithm.align_every, ...) mean the same."""
+    old = tmp_path / "old.yaml"
+    old.write_text(
+        "algorithm:\n  align_every: 3\n  align_epochs: 7\n  align_batch_size: 64\n"
+        "  buffer_size: 128\n  lazy: true\n"
+    )
+    new = tmp_path / "new.yaml"
+    new.write_text(
+        "alignment:\n  every: 3\n  epochs: 7\n  batch_size: 64\n  buffer_size: 128\n  lazy: true\n"
+    )
+    assert load_config(old) == load_config(new)
+    assert load_config(None, ["algorithm.align_every=4"]).alignment.every == 4
