@@ -59,8 +59,12 @@ class RunRecord:
 
     @property
     def method_label(self) -> str:
-        """The name a reader of the paper knows; lazy FSL-SAGE is a method of its own."""
-        return registry.method_label(self.method, self.lazy)
+        """The name a reader of the paper knows; lazy FSL-SAGE is a method of its own, and
+        the authors' client-major server order is said where it was used."""
+        label = registry.method_label(self.method, self.lazy)
+        if self._section("algorithm").get("server_order") == "client_major":
+            label += ", client-major"
+        return label
 
     @property
     def dataset(self) -> str:

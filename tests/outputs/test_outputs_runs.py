@@ -149,3 +149,9 @@ def test_reading_run_folders_imports_no_torch():
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_the_client_major_order_shows_in_the_label(make_run):
+    record = load_run(make_run("cm", "fsl_sage", [0.5], 1.0))
+    record.config.setdefault("algorithm", {})["server_order"] = "client_major"
+    assert record.method_label == "FSL-SAGE, client-major"
