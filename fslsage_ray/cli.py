@@ -45,7 +45,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config or args.out:
             raise ConfigError("--resume continues a run folder's own config; drop --config/--out")
-        sim = Simulation.resume(args.resume, _extra_overrides(args), progress=not args.quiet)
+        sim = Simulation.resume(
+            args.resume,
+            _extra_overrides(args),
+            progress=not args.quiet,
+            allow_data_change=args.allow_data_change,
+        )
     else:
         config = _config(args)
         sim = Simulation(config, args.out, overwrite=args.overwrite, progress=not args.quiet)
@@ -247,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", help="attach to this Ray cluster (else RAY_ADDRESS or local)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
+    run.add_argument(
+        "--allow-data-change",
+        action="store_true",
+        help="with --resume: continue even if the data files' hashes changed",
+    )
 
     plan = sub.add_parser("plan", help="bytes per round by message kind, without training")
     common(plan)

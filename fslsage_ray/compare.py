@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from fslsage_ray import registry
 from fslsage_ray.config import Config, ConfigError, config_from_dict, config_to_dict
 from fslsage_ray.config.load import parse_overrides
+from fslsage_ray.outputs.provenance import append_provenance, provenance_entry
 from fslsage_ray.outputs.run_dir import check_run_dir
 
 DEFAULT_METHODS = ("fsl_sage", "cse_fsl", "fsl_an", "sflv1", "sflv2", "fedavg")
@@ -78,6 +79,11 @@ def run_comparison(
     runs = plan_runs(config, methods, sweep)
     for name, _ in runs:
         check_run_dir(out_dir / name, overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    append_provenance(
+        out_dir,
+        provenance_entry(config.run.seed, [], "compare: " + ", ".join(name for name, _ in runs)),
+    )
     started_ray = _connect_once(config)
     tables = []
     try:

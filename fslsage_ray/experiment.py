@@ -48,6 +48,7 @@ def load_data(config: Config) -> TaskData:
         data.test_keys if test_rows is None else data.test_keys[test_rows],
         data.task,
         data.name,
+        data.files,
     )
 
 

@@ -37,6 +37,12 @@ from fslsage_ray.experiment import (
 from fslsage_ray.outputs.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from fslsage_ray.outputs.metrics import MetricsTable
 from fslsage_ray.outputs.progress import Progress
+from fslsage_ray.outputs.provenance import (
+    append_provenance,
+    changed_data,
+    data_hashes,
+    provenance_entry,
+)
 from fslsage_ray.outputs.run_dir import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -75,6 +81,7 @@ class Prepared:
     parts: list[np.ndarray]
     sizes: ModelSizes
     initial_parts: Parts
+    files: tuple[str, ...] = ()  # data files read (their hashes go into provenance.json)
 
     @property
     def client_sizes(self) -> list[int]:
@@ -94,6 +101,7 @@ def prepare(config: Config) -> Prepared:
         parts,
         model_sizes(world, template),
         algorithm.initial_parts(template, initial_aux(template, config.run.seed)),
+        data.files,
     )
 
 
@@ -106,6 +114,7 @@ class Simulation:
         progress: bool = True,
         write_outputs: bool = True,
         resume: bool = False,
+        allow_data_change: bool = False,
     ) -> None:
         config = resolve_schedule(config)
         self.config = config
@@ -118,6 +127,14 @@ class Simulation:
             check_run_dir(target, overwrite)
         self.prepared = prepare(config)  # bad data or config fails here, before any Ray work
         task = self.prepared.world.task
+        if resume:
+            changed = changed_data(target, data_hashes(self.prepared.files))
+            if changed and not allow_data_change:
+                raise ConfigError(
+                    f"data files differ from those {target} was made with ({changed[0]}"
+                    f"{f' and {len(changed) - 1} more' if len(changed) > 1 else ''}); pass "
+                    "--allow-data-change to continue anyway"
+                )
         if self._resume_from is not None:
             saved = self._resume_from.get("task", "")
             if saved != task.fingerprint():
@@ -135,6 +152,13 @@ class Simulation:
         if write_outputs:
             self.run_dir = target if resume else prepare_run_dir(target, config, overwrite)
             task.save_artifacts(self.run_dir)
+            entry = provenance_entry(
+                config.run.seed,
+                self.prepared.files,
+                self.backend.describe(),
+                self.backend.cluster_nodes(),
+            )
+            append_provenance(self.run_dir, entry)
         self.show_progress = progress
         self.algorithm: Algorithm = get_algorithm(config)
         self.metrics = MetricsTable(headline=task.headline, goal=task.goal)
@@ -142,11 +166,18 @@ class Simulation:
 
     @classmethod
     def resume(
-        cls, run_dir: str | Path, overrides: Sequence[str] = (), progress: bool = True
+        cls,
+        run_dir: str | Path,
+        overrides: Sequence[str] = (),
+        progress: bool = True,
+        allow_data_change: bool = False,
     ) -> Simulation:
-        """Continue a run from its last checkpoint, exactly as if it had not stopped."""
+        """Continue a run from its last checkpoint, exactly as if it had not stopped; the
+        data files must hash as they did (unless `allow_data_change`)."""
         config = load_config(Path(run_dir) / CONFIG_FILE, overrides)
-        return cls(config, run_dir, progress=progress, resume=True)
+        return cls(
+            config, run_dir, progress=progress, resume=True, allow_data_change=allow_data_change
+        )
 
     def run(self) -> pa.Table:
         """Train for run.rounds rounds (or until run.max_gib); returns the metrics table."""

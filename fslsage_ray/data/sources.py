@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from fslsage_ray.config.schema import Config, ConfigError, DataConfig
-from fslsage_ray.data.cifar import load_cifar
+from fslsage_ray.data.cifar import load_cifar, parquet_paths
 from fslsage_ray.data.dataset import DataBundle
 from fslsage_ray.data.digits import load_digits_data
 from fslsage_ray.data.parquet_images import load_parquet_images
@@ -21,7 +21,7 @@ from fslsage_ray.tasks.classification import IMAGES, LABELS, ImageClassification
 log = logging.getLogger("fslsage_ray")
 
 
-def image_task_data(bundle: DataBundle, data: DataConfig) -> TaskData:
+def image_task_data(bundle: DataBundle, data: DataConfig, files: tuple[str, ...] = ()) -> TaskData:
     """Decoded image splits as task data; `data.augment` overrides the data set's default."""
     _, height, width, channels = bundle.train.images.shape
     if height != width:
@@ -36,6 +36,7 @@ def image_task_data(bundle: DataBundle, data: DataConfig) -> TaskData:
         bundle.test.labels,
         task,
         bundle.name,
+        files,
     )
 
 
@@ -45,7 +46,11 @@ def load_digits_source(config: Config) -> TaskData:
 
 def load_cifar_source(config: Config) -> TaskData:
     data = config.data
-    return image_task_data(load_cifar(data.name, data.data_dir, download=data.download), data)
+    bundle = load_cifar(data.name, data.data_dir, download=data.download)
+    files = ()
+    if data.data_dir is not None:
+        files = tuple(str(p) for p in parquet_paths(data.name, data.data_dir) if p.is_file())
+    return image_task_data(bundle, data, files)
 
 
 def load_parquet_source(config: Config) -> TaskData:
@@ -58,7 +63,7 @@ def load_parquet_source(config: Config) -> TaskData:
     mean = tuple(float(v) / 255.0 for v in train.images.mean(axis=(0, 1, 2), dtype=np.float64))
     std = tuple(float(v) / 255.0 for v in train.images.std(axis=(0, 1, 2), dtype=np.float64))
     bundle = DataBundle(train, test, data.num_classes, mean, std, False, 255.0, "parquet")
-    return image_task_data(bundle, data)
+    return image_task_data(bundle, data, (str(data.train_path), str(data.test_path)))
 
 
 def load_e2e_source(config: Config) -> TaskData:
@@ -97,4 +102,5 @@ def load_e2e_source(config: Config) -> TaskData:
         config.optim.label_smoothing,
         tokenizer.tokenizer.to_str(),
     )
-    return TaskData(arrays(train), arrays(test), train.groups, test.groups, task, "e2e")
+    files = (str(train_path), str(test_path))
+    return TaskData(arrays(train), arrays(test), train.groups, test.groups, task, "e2e", files)

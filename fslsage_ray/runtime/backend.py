@@ -107,5 +107,9 @@ class Backend(ABC):
     def describe(self) -> str:
         return type(self).__name__
 
+    def cluster_nodes(self) -> list[dict[str, float]]:
+        """The resources of each node it runs on (for provenance); none in-process."""
+        return []
+
     def close(self) -> None:  # noqa: B027 - optional hook: in-process has nothing to release
         """Release processes; safe to call twice."""

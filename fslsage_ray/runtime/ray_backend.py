@@ -237,6 +237,9 @@ class RayBackend(Backend):
             + [self.server.restore.remote(snap["server"])]
         )
 
+    def cluster_nodes(self) -> list[dict[str, float]]:
+        return [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
+
     def describe(self) -> str:
         if self.plan is None:
             return "ray (not started)"

@@ -160,3 +160,4 @@ class TaskData:
     test_keys: np.ndarray
     task: Task
     name: str
+    files: tuple[str, ...] = ()  # the files read, hashed into the run's provenance
