@@ -94,6 +94,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = parser.parse_args()
+    if args.rounds < 2:
+        parser.error("--rounds must be >= 2: round 0 is warm-up and is not timed")
     base = [
         *DATA[args.data],
         "algorithm.name=fedavg",

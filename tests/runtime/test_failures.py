@@ -70,9 +70,9 @@ def test_repeated_losses_stop_the_run_with_a_resumable_folder(
 
     original = RayBackend.run_local
 
-    def always_lose(self, start, stop, only=None):
+    def always_lose(self, start, stop, *args, **kwargs):
         ray.kill(self.actors[0])
-        return original(self, start, stop, only)
+        return original(self, start, stop, *args, **kwargs)
 
     monkeypatch.setattr(RayBackend, "run_local", always_lose)
     out = tmp_path / "doomed"
