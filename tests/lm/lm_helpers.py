@@ -55,9 +55,13 @@ def need_e2e() -> None:
         pytest.skip(f"real data folder {E2E} is absent (see ../shared/data/README.md)")
 
 
-def run_tiny(run_dir: Path, *extra: str, resume: bool = False) -> list[dict]:
+def run_tiny(
+    run_dir: Path, *extra: str, resume: bool = False, allow_data_change: bool = False
+) -> list[dict]:
     if resume:
-        sim = Simulation.resume(run_dir, list(extra), progress=False)
+        sim = Simulation.resume(
+            run_dir, list(extra), progress=False, allow_data_change=allow_data_change
+        )
     else:
         config = load_config(None, [*TINY, *extra])
         sim = Simulation(config, run_dir=run_dir, progress=False)
