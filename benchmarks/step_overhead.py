@@ -33,7 +33,7 @@ import torch.nn.functional as F  # noqa: E402
 from fslsage_ray.algorithms.client_view import ClientView  # noqa: E402
 from fslsage_ray.config import load_config  # noqa: E402
 from fslsage_ray.experiment import build_template  # noqa: E402
-from fslsage_ray.runtime.allocator import pin_malloc_thresholds  # noqa: E402
+from fslsage_ray.runtime.allocator import pin_malloc_thresholds, torch_threads  # noqa: E402
 from fslsage_ray.seeding import generator  # noqa: E402
 from fslsage_ray.simulation import Simulation, prepare  # noqa: E402
 
@@ -53,7 +53,7 @@ DATA = {
 
 def plain_epochs(config, rounds: int) -> list[float]:
     """The reference: the loop a researcher would write by hand."""
-    torch.set_num_threads(config.runtime.torch_threads)
+    torch.set_num_threads(torch_threads(config.runtime))
     pin_malloc_thresholds()  # the allocator policy every simulator process uses
     p = prepare(config)
     template = build_template(p.world)

@@ -105,6 +105,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from fslsage_ray.runtime.cluster import cluster_address, cluster_resources, connect
+    from fslsage_ray.runtime.layout import explain_layout
     from fslsage_ray.runtime.placement import plan_actors
 
     config = _config(args)
@@ -125,6 +126,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         )
         plan = plan_actors(config.runtime, config.algorithm.num_clients, res)
         print(f"actor plan: {plan.describe()}")
+        for line in explain_layout(config.runtime, plan.server_request):
+            print(f"layout: {line}")
         for i, group in enumerate(plan.groups):
             print(f"  client actor {i}: clients {group[0]}..{group[-1]} ({len(group)})")
     finally:

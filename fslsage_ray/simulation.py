@@ -53,6 +53,7 @@ from fslsage_ray.outputs.run_dir import (
     prepare_run_dir,
 )
 from fslsage_ray.rounds import RoundRecord, stop_reason
+from fslsage_ray.runtime.allocator import torch_threads
 from fslsage_ray.runtime.backend import Backend, ServerStats, WorkerLost
 from fslsage_ray.runtime.client_host import ClientResult
 from fslsage_ray.tasks.base import Arrays
@@ -116,7 +117,7 @@ class Simulation:
         resume: bool = False,
         allow_data_change: bool = False,
     ) -> None:
-        config = resolve_schedule(config)
+        config = resolve_at_start(config)
         self.config = config
         target = Path(run_dir) if run_dir is not None else default_run_dir(config)
         self._resume_from: dict[str, Any] | None = None
@@ -428,13 +429,16 @@ class Simulation:
         )
 
 
-def resolve_schedule(config: Config) -> Config:
-    """Fix a linear schedule's horizon at the start (optim.decay_rounds = run.rounds), so
-    the saved config keeps it and a resume with more rounds does not stretch it."""
-    optim = config.optim
-    if optim.schedule != "linear" or optim.decay_rounds is not None:
-        return config
-    return replace(config, optim=replace(optim, decay_rounds=config.run.rounds))
+def resolve_at_start(config: Config) -> Config:
+    """Fix what would otherwise drift, so that config.yaml keeps it: a linear schedule's
+    horizon (optim.decay_rounds = run.rounds; a resume with more rounds does not stretch it)
+    and the thread count of every process (a later layout does not change the sums)."""
+    optim, runtime = config.optim, config.runtime
+    if optim.schedule == "linear" and optim.decay_rounds is None:
+        config = replace(config, optim=replace(optim, decay_rounds=config.run.rounds))
+    if runtime.torch_threads is None:
+        config = replace(config, runtime=replace(runtime, torch_threads=torch_threads(runtime)))
+    return config
 
 
 class RunStopped(RuntimeError):

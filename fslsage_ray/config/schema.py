@@ -25,6 +25,7 @@ BACKENDS = ("ray", "inprocess")
 DEVICES = ("auto", "cpu", "cuda")
 UPLOAD_ORDERS = ("deterministic", "arrival")
 SERVER_ORDERS = ("interleaved", "client_major")
+ALIGN_ON = ("workers", "clients", "server")
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,8 @@ class RuntimeConfig:
     actor_num_gpus: float = 0.0  # fractions such as 0.25 pack several actors on one GPU
     actor_memory_gb: float = 0.0  # memory each client actor reserves (0: no reservation)
     actor_resources: dict[str, float] = field(default_factory=dict)  # custom, e.g. {slot: 1}
-    server_num_cpus: float = 1.0
+    server_num_cpus: float = 0.0  # 0: the server shares the client actors' cores (it
+    # computes a fraction of a round and idles in FedAvg); reserve some on a cluster
     server_num_gpus: float = 0.0
     server_memory_gb: float = 0.0
     server_resources: dict[str, float] = field(default_factory=dict)
@@ -236,14 +238,16 @@ class RuntimeConfig:
     local_num_gpus: int | None = None
     client_state_budget_gb: float | None = None  # per client actor: idle clients above it
     # go to local disk and come back when next scheduled (None: keep all in memory)
-    torch_threads: int = 1  # per process; equal everywhere so results do not depend on layout
+    torch_threads: int | None = None  # per process, equal everywhere so results do not
+    # depend on layout; None: from the client actor's CPU share, fixed at start (config.yaml)
     pin_malloc: bool = True  # fix glibc's mmap threshold in every process (runtime/allocator.py):
     # without it a fresh Ray worker maps and zero-fills every activation (ResNet-18: 15% slower)
     upload_order: str = "deterministic"  # or "arrival": faster, not reproducible
     max_inflight_uploads: int = 8  # back-pressure: a client host waits beyond this many
     dashboard: bool = False
-    align_on: str = "clients"  # where AMs are fitted: "clients" (idle client actors, in
-    # parallel) or "server" (inside the server actor, one after another); same results
+    align_on: str = "workers"  # where AMs are fitted, same results anywhere: "workers"
+    # (every client actor, plus the server actor when it reserves CPUs or GPUs of its own),
+    # "clients" (client actors only) or "server" (the server actor, one after another)
     call_timeout_s: float = 3600.0  # an actor silent this long counts as lost
     max_restarts: int = 3  # lost workers replaced this many times before the run stops
 
@@ -282,7 +286,10 @@ class RuntimeConfig:
             self.actor_num_cpus > 0 or self.actor_num_gpus > 0,
             "runtime: a client actor must request some CPU or GPU",
         )
-        _require(self.torch_threads >= 1, "runtime.torch_threads must be >= 1")
+        _require(
+            self.torch_threads is None or self.torch_threads >= 1,
+            "runtime.torch_threads must be >= 1 (or null: from runtime.actor_num_cpus)",
+        )
         _require(
             self.client_state_budget_gb is None or self.client_state_budget_gb >= 0,
             "runtime.client_state_budget_gb must be >= 0 (or null: no limit)",
@@ -298,8 +305,8 @@ class RuntimeConfig:
         _require(self.max_inflight_uploads >= 1, "runtime.max_inflight_uploads must be >= 1")
         _require(self.call_timeout_s > 0, "runtime.call_timeout_s must be > 0")
         _require(
-            self.align_on in ("clients", "server"),
-            f"runtime.align_on must be 'clients' or 'server', got {self.align_on!r}",
+            self.align_on in ALIGN_ON,
+            f"runtime.align_on must be one of {ALIGN_ON}, got {self.align_on!r}",
         )
         _require(self.max_restarts >= 0, "runtime.max_restarts must be >= 0")
         _require(

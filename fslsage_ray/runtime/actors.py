@@ -155,6 +155,10 @@ class ServerActor:
         reports, deliveries = self.host.run_jobs(participants)
         return reports, {cid: ray.put(d) for cid, d in deliveries.items()}
 
+    async def run_given_jobs(self, job_refs: list[ray.ObjectRef]) -> list:
+        """A share of the jobs prepared here, run here while the client actors run theirs."""
+        return self.host.run_given_jobs(await asyncio.gather(*job_refs))
+
     async def prepare_jobs(self, participants: list[int]) -> dict:
         """{cid: ref to its job}: the buffers go to the object store, not via the driver."""
         return {job.cid: ray.put(job) for job in self.host.prepare_jobs(participants)}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import math
 import sys
 
 import torch
@@ -51,9 +52,17 @@ def pin_malloc_thresholds() -> bool:
     return ok
 
 
+def torch_threads(runtime: RuntimeConfig) -> int:
+    """Threads for every computing process: as set, else the client actor's whole CPUs (a
+    process with more threads than its CPU share only contends with its neighbours)."""
+    if runtime.torch_threads is not None:
+        return runtime.torch_threads
+    return max(1, math.floor(runtime.actor_num_cpus))
+
+
 def prepare_process(runtime: RuntimeConfig) -> None:
     """What every computing process (driver in-process, each actor) sets before its first
     step, so that speed and results do not depend on which process a client lands in."""
-    torch.set_num_threads(runtime.torch_threads)
+    torch.set_num_threads(torch_threads(runtime))
     if runtime.pin_malloc:
         pin_malloc_thresholds()

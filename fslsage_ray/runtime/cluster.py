@@ -43,6 +43,7 @@ def connect(runtime: RuntimeConfig) -> bool:
         return False
     _loopback_only()
     ray.init(
+        address="local",  # a private instance, even when `ray start` left one running here
         num_cpus=runtime.local_num_cpus if runtime.local_num_cpus else (os.cpu_count() or 1),
         num_gpus=runtime.local_num_gpus,
         include_dashboard=runtime.dashboard,

@@ -182,10 +182,10 @@ class RayBackend(Backend):
         clients = None if only is None else list(only)
         self._get(self.server.wait_processed.remote(it_limit, self.timeout_s, clients))
         chosen = self.participants if only is None else list(only)
-        if self.runtime.align_on == "clients":
-            reports, delivery_refs = self._jobs_on_client_actors(chosen)
-        else:
+        if self.runtime.align_on == "server":
             reports, delivery_refs = self._get(self.server.run_jobs.remote(chosen))
+        else:
+            reports, delivery_refs = self._jobs_on_workers(chosen)
         if delivery_refs:
             self._get(
                 [
@@ -198,16 +198,30 @@ class RayBackend(Backend):
             )
         return reports
 
-    def _jobs_on_client_actors(self, chosen: list[int]) -> tuple[dict[int, JobReport], dict]:
-        """The server prepares each client's job; the idle client actors run them in
-        parallel and keep the results; the server adopts them (as refs, not via here)."""
+    def _jobs_on_workers(self, chosen: list[int]) -> tuple[dict[int, JobReport], dict]:
+        """The server prepares each client's job; the idle client actors run their own
+        clients' jobs in parallel and keep the results, the server (when it has compute of
+        its own) takes an equal share; the server adopts the outcomes (as refs, not via
+        here). A job computes the same wherever it runs."""
         job_refs = self._get(self.server.prepare_jobs.remote(chosen))
+        hosted = [[c for c in group if c in job_refs] for group in self.plan.groups]
+        on_server = server_share(hosted) if self._server_fits_jobs() else []
         outcome_refs = [
-            actor.run_jobs.remote([job_refs[c] for c in group if c in job_refs])
-            for actor, group in zip(self.actors, self.plan.groups, strict=True)
-            if any(c in job_refs for c in group)
+            actor.run_jobs.remote([job_refs[c] for c in cids if c not in on_server])
+            for actor, cids in zip(self.actors, hosted, strict=True)
+            if any(c not in on_server for c in cids)
         ]
+        if on_server:
+            outcome_refs.append(self.server.run_given_jobs.remote([job_refs[c] for c in on_server]))
         return self._get(self.server.complete_jobs.remote(*outcome_refs))
+
+    def _server_fits_jobs(self) -> bool:
+        """Only a server with CPUs or GPUs of its own: one sharing the client actors' cores
+        would slow them down as much as it helps."""
+        request = self.plan.server_request
+        return self.runtime.align_on == "workers" and (
+            request.get("CPU", 0.0) > 0 or request.get("GPU", 0.0) > 0
+        )
 
     def finish_round(self) -> tuple[list[ClientResult], ServerStats]:
         self._get(self.server.wait_processed.remote(None, self.timeout_s))
@@ -248,3 +262,15 @@ class RayBackend(Backend):
             server, *clients = self.devices
             text += f"; computing on: server {server}, clients {', '.join(sorted(set(clients)))}"
         return text
+
+
+def server_share(hosted: Sequence[Sequence[int]]) -> list[int]:
+    """Which jobs the server takes so that it and every client actor run about as many:
+    repeatedly the last job of the actor with the most left (sorted client ids)."""
+    left = [list(cids) for cids in hosted]
+    total = sum(len(cids) for cids in left)
+    taken: list[int] = []
+    while len(taken) < total // (len(left) + 1):
+        busiest = max(range(len(left)), key=lambda i: (len(left[i]), i))
+        taken.append(left[busiest].pop())
+    return sorted(taken)

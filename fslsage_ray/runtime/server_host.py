@@ -125,13 +125,16 @@ class ServerHost:
                 deliveries[report.cid] = delivery
         return reports, deliveries
 
-    def run_jobs(self, participants: Sequence[int]) -> tuple[dict[int, JobReport], Deliveries]:
-        """Prepare, run and complete every job here, one after another."""
-        jobs = self.prepare_jobs(participants)
+    def run_given_jobs(self, jobs: Sequence[Any]) -> list[Any]:
+        """Run these jobs here, one after another; their outcomes, to complete."""
         t0 = time.perf_counter()
         outcomes = [self.server.run_job(job) for job in jobs]
         self.busy_s += time.perf_counter() - t0
-        return self.complete_jobs(outcomes)
+        return outcomes
+
+    def run_jobs(self, participants: Sequence[int]) -> tuple[dict[int, JobReport], Deliveries]:
+        """Prepare, run and complete every job here, one after another."""
+        return self.complete_jobs(self.run_given_jobs(self.prepare_jobs(participants)))
 
     def take_busy(self) -> float:
         """Seconds the server computed since the last call (uploads and alignment)."""

@@ -55,7 +55,7 @@ def test_memory_and_custom_resources_limit_the_pool():
     [
         ({"actor_num_gpus": 0.25}, "no client actor fits"),  # no GPU at all
         ({"server_num_gpus": 1}, "server actor asks for GPU"),
-        ({"num_actors": 5, "actor_num_cpus": 1}, "room for 3"),
+        ({"num_actors": 5, "actor_num_cpus": 1}, "room for 4"),  # the server shares cores
     ],
 )
 def test_impossible_requests_are_refused(kw, message):
@@ -67,7 +67,7 @@ SCRIPT = r"""
 import json, ray
 from fslsage_ray.config import RuntimeConfig
 from fslsage_ray.runtime.placement import plan_actors, ray_options
-ray.init(num_cpus=8, num_gpus=4, include_dashboard=False, log_to_driver=False)
+ray.init(address="local", num_cpus=8, num_gpus=4, include_dashboard=False, log_to_driver=False)
 
 @ray.remote
 class Probe:

@@ -221,7 +221,7 @@ def test_ray_address_from_the_environment_is_attached_to(init_calls, monkeypatch
 def test_a_private_ray_is_asked_for_no_dashboard_and_no_usage_stats(init_calls):
     assert cluster.connect(RuntimeConfig()) is True
     kwargs = init_calls[0]
-    assert "address" not in kwargs or kwargs["address"] is None
+    assert kwargs["address"] == "local"  # a new private instance, never a `ray start` one
     assert kwargs["include_dashboard"] is False
     assert kwargs["dashboard_host"] == "127.0.0.1"
     assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"  # set by connect: it was absent
