@@ -248,6 +248,8 @@ class RuntimeConfig:
     align_on: str = "workers"  # where AMs are fitted, same results anywhere: "workers"
     # (every client actor, plus the server actor when it reserves CPUs or GPUs of its own),
     # "clients" (client actors only) or "server" (the server actor, one after another)
+    eval_on: str = "workers"  # "workers": the test batches shared out over every worker
+    # that fits AMs (same metrics: terms added in batch order); "server": the server alone
     call_timeout_s: float = 3600.0  # an actor silent this long counts as lost
     max_restarts: int = 3  # lost workers replaced this many times before the run stops
 
@@ -304,6 +306,10 @@ class RuntimeConfig:
         )
         _require(self.max_inflight_uploads >= 1, "runtime.max_inflight_uploads must be >= 1")
         _require(self.call_timeout_s > 0, "runtime.call_timeout_s must be > 0")
+        _require(
+            self.eval_on in ("workers", "server"),
+            f"runtime.eval_on must be 'workers' or 'server', got {self.eval_on!r}",
+        )
         _require(
             self.align_on in ALIGN_ON,
             f"runtime.align_on must be one of {ALIGN_ON}, got {self.align_on!r}",

@@ -91,6 +91,9 @@ class ClientActor:
         """Server jobs for this actor's clients (they arrive as refs; see jobs.py)."""
         return self.host.run_jobs(ray.get(job_refs))
 
+    def evaluate_batches(self, models: tuple, test: Arrays, ranges: list[tuple[int, int]]) -> list:
+        return self.host.evaluate_batches(models, test, ranges)
+
     def snapshot(self) -> dict:
         return self.host.snapshot()
 
@@ -172,6 +175,13 @@ class ServerActor:
 
     async def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> dict[str, float]:
         return self.host.evaluate(client_state)
+
+    async def eval_models(self, client_state: Mapping[str, torch.Tensor]) -> list[ray.ObjectRef]:
+        """A ref to (client model, eval head) for workers sharing the evaluation."""
+        return [ray.put(self.host.eval_models(client_state))]
+
+    async def evaluate_batches(self, ranges: list[tuple[int, int]]) -> list:
+        return self.host.evaluate_batches(ranges)
 
     async def end_round(self) -> tuple[float, int]:
         return self.host.end_round()

@@ -16,11 +16,12 @@ import torch
 
 from fslsage_ray.algorithms.base import Channel, Client, Parts, State
 from fslsage_ray.algorithms.client_view import ClientView
+from fslsage_ray.algorithms.evaluate import evaluate_batches
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.experiment import WorldSpec, build_template, initial_aux
 from fslsage_ray.runtime.client_store import ClientStore
 from fslsage_ray.seeding import generator
-from fslsage_ray.tasks.base import Arrays, Payload
+from fslsage_ray.tasks.base import Arrays, Payload, Sums
 
 
 class TimedChannel:
@@ -66,6 +67,7 @@ class ClientHost:
         cfg = world.config
         algorithm = get_algorithm(cfg)
         template = build_template(world)
+        self.task = world.task
         self.device = device
         self.views = {
             cid: ClientView(train, np.asarray(assignment[cid]), world.task)
@@ -131,6 +133,13 @@ class ClientHost:
     def run_jobs(self, jobs: Sequence[Any]) -> list[Any]:
         """Server jobs for this host's clients, run on their own state (see jobs.py)."""
         return [self.store.get(job.cid).run_job(job) for job in jobs]
+
+    def evaluate_batches(
+        self, models: Sequence[torch.nn.Module], test: Arrays, ranges: Sequence[tuple[int, int]]
+    ) -> list[Sums]:
+        """A share of the test batches, with the server's (client model, eval head)."""
+        client, head = (m.to(self.device) for m in models)
+        return evaluate_batches(self.task, client, head, test, ranges, self.device)
 
     def accept_deliveries(self, deliveries: Mapping[int, Any]) -> None:
         for cid, delivery in deliveries.items():

@@ -7,7 +7,8 @@ from fslsage_ray.runtime.allocator import torch_threads
 
 
 def explain_layout(runtime: RuntimeConfig, server_request: dict[str, float]) -> list[str]:
-    """One line each: threads per process, where the server computes, where AMs are fitted."""
+    """One line each: threads per process, where the server computes, where AMs are
+    fitted, where the test set is evaluated."""
     threads = torch_threads(runtime)
     why = (
         "runtime.torch_threads"
@@ -28,8 +29,15 @@ def explain_layout(runtime: RuntimeConfig, server_request: dict[str, float]) -> 
         + (", and an equal share on the server actor" if own else "")
         + " (runtime.align_on=workers)",
     }[runtime.align_on]
+    evaluation = (
+        "on the server actor (runtime.eval_on=server)"
+        if runtime.eval_on == "server"
+        else "test batches shared out over every worker that fits AMs, terms added in batch "
+        "order (runtime.eval_on=workers)"
+    )
     return [
         f"torch threads per process: {threads}, from {why}; fixed at start in config.yaml",
         f"server: {server}",
         f"AM alignment: {where}",
+        f"evaluation: {evaluation}",
     ]

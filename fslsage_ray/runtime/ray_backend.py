@@ -24,6 +24,7 @@ from fslsage_ray.runtime.backend import Backend, ServerStats, WorkerLost
 from fslsage_ray.runtime.client_host import ClientResult
 from fslsage_ray.runtime.cluster import cluster_resources, connect
 from fslsage_ray.runtime.placement import ActorPlan, plan_actors, ray_options
+from fslsage_ray.tasks.base import add_sums, batch_ranges
 
 STARTUP_TIMEOUT_S = 300.0
 _LOST = (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError)
@@ -51,6 +52,7 @@ class RayBackend(Backend):
         # them zero-copy.
         self._world = world
         self._parts = list(parts)
+        self._test = test
         self._train_ref, self._test_ref = ray.put(dict(train)), ray.put(dict(test))
         self._create_actors()
 
@@ -216,12 +218,13 @@ class RayBackend(Backend):
         return self._get(self.server.complete_jobs.remote(*outcome_refs))
 
     def _server_fits_jobs(self) -> bool:
-        """Only a server with CPUs or GPUs of its own: one sharing the client actors' cores
-        would slow them down as much as it helps."""
+        return self.runtime.align_on == "workers" and self._server_has_compute()
+
+    def _server_has_compute(self) -> bool:
+        """A server with CPUs or GPUs of its own takes a share of work the client actors
+        could do; one sharing their cores would slow them down as much as it helps."""
         request = self.plan.server_request
-        return self.runtime.align_on == "workers" and (
-            request.get("CPU", 0.0) > 0 or request.get("GPU", 0.0) > 0
-        )
+        return request.get("CPU", 0.0) > 0 or request.get("GPU", 0.0) > 0
 
     def finish_round(self) -> tuple[list[ClientResult], ServerStats]:
         self._get(self.server.wait_processed.remote(None, self.timeout_s))
@@ -232,7 +235,27 @@ class RayBackend(Backend):
         return sorted(results, key=lambda r: r.cid), ServerStats(loss, uploads, busy)
 
     def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> dict[str, float]:
-        return self._get(self.server.evaluate.remote(dict(client_state)))
+        """On the server alone, or with the test batches shared out over every worker
+        (`runtime.eval_on=workers`; the batch terms are added up in batch order, so the
+        metrics are the same)."""
+        task = self._world.task
+        workers = [*self.actors, *([self.server] if self._server_has_compute() else [])]
+        if self.runtime.eval_on == "server" or not task.batched_evaluation or len(workers) < 2:
+            return self._get(self.server.evaluate.remote(dict(client_state)))
+        rows = task.num_samples(self._test)
+        ranges = batch_ranges(rows, self._world.config.run.eval_batch_size)
+        (models_ref,) = self._get(self.server.eval_models.remote(dict(client_state)))
+        shares = [s for s in np.array_split(np.arange(len(ranges)), len(workers)) if len(s)]
+        refs = []
+        # Fewer batches than workers: the last workers get none.
+        for worker, share in zip(workers, shares, strict=False):
+            mine = [ranges[i] for i in share]
+            if worker is self.server:
+                refs.append(worker.evaluate_batches.remote(mine))
+            else:
+                refs.append(worker.evaluate_batches.remote(models_ref, self._test_ref, mine))
+        sums = [s for part in self._get(refs) for s in part]
+        return task.eval_metrics(add_sums(sums), rows)
 
     # --- state --------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

@@ -15,13 +15,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
 from fslsage_ray.algorithms.base import load_transfer_state
-from fslsage_ray.algorithms.evaluate import evaluate_split
+from fslsage_ray.algorithms.evaluate import evaluate_batches, evaluate_split
 from fslsage_ray.algorithms.jobs import JobReport
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.experiment import WorldSpec, build_template, initial_aux
-from fslsage_ray.tasks.base import Arrays, Payload
+from fslsage_ray.tasks.base import Arrays, Payload, Sums
 
 Key = tuple[int, int]  # (iteration, client id)
 Deliveries = dict[int, Any]  # client id -> what a server job sends down to it
@@ -154,6 +155,26 @@ class ServerHost:
     def restore(self, snap: Mapping[str, Any]) -> None:
         self._pending.clear()
         self.server.restore(snap)
+
+    def eval_models(self, client_state: Mapping[str, torch.Tensor]) -> tuple[nn.Module, ...]:
+        """(client model with this state, the server's eval head), on the CPU, for workers
+        that evaluate a share of the test batches."""
+        load_transfer_state(self.eval_client, client_state)
+        models = (self.eval_client, self.server.eval_head())
+        if self.device.type == "cpu":
+            return models
+        return tuple(copy.deepcopy(m).cpu() for m in models)
+
+    def evaluate_batches(self, ranges: Sequence[tuple[int, int]]) -> list[Sums]:
+        """This process's share of the test batches, with the models of `eval_models`."""
+        return evaluate_batches(
+            self.world.task,
+            self.eval_client,
+            self.server.eval_head(),
+            self.test,
+            ranges,
+            self.device,
+        )
 
     def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> dict[str, float]:
         """The task's test metrics of this client model followed by the server's."""

@@ -11,7 +11,7 @@ called exactly as plain PyTorch modules).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -124,7 +124,11 @@ class Task(ABC):
         """How many units `loss` averages over (samples, target tokens)."""
 
     # --- evaluation ----------------------------------------------------------------------
-    @abstractmethod
+    # A task that can give each test batch's additive terms (loss sum, correct count) lets
+    # the backend share the batches out over its workers; the terms are added up in batch
+    # order, so the metrics are the same however they were shared.
+    batched_evaluation: ClassVar[bool] = False
+
     def evaluate(
         self,
         client: nn.Module,
@@ -133,7 +137,30 @@ class Task(ABC):
         batch_size: int,
         device: torch.device,
     ) -> dict[str, float]:
-        """Test metrics of client part + server part, keyed by `metric_names`."""
+        """Test metrics of client part + server part, keyed by `metric_names`. A task
+        without `batched_evaluation` overrides this."""
+        rows = self.num_samples(arrays)
+        sums = [
+            self.eval_batch_sums(client, server, arrays, start, stop, device)
+            for start, stop in batch_ranges(rows, batch_size)
+        ]
+        return self.eval_metrics(add_sums(sums), rows)
+
+    def eval_batch_sums(
+        self,
+        client: nn.Module,
+        server: nn.Module,
+        arrays: Arrays,
+        start: int,
+        stop: int,
+        device: torch.device,
+    ) -> Sums:
+        """The additive terms of test rows [start, stop) (with `batched_evaluation`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not evaluate in batches")
+
+    def eval_metrics(self, sums: Sums, rows: int) -> dict[str, float]:
+        """Metrics from the terms added up over all `rows` test rows."""
+        raise NotImplementedError(f"{type(self).__name__} does not evaluate in batches")
 
     # --- accounting ----------------------------------------------------------------------
     @abstractmethod
@@ -161,3 +188,20 @@ class TaskData:
     task: Task
     name: str
     files: tuple[str, ...] = ()  # the files read, hashed into the run's provenance
+
+
+Sums = dict[str, float]  # one test batch's additive terms
+
+
+def batch_ranges(rows: int, batch_size: int) -> list[tuple[int, int]]:
+    """[start, stop) of each evaluation batch."""
+    return [(start, min(start + batch_size, rows)) for start in range(0, rows, batch_size)]
+
+
+def add_sums(parts: Sequence[Sums]) -> Sums:
+    """Batch terms added up in batch order: the same floating-point sums as one loop."""
+    total = dict(parts[0])
+    for part in parts[1:]:
+        for key, value in part.items():
+            total[key] += value
+    return total

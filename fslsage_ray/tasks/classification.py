@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fslsage_ray.data.transforms import make_batch
-from fslsage_ray.tasks.base import Arrays, Batch, PayloadSizes, Task
+from fslsage_ray.tasks.base import Arrays, Batch, PayloadSizes, Sums, Task
 
 IMAGES, LABELS = "images", "labels"  # the arrays of an image split
 
@@ -54,22 +54,23 @@ class ImageClassification(Task):
     def loss_count(self, targets: torch.Tensor) -> int:
         return len(targets)
 
+    batched_evaluation: ClassVar[bool] = True
+
     @torch.no_grad()
-    def evaluate(
-        self, client: nn.Module, server: nn.Module, arrays: Arrays, batch_size: int, device
-    ) -> dict[str, float]:
-        """(accuracy, mean cross-entropy) in eval mode; the AMs are never used at test time."""
-        images, labels = arrays[IMAGES], arrays[LABELS]
-        correct, loss_sum = 0, 0.0
-        for start in range(0, len(labels), batch_size):
-            x = make_batch(images[start : start + batch_size], self.spec, False, None).to(device)
-            y = torch.from_numpy(np.asarray(labels[start : start + batch_size], np.int64))
-            y = y.to(device)
-            logits = server(client(x))
-            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-            correct += int((logits.argmax(1) == y).sum())
-        n = len(labels)
-        return {"test_acc": correct / n, "test_loss": loss_sum / n}
+    def eval_batch_sums(
+        self, client: nn.Module, server: nn.Module, arrays: Arrays, start: int, stop: int, device
+    ) -> Sums:
+        """Summed cross-entropy and correct predictions; the AMs are never used at test time."""
+        x = make_batch(arrays[IMAGES][start:stop], self.spec, False, None).to(device)
+        y = torch.from_numpy(np.asarray(arrays[LABELS][start:stop], np.int64)).to(device)
+        logits = server(client(x))
+        return {
+            "loss_sum": float(F.cross_entropy(logits, y, reduction="sum")),
+            "correct": int((logits.argmax(1) == y).sum()),
+        }
+
+    def eval_metrics(self, sums: Sums, rows: int) -> dict[str, float]:
+        return {"test_acc": sums["correct"] / rows, "test_loss": sums["loss_sum"] / rows}
 
     def payload_sizes(self, cut_shape: tuple[int, ...]) -> PayloadSizes:
         return PayloadSizes(smashed=int(np.prod(cut_shape)) * 4, context=0, targets=8)

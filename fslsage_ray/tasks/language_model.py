@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fslsage_ray.tasks.base import Arrays, Batch, PayloadSizes, Task
+from fslsage_ray.tasks.base import Arrays, Batch, PayloadSizes, Sums, Task
 from fslsage_ray.tasks.text_loss import IGNORE_INDEX, token_loss_terms
 
 INPUT_IDS, ATTENTION_MASK, LABELS = "input_ids", "attention_mask", "labels"
@@ -51,22 +51,22 @@ class LanguageModelling(Task):
     def loss_count(self, targets: torch.Tensor) -> int:
         return int((targets != IGNORE_INDEX).sum())
 
+    batched_evaluation: ClassVar[bool] = True
+
     @torch.no_grad()
-    def evaluate(
-        self, client: nn.Module, server: nn.Module, arrays: Arrays, batch_size: int, device
-    ) -> dict[str, float]:
+    def eval_batch_sums(
+        self, client: nn.Module, server: nn.Module, arrays: Arrays, start: int, stop: int, device
+    ) -> Sums:
+        """Summed cross-entropy over the batch's target tokens, and how many there are."""
+        batch = self.batch(arrays, np.arange(start, stop), None, False, device)
+        logits = server(client(batch.inputs, **batch.context), **batch.context)
+        part_sum, part_count = token_loss_terms(logits, batch.targets)
+        return {"loss_sum": float(part_sum), "tokens": part_count}
+
+    def eval_metrics(self, sums: Sums, rows: int) -> dict[str, float]:
         """Mean cross-entropy over every target token of the test set, and its perplexity."""
-        n = len(arrays[INPUT_IDS])
-        loss_sum, count = 0.0, 0
-        for start in range(0, n, batch_size):
-            batch = self.batch(
-                arrays, np.arange(start, min(start + batch_size, n)), None, False, device
-            )
-            logits = server(client(batch.inputs, **batch.context), **batch.context)
-            part_sum, part_count = token_loss_terms(logits, batch.targets)
-            loss_sum += float(part_sum)
-            count += part_count
-        loss = loss_sum / count if count else float("nan")
+        count = sums["tokens"]
+        loss = sums["loss_sum"] / count if count else float("nan")
         return {"test_loss": loss, "test_ppl": math.exp(loss) if count else float("nan")}
 
     def payload_sizes(self, cut_shape: tuple[int, ...]) -> PayloadSizes:

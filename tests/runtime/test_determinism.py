@@ -56,8 +56,12 @@ def _same(a: list[dict], b: list[dict]) -> bool:
 @pytest.mark.ray
 def test_inprocess_one_actor_and_three_actors_agree_exactly(tmp_path, ray_local):
     reference = _learning_columns(_run(tmp_path, "inproc", "runtime.backend=inprocess"))
+    # With a CPU share of its own, the server also fits AMs and evaluates test batches;
+    # without one (the default), only the client actors do.
     one = _learning_columns(_run(tmp_path, "one", "runtime.num_actors=1"))
-    three = _learning_columns(_run(tmp_path, "three", "runtime.num_actors=3"))
+    three = _learning_columns(
+        _run(tmp_path, "three", "runtime.num_actors=3", "runtime.server_num_cpus=0")
+    )
     # AMs fitted inside the server actor instead of on the (idle) client actors
     on_server = _learning_columns(
         _run(tmp_path, "server", "runtime.num_actors=3", "runtime.align_on=server")
