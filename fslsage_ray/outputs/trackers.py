@@ -115,8 +115,13 @@ class Tracker:
         self.axis_metrics = tuple(axis_metrics)
         self.store_dir = store_dir or (run_dir.parent if run_dir else Path(run.out_dir))
         self.logged: set[int] = set()
+        self.started = False
 
     def start(self, name: str, config: Mapping[str, Any], provenance: Mapping[str, Any]) -> None:
+        self._start(name, config, provenance)
+        self.started = True
+
+    def _start(self, name: str, config: Mapping[str, Any], provenance: Mapping[str, Any]) -> None:
         raise NotImplementedError
 
     def log_round(self, row: Mapping[str, Any]) -> None:
@@ -139,6 +144,8 @@ class Tracker:
     def close(self, ok: bool, rows: Iterable[Mapping[str, Any]], artifacts: Iterable[Path]) -> None:
         """Last rows, artifacts, then the run's end state. After a failed run a tracker error
         is only logged, so that it does not hide the run's own error."""
+        if not self.started:
+            return
         try:
             try:
                 self.log_new_rows(rows)
@@ -160,7 +167,7 @@ class MlflowTracker(Tracker):
             return self.run.tracker_uri
         return (self.store_dir / "mlruns").resolve().as_uri()
 
-    def start(self, name, config, provenance) -> None:
+    def _start(self, name, config, provenance) -> None:
         from mlflow.entities import Param, RunTag
         from mlflow.tracking import MlflowClient
 
@@ -214,13 +221,19 @@ class TensorBoardTracker(Tracker):
             )
         return self.run_dir / "tensorboard"
 
-    def start(self, name, config, provenance) -> None:
+    def _start(self, name, config, provenance) -> None:
         from torch.utils.tensorboard import SummaryWriter
         from torch.utils.tensorboard.summary import hparams
 
-        self.writer = SummaryWriter(str(self.logdir()))
+        # purge_step=0 hides events of an earlier start in this folder (a resume logs the
+        # restored rows again; an overwritten run's old events would mix in)
+        self.writer = SummaryWriter(str(self.logdir()), purge_step=0)
         params = parameters(config)
-        summaries = hparams(params, {m: 0.0 for m in self.axis_metrics})
+        values = {k: v for k, v in flatten(config).items() if k not in SECRET_KEYS}
+        plain = {
+            k: v if isinstance(v, (bool, int, float, str)) else params[k] for k, v in values.items()
+        }
+        summaries = hparams(plain, {m: 0.0 for m in self.axis_metrics})
         for summary in summaries:  # the HPARAMS tab, without add_hparams' extra sub-run
             self.writer.file_writer.add_summary(summary)
         self.writer.add_text("config", _fenced(json.dumps(params, indent=1)))
@@ -261,7 +274,7 @@ class WandbTracker(Tracker):
     """W&B in offline mode (its run folder under <run folder>/wandb; upload later with
     `wandb sync`). The provenance goes into the run's config under `provenance`."""
 
-    def start(self, name, config, provenance) -> None:
+    def _start(self, name, config, provenance) -> None:
         import wandb
 
         where = self.run.tracker_uri or self.run_dir

@@ -73,12 +73,15 @@ def test_compare_logs_each_run_and_the_comparison_to_an_mlflow_file_store(tmp_pa
     assert runs["cmp"].data.params["compare.runs"] == '["fedavg", "sflv2"]'
 
 
-def test_tensorboard_events_read_back_equal_the_metrics_table(tmp_path):
+def test_tensorboard_events_read_back_equal_the_metrics_table_also_after_a_resume(tmp_path):
     pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = load_config(None, [*QUICK, "alignment.epochs=2", "run.tracker=tensorboard"])
+    overrides = [*QUICK, "alignment.epochs=2", "run.tracker=tensorboard", "run.rounds=1"]
+    config = load_config(None, [*overrides, "run.checkpoint_every=1"])
     Simulation(config, tmp_path / "run", progress=False).run()
+    Simulation.resume(tmp_path / "run", ["run.rounds=2"], progress=False).run()
+    assert len(list((tmp_path / "run" / "tensorboard").glob("events.*"))) == 2
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
     events.Reload()
     columns = _columns(tmp_path / "run")
