@@ -117,6 +117,7 @@ def track_comparison(
     if tracker is None:
         return
     params = config_to_dict(config) | {"compare": {"runs": [p.name for p in run_dirs]}}
+    params["algorithm"].pop("name")  # each run has its own; the base config's says nothing
     entries = read_provenance(out_dir)
     tracker.start(out_dir.name, params, entries[-1] if entries else {})
     artifacts = [*files, out_dir / "comparison.parquet", out_dir / PROVENANCE_FILE]

@@ -233,9 +233,10 @@ class TensorBoardTracker(Tracker):
         plain = {
             k: v if isinstance(v, (bool, int, float, str)) else params[k] for k, v in values.items()
         }
-        summaries = hparams(plain, {m: 0.0 for m in self.axis_metrics})
-        for summary in summaries:  # the HPARAMS tab, without add_hparams' extra sub-run
-            self.writer.file_writer.add_summary(summary)
+        if self.axis_metrics:  # a training run: the HPARAMS tab (not the comparison's run)
+            summaries = hparams(plain, {m: 0.0 for m in self.axis_metrics})
+            for summary in summaries:  # written directly: add_hparams would add a sub-run
+                self.writer.file_writer.add_summary(summary)
         self.writer.add_text("config", _fenced(json.dumps(params, indent=1)))
         self.writer.add_text("provenance", _fenced(json.dumps(provenance_tags(provenance))))
 

@@ -71,6 +71,7 @@ def test_compare_logs_each_run_and_the_comparison_to_an_mlflow_file_store(tmp_pa
     files = {a.path for a in client.list_artifacts(runs["cmp"].info.run_id)}
     assert {"summary.md", "accuracy_vs_gib.png", "comparison.parquet"} <= files
     assert runs["cmp"].data.params["compare.runs"] == '["fedavg", "sflv2"]'
+    assert "algorithm.name" not in runs["cmp"].data.params
 
 
 def test_tensorboard_events_read_back_equal_the_metrics_table_also_after_a_resume(tmp_path):
