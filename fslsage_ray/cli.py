@@ -178,8 +178,9 @@ def _report(
     out_dir: Path,
     target: tuple[str, float] | None,
     budgets: tuple[float, ...],
-) -> None:
-    """Figures and the summary table for finished runs, in their shared headline metric."""
+) -> list[Path]:
+    """Figures and the summary table for finished runs, in their shared headline metric;
+    returns the files written."""
     from fslsage_ray.outputs.plots import default_target, plot_all
     from fslsage_ray.outputs.runs import common_headline, load_runs
     from fslsage_ray.outputs.summary import summarize, to_markdown
@@ -200,10 +201,11 @@ def _report(
     print(table)
     for path in figures:
         print(f"figure: {path}")
+    return [*figures, out_dir / "summary.md"]
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from fslsage_ray.compare import parse_methods, parse_sweep, run_comparison
+    from fslsage_ray.compare import parse_methods, parse_sweep, run_comparison, track_comparison
 
     config = _config(args)
     methods = parse_methods(args.methods)
@@ -212,7 +214,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         Path(args.out) if args.out else Path(config.run.out_dir) / f"compare-{config.run.name}"
     )
     run_dirs = run_comparison(config, methods, out_dir, sweep, args.overwrite, not args.quiet)
-    _report(run_dirs, out_dir, _target(args), _budgets(args.budgets))
+    files = _report(run_dirs, out_dir, _target(args), _budgets(args.budgets))
+    track_comparison(config, out_dir, run_dirs, files)
     print(f"combined table: {out_dir / 'comparison.parquet'}")
     return 0
 

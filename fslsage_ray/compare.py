@@ -15,8 +15,14 @@ import pyarrow.parquet as pq
 from fslsage_ray import registry
 from fslsage_ray.config import Config, ConfigError, config_from_dict, config_to_dict
 from fslsage_ray.config.load import parse_overrides
-from fslsage_ray.outputs.provenance import append_provenance, provenance_entry
+from fslsage_ray.outputs.provenance import (
+    PROVENANCE_FILE,
+    append_provenance,
+    provenance_entry,
+    read_provenance,
+)
 from fslsage_ray.outputs.run_dir import check_run_dir
+from fslsage_ray.outputs.trackers import check_tracker, make_tracker
 
 DEFAULT_METHODS = ("fsl_sage", "cse_fsl", "fsl_an", "sflv1", "sflv2", "fedavg")
 
@@ -77,6 +83,7 @@ def run_comparison(
     from fslsage_ray.simulation import Simulation
 
     runs = plan_runs(config, methods, sweep)
+    check_tracker(config.run)
     for name, _ in runs:
         check_run_dir(out_dir / name, overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -101,6 +108,22 @@ def run_comparison(
     return [out_dir / name for name, _ in runs]
 
 
+def track_comparison(
+    config: Config, out_dir: Path, run_dirs: Sequence[Path], files: Sequence[Path]
+) -> None:
+    """The comparison as a tracked run of its own (each method's run was tracked as it ran):
+    its figures, summary and combined table, next to the runs (same MLflow store)."""
+    tracker = make_tracker(config.run, out_dir, (), store_dir=out_dir)
+    if tracker is None:
+        return
+    params = config_to_dict(config) | {"compare": {"runs": [p.name for p in run_dirs]}}
+    params["algorithm"].pop("name")  # each run has its own; the base config's says nothing
+    entries = read_provenance(out_dir)
+    tracker.start(out_dir.name, params, entries[-1] if entries else {})
+    artifacts = [*files, out_dir / "comparison.parquet", out_dir / PROVENANCE_FILE]
+    tracker.close(True, [], artifacts)
+
+
 def _connect_once(config: Config) -> bool:
     """Start Ray once for all runs instead of once per run."""
     if config.runtime.backend != "ray":
@@ -110,4 +133,11 @@ def _connect_once(config: Config) -> bool:
     return connect(config.runtime)
 
 
-__all__ = ["DEFAULT_METHODS", "parse_methods", "parse_sweep", "plan_runs", "run_comparison"]
+__all__ = [
+    "DEFAULT_METHODS",
+    "parse_methods",
+    "parse_sweep",
+    "plan_runs",
+    "run_comparison",
+    "track_comparison",
+]

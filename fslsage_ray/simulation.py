@@ -38,6 +38,7 @@ from fslsage_ray.outputs.checkpoint import check_compatible, load_checkpoint, sa
 from fslsage_ray.outputs.metrics import MetricsTable
 from fslsage_ray.outputs.progress import Progress
 from fslsage_ray.outputs.provenance import (
+    PROVENANCE_FILE,
     append_provenance,
     changed_data,
     data_hashes,
@@ -45,6 +46,7 @@ from fslsage_ray.outputs.provenance import (
 )
 from fslsage_ray.outputs.run_dir import (
     CONFIG_FILE,
+    LOG_FILE,
     METRICS_FILE,
     attach_log,
     check_run_dir,
@@ -52,6 +54,7 @@ from fslsage_ray.outputs.run_dir import (
     detach_log,
     prepare_run_dir,
 )
+from fslsage_ray.outputs.trackers import check_tracker, make_tracker
 from fslsage_ray.rounds import RoundRecord, stop_reason
 from fslsage_ray.runtime.allocator import torch_threads
 from fslsage_ray.runtime.backend import Backend, ServerStats, WorkerLost
@@ -126,6 +129,7 @@ class Simulation:
             check_compatible(self._resume_from, config)
         elif write_outputs:
             check_run_dir(target, overwrite)
+        check_tracker(config.run)  # a missing tracker library is refused before any work
         self.prepared = prepare(config)  # bad data or config fails here, before any Ray work
         task = self.prepared.world.task
         if resume:
@@ -143,6 +147,11 @@ class Simulation:
                     f"the checkpoint was made for another task ({saved or 'none recorded'}); "
                     f"the data now give {task.fingerprint() or 'none'}"
                 )
+        self.tracker = make_tracker(
+            config.run,
+            target if write_outputs else None,
+            (*task.metric_names, "train_loss"),  # also logged against GiB (trackers.py)
+        )
         self.backend = make_backend(config)
         try:  # resources the cluster can never provide: an error now, not a pending actor
             self.backend.validate(len(self.prepared.parts))
@@ -150,16 +159,18 @@ class Simulation:
             self.backend.close()
             raise
         self.run_dir: Path | None = None
-        if write_outputs:
-            self.run_dir = target if resume else prepare_run_dir(target, config, overwrite)
-            task.save_artifacts(self.run_dir)
-            entry = provenance_entry(
+        self.provenance: dict[str, Any] = {}
+        if write_outputs or self.tracker:
+            self.provenance = provenance_entry(
                 config.run.seed,
                 self.prepared.files,
                 self.backend.describe(),
                 self.backend.cluster_nodes(),
             )
-            append_provenance(self.run_dir, entry)
+        if write_outputs:
+            self.run_dir = target if resume else prepare_run_dir(target, config, overwrite)
+            task.save_artifacts(self.run_dir)
+            append_provenance(self.run_dir, self.provenance)
         self.show_progress = progress
         self.algorithm: Algorithm = get_algorithm(config)
         self.metrics = MetricsTable(headline=task.headline, goal=task.goal)
@@ -190,7 +201,11 @@ class Simulation:
             self.show_progress,
             headline=self.prepared.world.task.headline,
         )
+        ok = False
         try:
+            if self.tracker:
+                name = self.run_dir.name if self.run_dir else self.config.run.name
+                self.tracker.start(name, config_to_dict(self.config), self.provenance)
             p = self.prepared
             bar.phase("starting workers")
             backend.start(p.world, p.train, p.test, p.parts)
@@ -203,11 +218,16 @@ class Simulation:
                 # Fresh workers start in this state, so it needs no snapshot of theirs.
                 checkpoint = self._state(None, -1, p.initial_parts)
             self._loop(backend, bar, checkpoint)
+            ok = True
         finally:
             bar.close()
             backend.close()
             if handler:
                 detach_log(handler)
+            if self.tracker:  # closed also when the run fails, marked as failed
+                files = (CONFIG_FILE, METRICS_FILE, PROVENANCE_FILE, LOG_FILE)
+                artifacts = [self.run_dir / f for f in files] if self.run_dir else []
+                self.tracker.close(ok, self.metrics.rows, artifacts)
         return self.metrics.to_arrow()
 
     # --- state ----------------------------------------------------------------------------
@@ -285,6 +305,8 @@ class Simulation:
         row, global_parts = self._round(backend, bar, t, global_parts, num_batches)
         if self.run_dir:
             self.metrics.write(self.run_dir / METRICS_FILE)
+        if self.tracker:
+            self.tracker.log_new_rows(self.metrics.rows)
         bar.update(row)
         reason = stop_reason(run, row)
         done = t + 1 >= run.rounds or reason is not None

@@ -6,6 +6,7 @@ data is read or any Ray process starts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from fslsage_ray.registry import algorithm_names, dataset_names, model_names
@@ -26,6 +27,7 @@ DEVICES = ("auto", "cpu", "cuda")
 UPLOAD_ORDERS = ("deterministic", "arrival")
 SERVER_ORDERS = ("interleaved", "client_major")
 ALIGN_ON = ("workers", "clients", "server")
+TRACKERS = ("none", "mlflow", "tensorboard", "wandb")
 
 
 @dataclass(frozen=True)
@@ -337,6 +339,12 @@ class RunConfig:
     # accuracy (a fraction, e.g. 0.81): "GiB to reach X%" runs need nothing beyond that round
     stop_at_loss: float | None = None  # the same for tasks judged by test loss (text)
     max_minutes: float | None = None  # stop after the round that passes this wall time
+    tracker: str = "none"  # none | mlflow | tensorboard | wandb: also log to a tracker (offline;
+    # each is an extra: pip install 'fslsage-ray[mlflow]')
+    tracker_uri: str | None = None  # mlflow: tracking URI (default: file store mlruns/ next to
+    # the run folder); tensorboard: log folder (default: <run folder>/tensorboard); wandb: its
+    # dir (default: the run folder). Credentials go in the tracker's env variables, never here
+    tracker_project: str = "fslsage-ray"  # MLflow experiment / W&B project
 
     def __post_init__(self) -> None:
         _require(self.rounds >= 1, f"run.rounds must be >= 1, got {self.rounds}")
@@ -356,6 +364,16 @@ class RunConfig:
             self.max_minutes is None or self.max_minutes > 0,
             f"run.max_minutes must be > 0, got {self.max_minutes}",
         )
+        _require(
+            self.tracker in TRACKERS,
+            f"run.tracker must be one of {TRACKERS}, got {self.tracker!r}",
+        )
+        _require(
+            self.tracker_uri is None or not re.search(r"//[^/@]*@", self.tracker_uri),
+            "run.tracker_uri must not hold credentials (user:password@), since it is saved "
+            "with the run; give them in the tracker's own environment variables",
+        )
+        _require(bool(self.tracker_project.strip()), "run.tracker_project must not be empty")
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,22 @@ from typing import Any
 
 import torch
 
-from fslsage_ray.config import Config, ConfigError, config_from_dict, config_to_dict
+from fslsage_ray.config import Config, ConfigError, config_from_dict, config_to_dict, flatten
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = 2  # 2: one initial AM for every FSL-SAGE client; CSE-FSL/FSL-AN AMs' own Adam
 
 # Settings that may differ between a checkpoint and its resumption: how long to run, and
 # where and how the work is placed (results do not depend on layout in deterministic mode).
-RESUMABLE_CHANGES = {"run.rounds", "run.max_gib", "run.checkpoint_every", "run.out_dir"}
+RESUMABLE_CHANGES = {
+    "run.rounds",
+    "run.max_gib",
+    "run.checkpoint_every",
+    "run.out_dir",
+    "run.tracker",
+    "run.tracker_uri",
+    "run.tracker_project",
+}
 RESUMABLE_SECTIONS = {"runtime"}
 
 
@@ -52,23 +60,13 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     return payload
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
 def config_differences(saved: dict[str, Any], config: Config) -> list[str]:
     """Settings that would change results, where the checkpoint and config disagree."""
     try:  # in today's layout (keys that moved since the checkpoint was written)
         saved = config_to_dict(config_from_dict(saved))
     except ConfigError:
         pass  # compared as written; every difference is reported
-    old, new = _flatten(saved), _flatten(config_to_dict(config))
+    old, new = flatten(saved), flatten(config_to_dict(config))
     keys = sorted(set(old) | set(new))
     return [
         f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
