@@ -3,8 +3,10 @@
 Ray places an actor on one node, and a share of a GPU below one on one GPU: summing the
 cluster's resources overestimates (4 GPUs hold 12 actors of 0.3 GPU, not 13). So the plan
 packs bundles (the server's first, then one per client actor) into each node's resources and
-each GPU's free share, as Ray will; the backend then reserves exactly these bundles as one
-placement group. A request no node can hold is an error before any actor is created.
+each GPU's free share, as Ray's raylets allocate them; the backend then reserves exactly this
+layout as one placement group, each bundle pinned to its planned node (Ray's own group
+scheduler counts a node's GPUs as one sum, and with shares such as 0.3 keeps retrying layouts
+that no GPU can hold). A request no node can hold is an error before any actor is created.
 
 Pure: nodes are plain dicts of Ray resource names (ray.nodes()' "Resources"), no Ray needed.
 """
@@ -46,6 +48,7 @@ class ActorPlan:
     capacity: int  # how many client actors the nodes would hold (at most one per client)
     strategy: str = "pack"
     nodes: tuple[str, ...] = ()  # node names, as the slots index them
+    node_ids: tuple[str, ...] = ()  # Ray's ids of those nodes, to pin each bundle to its node
     slots: tuple[Slot, ...] = ()  # one per bundle: the server's (if it asks for any), actors'
 
     @property
@@ -237,9 +240,11 @@ def plan_actors(
     num_clients: int,
     nodes: Sequence[Mapping[str, float]],
     names: Sequence[str] | None = None,
+    ids: Sequence[str] = (),
 ) -> ActorPlan:
     """The server's bundle goes on the node that leaves room for the most client actors;
-    then as many client actors as fit (or as asked for), clients split evenly over them."""
+    then as many client actors as fit (or as asked for), clients split evenly over them.
+    `names` (for people) and `ids` (for Ray) of the nodes are carried into the plan."""
     actor, server = actor_request(runtime), server_request(runtime)
     strategy = runtime.placement_strategy
     names = tuple(names) if names is not None else tuple(f"node {i}" for i in range(len(nodes)))
@@ -276,4 +281,4 @@ def plan_actors(
         )
     groups = tuple(tuple(int(c) for c in g) for g in np.array_split(np.arange(num_clients), wanted))
     chosen = ([server_slot] if server_slot else []) + slots[:wanted]
-    return ActorPlan(groups, actor, server, capacity, strategy, names, tuple(chosen))
+    return ActorPlan(groups, actor, server, capacity, strategy, names, tuple(ids), tuple(chosen))

@@ -1,7 +1,8 @@
 """A plan's bundles reserved on Ray as one placement group, before any actor starts.
 
-The group holds the server's bundle and one per client actor, placed by
-runtime.placement_strategy; each actor is then scheduled into its own bundle. Ray places a
+The group holds the server's bundle and one per client actor, each pinned to the node the
+plan chose for it (by the node-id label Ray gives every node); each actor is then scheduled
+into its own bundle. Ray places a
 group whole or not at all, so a plan the cluster cannot hold (resources held by other work,
 a node gone) is refused after runtime.placement_timeout_s, never left half started. On an
 autoscaling cluster the pending group is what asks for new nodes: give it a long timeout.
@@ -23,16 +24,28 @@ from fslsage_ray.config.schema import ConfigError, RuntimeConfig
 from fslsage_ray.runtime.cluster import alive_nodes
 from fslsage_ray.runtime.placement import ActorPlan, fmt_nodes, plan_actors
 
+NODE_ID_LABEL = "ray.io/node-id"  # a default label of every Ray node (Ray >= 2.49)
+
 
 def plan_on_cluster(runtime: RuntimeConfig, num_clients: int) -> ActorPlan:
     """The plan for the nodes alive now (Ray must be initialised)."""
     nodes = alive_nodes()
-    return plan_actors(runtime, num_clients, [n.resources for n in nodes], [n.name for n in nodes])
+    return plan_actors(
+        runtime,
+        num_clients,
+        [n.resources for n in nodes],
+        [n.name for n in nodes],
+        [n.node_id for n in nodes],
+    )
 
 
 def reserve(plan: ActorPlan, timeout_s: float) -> PlacementGroup:
-    """Create the plan's placement group and wait until Ray has placed every bundle."""
-    group = placement_group(plan.bundles(), strategy=plan.strategy.upper())
+    """Create the plan's placement group, each bundle pinned to its planned node, and wait
+    until Ray has placed every bundle."""
+    pins = [{NODE_ID_LABEL: plan.node_ids[s.node]} for s in plan.slots] if plan.node_ids else None
+    group = placement_group(
+        plan.bundles(), strategy=plan.strategy.upper(), bundle_label_selector=pins
+    )
     ready, _ = ray.wait([group.ready()], timeout=timeout_s)
     if not ready:
         remove_placement_group(group)
