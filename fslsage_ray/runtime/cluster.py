@@ -82,3 +82,15 @@ def alive_nodes() -> list[NodeShape]:
         name = f"{node['NodeManagerAddress']}/{node['NodeID'][:8]}{head}"
         nodes.append(NodeShape(name, node["NodeID"], resources))
     return sorted(nodes, key=lambda n: not n.name.endswith("(head)"))
+
+
+def autoscales() -> bool:
+    """Whether an autoscaler has told Ray about node types it may add (its cluster config in
+    the GCS): then a placement group larger than the nodes now up waits for new nodes."""
+    from ray._private.state import state  # no public API reads the autoscaler's config
+
+    try:
+        config = state.get_cluster_config()
+    except Exception:  # an older or newer Ray without it: plan on the nodes that are up
+        return False
+    return bool(config and any(group.max_count != 0 for group in config.node_group_configs))

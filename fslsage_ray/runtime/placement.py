@@ -29,6 +29,7 @@ UNIT_INSTANCE = frozenset(
 )
 _SCALE = 10_000  # Ray keeps quantities in fixed point to 0.0001; integer units avoid float drift
 _GIB = 1024**3
+NEW_NODE = -1  # Slot.node of a bundle left for a node an autoscaler has yet to add
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,14 @@ class ActorPlan:
     def describe(self) -> str:
         sizes = sorted({len(g) for g in self.groups})
         per = "-".join(str(s) for s in (sizes[0], sizes[-1])) if len(sizes) > 1 else str(sizes[0])
-        used = len({s.node for s in self.slots}) if self.slots else 0
+        used = len({s.node for s in self.slots} - {NEW_NODE})
+        waiting = sum(s.node == NEW_NODE for s in self.slots)
+        more = f" and {waiting} bundle(s) on nodes yet to be added" if waiting else ""
         server = fmt_request(self.server_request) if self.server_request else "{} (no bundle)"
         return (
             f"{self.num_actors} client actor(s) x {fmt_request(self.actor_request)} "
             f"({per} clients each; room for {self.capacity}), server actor x {server}; "
-            f"{self.strategy} on {used} of {len(self.nodes)} node(s)"
+            f"{self.strategy} on {used} of {len(self.nodes)} node(s){more}"
         )
 
     def bundle_lines(self) -> list[str]:
@@ -86,7 +89,7 @@ class ActorPlan:
             who = (
                 "server" if b == self.server_bundle else f"client actor {b - self.actor_bundle(0)}"
             )
-            where = self.nodes[slot.node]
+            where = self.nodes[slot.node] if slot.node != NEW_NODE else "a node yet to be added"
             for name, ids in slot.devices:
                 where += f" {name} {','.join(str(i) for i in ids)}"
             lines.append(f"bundle {b:>3} {who:<16} {fmt_request(request):<28} -> {where}")
@@ -241,10 +244,13 @@ def plan_actors(
     nodes: Sequence[Mapping[str, float]],
     names: Sequence[str] | None = None,
     ids: Sequence[str] = (),
+    may_grow: bool = False,
 ) -> ActorPlan:
     """The server's bundle goes on the node that leaves room for the most client actors;
     then as many client actors as fit (or as asked for), clients split evenly over them.
-    `names` (for people) and `ids` (for Ray) of the nodes are carried into the plan."""
+    `names` (for people) and `ids` (for Ray) of the nodes are carried into the plan. Where
+    the cluster `may_grow` (an autoscaler), client actors asked for beyond what the nodes
+    hold are planned on no node: their bundles wait for the nodes the autoscaler adds."""
     actor, server = actor_request(runtime), server_request(runtime)
     strategy = runtime.placement_strategy
     names = tuple(names) if names is not None else tuple(f"node {i}" for i in range(len(nodes)))
@@ -266,19 +272,20 @@ def plan_actors(
             best = layout
     server_slot, slots = best
     capacity = len(slots)
-    if capacity < 1:
+    wanted = _wanted(runtime, num_clients, capacity)
+    if wanted < 1 or (capacity < 1 and not may_grow):
         raise ConfigError(
             f"no client actor fits: each asks for {fmt_request(actor)}, the server for "
             f"{fmt_request(server)}, {strategy} placement, nodes: {shapes}; lower the "
             "runtime.actor_* request or add resources"
         )
-    wanted = _wanted(runtime, num_clients, capacity)
-    if wanted > capacity:
+    if wanted > capacity and not may_grow:
         raise ConfigError(
             f"{wanted} client actors asked for, but the nodes have room for {capacity} "
             f"(each asks for {fmt_request(actor)}, the server for {fmt_request(server)}, "
             f"{strategy} placement, nodes: {shapes})"
         )
     groups = tuple(tuple(int(c) for c in g) for g in np.array_split(np.arange(num_clients), wanted))
+    slots += [Slot(NEW_NODE)] * (wanted - capacity)
     chosen = ([server_slot] if server_slot else []) + slots[:wanted]
     return ActorPlan(groups, actor, server, capacity, strategy, names, tuple(ids), tuple(chosen))

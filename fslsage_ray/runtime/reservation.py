@@ -21,14 +21,15 @@ from ray.util.placement_group import (
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from fslsage_ray.config.schema import ConfigError, RuntimeConfig
-from fslsage_ray.runtime.cluster import alive_nodes
+from fslsage_ray.runtime.cluster import alive_nodes, autoscales
 from fslsage_ray.runtime.placement import ActorPlan, fmt_nodes, plan_actors
 
 NODE_ID_LABEL = "ray.io/node-id"  # a default label of every Ray node (Ray >= 2.49)
 
 
 def plan_on_cluster(runtime: RuntimeConfig, num_clients: int) -> ActorPlan:
-    """The plan for the nodes alive now (Ray must be initialised)."""
+    """The plan for the nodes alive now, and for nodes an autoscaler may add (Ray must be
+    initialised)."""
     nodes = alive_nodes()
     return plan_actors(
         runtime,
@@ -36,13 +37,16 @@ def plan_on_cluster(runtime: RuntimeConfig, num_clients: int) -> ActorPlan:
         [n.resources for n in nodes],
         [n.name for n in nodes],
         [n.node_id for n in nodes],
+        may_grow=autoscales(),
     )
 
 
 def reserve(plan: ActorPlan, timeout_s: float) -> PlacementGroup:
     """Create the plan's placement group, each bundle pinned to its planned node, and wait
     until Ray has placed every bundle."""
-    pins = [{NODE_ID_LABEL: plan.node_ids[s.node]} for s in plan.slots] if plan.node_ids else None
+    pins = None
+    if plan.node_ids:  # a bundle for a node yet to be added is left free for the autoscaler
+        pins = [{NODE_ID_LABEL: plan.node_ids[s.node]} if s.node >= 0 else {} for s in plan.slots]
     group = placement_group(
         plan.bundles(), strategy=plan.strategy.upper(), bundle_label_selector=pins
     )

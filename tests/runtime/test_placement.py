@@ -106,6 +106,19 @@ def test_clients_are_split_as_before_whatever_the_layout():
     assert _plan(ONE_NODE, 100, actor_num_cpus=0.5, clients_per_actor=25).num_actors == 4
 
 
+def test_on_an_autoscaling_cluster_actors_beyond_the_nodes_wait_for_new_nodes():
+    rt = RuntimeConfig(num_actors=6, actor_num_cpus=1, server_num_cpus=1)
+    plan = plan_actors(rt, 10, TWO_SMALL, ids=["a", "b"], may_grow=True)
+    assert plan.num_actors == 6 and plan.capacity == 3
+    assert [s.node for s in plan.slots] == [0, 0, 1, 1, -1, -1, -1]
+    assert "3 bundle(s) on nodes yet to be added" in plan.describe()
+    assert plan.bundle_lines()[-1].endswith("-> a node yet to be added")
+    elastic = plan_actors(RuntimeConfig(actor_num_cpus=1), 10, TWO_SMALL, may_grow=True)
+    assert elastic.num_actors == 3  # unforced, the pool is what the nodes hold now
+    with pytest.raises(ConfigError, match="room for 3"):
+        plan_actors(rt, 10, TWO_SMALL)  # no autoscaler: refused at once
+
+
 @pytest.mark.parametrize(
     "kw, message",
     [
