@@ -4,9 +4,9 @@ Ray places an actor on one node, and a share of a GPU below one on one GPU: summ
 cluster's resources overestimates (4 GPUs hold 12 actors of 0.3 GPU, not 13). So the plan
 packs bundles (the server's first, then one per client actor) into each node's resources and
 each GPU's free share, as Ray's raylets allocate them; the backend then reserves exactly this
-layout as one placement group, each bundle pinned to its planned node (Ray's own group
-scheduler counts a node's GPUs as one sum, and with shares such as 0.3 keeps retrying layouts
-that no GPU can hold). A request no node can hold is an error before any actor is created.
+layout as one placement group, each bundle pinned to its planned node (unpinned, Ray 2.60
+left 12 bundles of 0.3 GPU on nodes of 1 and 3 GPUs pending, retrying a layout that no GPU
+can hold). A request no node can hold is an error before any actor is created.
 
 Pure: nodes are plain dicts of Ray resource names (ray.nodes()' "Resources"), no Ray needed.
 """

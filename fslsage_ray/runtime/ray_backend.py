@@ -128,10 +128,10 @@ class RayBackend(Backend):
         return self.plan is plan
 
     def restart(self) -> None:
-        """Replace every actor in a new placement group, sized to the nodes left (a node may
-        have gone) when the pool is elastic, else as before."""
+        """Replace every actor in a new placement group on the nodes left (a node may have
+        gone): an elastic pool sized to them, a fixed one as before (or refused)."""
         self._release()
-        self._reserve(self._settled_plan() if self._elastic() else self.plan)
+        self._reserve(self._settled_plan())
         self._create_actors()
 
     def _settled_plan(self, wait_s: float = 30.0) -> ActorPlan:
