@@ -205,3 +205,21 @@ def test_a_group_ray_cannot_place_now_is_refused_after_the_timeout(on_ray):
     assert case["error"].startswith("Ray did not place 13 bundles")
     assert "placement_timeout_s" in case["error"] and "\n" not in case["error"]
     assert 2.0 <= case["seconds"] < 15
+
+
+@pytest.mark.ray
+def test_a_run_refused_after_its_reservation_gives_the_resources_back(tmp_path, ray_local):
+    from ray.util.placement_group import placement_group_table
+    from run_helpers import SMALL
+
+    from fslsage_ray.config import load_config
+    from fslsage_ray.simulation import Simulation
+
+    def held() -> int:
+        return sum(g["state"] == "CREATED" for g in placement_group_table().values())
+
+    before = held()
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(OSError):  # the run folder fails after the group was reserved
+        Simulation(load_config(None, SMALL), run_dir=tmp_path / "a-file" / "run", progress=False)
+    assert held() == before
