@@ -2,10 +2,10 @@
 
 The group holds the server's bundle and one per client actor, each pinned to the node the
 plan chose for it (by the node-id label Ray gives every node); each actor is then scheduled
-into its own bundle. Ray places a
-group whole or not at all, so a plan the cluster cannot hold (resources held by other work,
-a node gone) is refused after runtime.placement_timeout_s, never left half started. On an
-autoscaling cluster the pending group is what asks for new nodes: give it a long timeout.
+into its own bundle. Ray places a group whole or not at all, so a plan the cluster cannot
+hold now (resources held by other work, a node gone) is refused after
+runtime.placement_timeout_s, never left half started. On an autoscaling cluster the pending
+group is what asks for new nodes: give it a long timeout.
 """
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ def in_bundle(group: PlacementGroup, index: int) -> dict:
 
 
 def bundle_nodes(group: PlacementGroup) -> list[str]:
-    """The node name each bundle landed on, as Ray placed it (may differ from the plan's
-    guess where several layouts fit)."""
+    """The node name each bundle landed on, as Ray reports it (for a bundle the plan left
+    to a new node, the node that came)."""
     names = {n.node_id: n.name for n in alive_nodes()}
     placed = placement_group_table(group)["bundles_to_node_id"]
     return [names.get(placed[i], placed[i][:8]) for i in sorted(placed)]

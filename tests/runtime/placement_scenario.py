@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import threading
 import time
 
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
@@ -21,6 +22,8 @@ from ray.util.placement_group import placement_group, remove_placement_group  # 
 
 from fslsage_ray.cli import main as cli_main  # noqa: E402
 from fslsage_ray.config import ConfigError, RuntimeConfig  # noqa: E402
+from fslsage_ray.runtime.cluster import alive_nodes  # noqa: E402
+from fslsage_ray.runtime.placement import plan_actors  # noqa: E402
 from fslsage_ray.runtime.reservation import (  # noqa: E402
     bundle_nodes,
     in_bundle,
@@ -145,6 +148,41 @@ def held_elsewhere() -> dict:
     return {"error": error, "seconds": seconds}
 
 
+def grows(cluster: Cluster) -> dict:
+    """Bundles planned for a node yet to come (as on an autoscaling cluster) are pinned to
+    none: the group waits, and is placed once a node joins."""
+    rt = RuntimeConfig(num_actors=2, actor_num_cpus=2, server_num_cpus=0.1)
+    nodes = alive_nodes()
+    plan = plan_actors(
+        rt,
+        10,
+        [n.resources for n in nodes],
+        [n.name for n in nodes],
+        [n.node_id for n in nodes],
+        may_grow=True,
+    )
+    outcome: dict = {}
+
+    def wait() -> None:
+        start = time.monotonic()
+        try:
+            group = reserve(plan, 120)
+        except ConfigError as exc:
+            outcome["error"] = str(exc)
+            return
+        outcome["seconds"] = time.monotonic() - start
+        outcome["nodes"] = len(set(bundle_nodes(group)))
+        release(group)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(2.0)
+    outcome["waiting_before_join"] = waiter.is_alive()
+    cluster.add_node(num_cpus=2)
+    waiter.join(timeout=150)
+    return {"slots": [s.node for s in plan.slots], **outcome}
+
+
 def main() -> None:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 1})
     other = cluster.add_node(num_cpus=2, num_gpus=3)
@@ -160,6 +198,7 @@ def main() -> None:
             "mixed": mixed(label),
             "strategies": strategies(),
             "held_elsewhere": held_elsewhere(),
+            "grows": grows(cluster),  # last: it adds a node
         }
     finally:
         ray.shutdown()

@@ -223,3 +223,11 @@ def test_a_run_refused_after_its_reservation_gives_the_resources_back(tmp_path, 
     with pytest.raises(OSError):  # the run folder fails after the group was reserved
         Simulation(load_config(None, SMALL), run_dir=tmp_path / "a-file" / "run", progress=False)
     assert held() == before
+
+
+@pytest.mark.ray
+def test_bundles_left_for_a_new_node_wait_for_one_to_join(on_ray):
+    case = on_ray["grows"]
+    assert case["slots"] == [0, 1, -1]  # server on the head, one actor beside, one to come
+    assert case["waiting_before_join"] is True
+    assert "error" not in case and case["nodes"] == 3  # the joined node took the third
