@@ -153,24 +153,24 @@ class Simulation:
             (*task.metric_names, "train_loss"),  # also logged against GiB (trackers.py)
         )
         self.backend = make_backend(config)
+        self.run_dir: Path | None = None
         try:  # resources the cluster can never provide: an error now, not a pending actor
-            self.backend.validate(len(self.prepared.parts))
-        except BaseException:
+            self.backend.validate(len(self.prepared.parts))  # Ray: reserves the actors' share
+            self.provenance: dict[str, Any] = {}
+            if write_outputs or self.tracker:
+                self.provenance = provenance_entry(
+                    config.run.seed,
+                    self.prepared.files,
+                    self.backend.describe(),
+                    self.backend.cluster_nodes(),
+                )
+            if write_outputs:
+                self.run_dir = target if resume else prepare_run_dir(target, config, overwrite)
+                task.save_artifacts(self.run_dir)
+                append_provenance(self.run_dir, self.provenance)
+        except BaseException:  # release the reservation: a refused run holds nothing
             self.backend.close()
             raise
-        self.run_dir: Path | None = None
-        self.provenance: dict[str, Any] = {}
-        if write_outputs or self.tracker:
-            self.provenance = provenance_entry(
-                config.run.seed,
-                self.prepared.files,
-                self.backend.describe(),
-                self.backend.cluster_nodes(),
-            )
-        if write_outputs:
-            self.run_dir = target if resume else prepare_run_dir(target, config, overwrite)
-            task.save_artifacts(self.run_dir)
-            append_provenance(self.run_dir, self.provenance)
         self.show_progress = progress
         self.algorithm: Algorithm = get_algorithm(config)
         self.metrics = MetricsTable(headline=task.headline, goal=task.goal)

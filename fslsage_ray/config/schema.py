@@ -28,6 +28,7 @@ UPLOAD_ORDERS = ("deterministic", "arrival")
 SERVER_ORDERS = ("interleaved", "client_major")
 ALIGN_ON = ("workers", "clients", "server")
 TRACKERS = ("none", "mlflow", "tensorboard", "wandb")
+PLACEMENT_STRATEGIES = ("pack", "spread", "strict_spread")
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,10 @@ class RuntimeConfig:
     server_num_gpus: float = 0.0
     server_memory_gb: float = 0.0
     server_resources: dict[str, float] = field(default_factory=dict)
+    placement_strategy: str = "pack"  # how the actors' bundles (server's included) go onto
+    # nodes: pack (fewest nodes) | spread (across nodes, best effort) | strict_spread (one a node)
+    placement_timeout_s: float = 30.0  # wait this long for the reservation, then refuse; make it
+    # long on an autoscaling cluster, where the pending reservation is what asks for new nodes
     local_num_cpus: int | None = None  # CPUs a private local Ray advertises; None: all cores
     local_num_gpus: int | None = None
     client_state_budget_gb: float | None = None  # per client actor: idle clients above it
@@ -279,6 +284,19 @@ class RuntimeConfig:
             "server_memory_gb",
         ):
             _require(getattr(self, key) >= 0, f"runtime.{key} must be >= 0")
+        for key in ("actor_num_gpus", "server_num_gpus"):
+            amount = getattr(self, key)
+            _require(
+                amount <= 1 or amount == int(amount),
+                f"runtime.{key} must be a share of one GPU (<= 1) or a whole number of GPUs, "
+                f"as Ray places them; got {amount}",
+            )
+        _require(
+            self.placement_strategy in PLACEMENT_STRATEGIES,
+            f"runtime.placement_strategy must be one of {PLACEMENT_STRATEGIES}, "
+            f"got {self.placement_strategy!r}",
+        )
+        _require(self.placement_timeout_s > 0, "runtime.placement_timeout_s must be > 0")
         for key in ("actor_resources", "server_resources"):
             for name, amount in getattr(self, key).items():
                 _require(amount > 0, f"runtime.{key}.{name} must be > 0, got {amount}")

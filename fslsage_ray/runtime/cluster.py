@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from dataclasses import dataclass
 
 from fslsage_ray.config.schema import RuntimeConfig
 
@@ -54,7 +56,42 @@ def connect(runtime: RuntimeConfig) -> bool:
     return True
 
 
-def cluster_resources() -> dict[str, float]:
+# What a reserved bundle adds to its node's resources (CPU_group_<pg id>, bundle_group_1_<id>):
+# not capacity of the node, so never planned with.
+_BUNDLE_RESOURCE = re.compile(r"_group_(\d+_)?[0-9a-f]{36}$")
+
+
+@dataclass(frozen=True)
+class NodeShape:
+    name: str  # address/short node id, "(head)" marked: what a person reads in a plan
+    node_id: str
+    resources: dict[str, float]
+
+
+def alive_nodes() -> list[NodeShape]:
+    """The alive nodes, head first, each with its total resources (what Ray places on)."""
     import ray
 
-    return {k: float(v) for k, v in ray.cluster_resources().items()}
+    nodes = []
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        resources = {
+            k: float(v) for k, v in node["Resources"].items() if not _BUNDLE_RESOURCE.search(k)
+        }
+        head = " (head)" if "node:__internal_head__" in resources else ""
+        name = f"{node['NodeManagerAddress']}/{node['NodeID'][:8]}{head}"
+        nodes.append(NodeShape(name, node["NodeID"], resources))
+    return sorted(nodes, key=lambda n: not n.name.endswith("(head)"))
+
+
+def autoscales() -> bool:
+    """Whether an autoscaler has told Ray about node types it may add (its cluster config in
+    the GCS): then a placement group larger than the nodes now up waits for new nodes."""
+    from ray._private.state import state  # no public API reads the autoscaler's config
+
+    try:
+        config = state.get_cluster_config()
+    except Exception:  # an older or newer Ray without it: plan on the nodes that are up
+        return False
+    return bool(config and any(group.max_count != 0 for group in config.node_group_configs))

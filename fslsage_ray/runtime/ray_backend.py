@@ -1,12 +1,16 @@
 """Runs the rounds on Ray: client actors sized to the cluster, one async server actor.
 
-Every wait on an actor has a timeout; a dead or silent actor surfaces as WorkerLost, and
-`restart` replaces every actor (the coordinator then restores their state from a snapshot).
+The actors' resources are reserved first, as one placement group (runtime/reservation.py),
+and every actor starts inside its bundle; a resize or restart replaces the group. Every wait
+on an actor has a timeout; a dead or silent actor surfaces as WorkerLost, and `restart`
+replaces every actor (the coordinator then restores their state from a snapshot).
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,10 +26,18 @@ from fslsage_ray.experiment import WorldSpec
 from fslsage_ray.runtime.actors import ClientActor, ServerActor
 from fslsage_ray.runtime.backend import Backend, ServerStats, WorkerLost
 from fslsage_ray.runtime.client_host import ClientResult
-from fslsage_ray.runtime.cluster import cluster_resources, connect
-from fslsage_ray.runtime.placement import ActorPlan, plan_actors, ray_options
+from fslsage_ray.runtime.cluster import alive_nodes, connect
+from fslsage_ray.runtime.placement import ActorPlan, ray_options
+from fslsage_ray.runtime.reservation import (
+    bundle_nodes,
+    in_bundle,
+    plan_on_cluster,
+    release,
+    reserve,
+)
 from fslsage_ray.tasks.base import add_sums, batch_ranges
 
+log = logging.getLogger("fslsage_ray")
 STARTUP_TIMEOUT_S = 300.0
 _LOST = (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError)
 
@@ -36,14 +48,23 @@ class RayBackend(Backend):
         self.runtime = runtime
         self.started_ray = False
         self.plan: ActorPlan | None = None
+        self.group = None  # the placement group holding every actor's bundle
+        self.placed: list[str] = []  # the node each bundle landed on
         self.server = None
         self.actors: list = []
         self.devices: list[str] = []  # server first, then each client actor
         self.timeout_s = runtime.call_timeout_s
 
     def validate(self, num_clients: int) -> None:
+        """Plan for the nodes alive now and reserve the plan: refused here, before any run
+        folder or actor exists, if it cannot be placed."""
         self.started_ray = connect(self.runtime) or self.started_ray
-        self.plan = plan_actors(self.runtime, num_clients, cluster_resources())
+        self._reserve(plan_on_cluster(self.runtime, num_clients))
+
+    def _reserve(self, plan: ActorPlan) -> None:
+        self.plan = plan
+        self.group = reserve(plan, self.runtime.placement_timeout_s)
+        self.placed = bundle_nodes(self.group)
 
     def start(self, world: WorldSpec, train, test, parts: Sequence[np.ndarray]) -> None:
         if self.plan is None:
@@ -57,15 +78,16 @@ class RayBackend(Backend):
         self._create_actors()
 
     def _create_actors(self) -> None:
-        sizes = {c: len(p) for c, p in enumerate(self._parts)}
-        self.server = ServerActor.options(**ray_options(self.plan.server_request)).remote(
-            self._world, self._test_ref, sizes
-        )
+        plan, sizes = self.plan, {c: len(p) for c, p in enumerate(self._parts)}
+        server = ray_options(plan.server_request)
+        if plan.server_bundle is not None:  # a server asking for nothing needs no bundle
+            server |= in_bundle(self.group, plan.server_bundle)
+        self.server = ServerActor.options(**server).remote(self._world, self._test_ref, sizes)
         self.actors = [
-            ClientActor.options(**ray_options(self.plan.actor_request)).remote(
-                self._world, self._train_ref, {c: self._parts[c] for c in group}, self.server
-            )
-            for group in self.plan.groups
+            ClientActor.options(
+                **ray_options(plan.actor_request), **in_bundle(self.group, plan.actor_bundle(i))
+            ).remote(self._world, self._train_ref, {c: self._parts[c] for c in group}, self.server)
+            for i, group in enumerate(plan.groups)
         ]
         waits = [self.server.ready.remote()] + [a.num_batches.remote() for a in self.actors]
         ready, _ = ray.wait(waits, num_returns=len(waits), timeout=STARTUP_TIMEOUT_S)
@@ -82,46 +104,52 @@ class RayBackend(Backend):
     def _elastic(self) -> bool:
         return self.runtime.num_actors is None and self.runtime.clients_per_actor is None
 
-    def _current_plan(self) -> ActorPlan:
-        return plan_actors(self.runtime, len(self._parts), cluster_resources())
-
     def maybe_resize(self) -> bool:
-        """Re-read the cluster; if the pool should change size, move every client's state."""
+        """Re-read the nodes; if the pool should change size, reserve a new placement group
+        for it and move every client's state (back to the old size if Ray cannot place it)."""
         if not self._elastic():
             return False
         try:
-            plan = self._current_plan()
+            plan = plan_on_cluster(self.runtime, len(self._parts))
         except ConfigError:
             return False  # nothing fits right now: keep the actors we have
         if plan.num_actors == self.plan.num_actors:
             return False
-        snap = self.snapshot()
-        self._kill_actors()
-        self.plan = plan
+        snap, old = self.snapshot(), self.plan
+        self._release()  # the new group needs the resources the old one holds
+        try:
+            self._reserve(plan)
+        except ConfigError as exc:
+            log.warning("worker pool not resized: %s", exc)
+            try:
+                self._reserve(old)
+            except ConfigError as again:  # the coordinator replaces the workers, or stops
+                raise WorkerLost(f"the pool could not be placed again: {again}") from again
         self._create_actors()
         self.restore(snap)
-        return True
+        return self.plan is plan
 
     def restart(self) -> None:
-        """Replace every actor, sized to the resources left (a node may have gone)."""
-        self._kill_actors()
-        if self._elastic():
-            self.plan = self._settled_plan()
+        """Replace every actor in a new placement group on the nodes left (a node may have
+        gone): an elastic pool sized to them, a fixed one as before (or refused)."""
+        self._release()
+        self._reserve(self._settled_plan())
         self._create_actors()
 
     def _settled_plan(self, wait_s: float = 30.0) -> ActorPlan:
         """The cluster takes a moment to notice a lost node: wait for two equal readings."""
         deadline = time.monotonic() + wait_s
-        last = cluster_resources()
+        last = alive_nodes()
         while time.monotonic() < deadline:
             time.sleep(1.0)
-            now = cluster_resources()
+            now = alive_nodes()
             if now == last:
                 break
             last = now
-        return plan_actors(self.runtime, len(self._parts), last)
+        return plan_on_cluster(self.runtime, len(self._parts))
 
-    def _kill_actors(self) -> None:
+    def _release(self) -> None:
+        """End every actor and give back their placement group."""
         for handle in [*self.actors, self.server]:
             if handle is not None:
                 try:
@@ -129,9 +157,11 @@ class RayBackend(Backend):
                 except ray.exceptions.RayError:
                     pass  # already gone
         self.actors, self.server = [], None
+        release(self.group)
+        self.group, self.placed = None, []
 
     def close(self) -> None:
-        self._kill_actors()
+        self._release()
         if self.started_ray and ray.is_initialized():
             ray.shutdown()
         self.started_ray = False
@@ -275,12 +305,17 @@ class RayBackend(Backend):
         )
 
     def cluster_nodes(self) -> list[dict[str, float]]:
-        return [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
+        return [node.resources for node in alive_nodes()]
 
     def describe(self) -> str:
         if self.plan is None:
             return "ray (not started)"
         text = f"ray: {self.plan.describe()}"
+        if self.placed:  # where Ray put the bundles
+            counts = Counter(self.placed[self.plan.actor_bundle(0) :])
+            if self.plan.server_bundle is not None:
+                text += f"; server on {self.placed[self.plan.server_bundle]}"
+            text += "; client actors on " + ", ".join(f"{n} x{k}" for n, k in counts.items())
         if self.devices:  # where the work really runs, as the actors saw it at start
             server, *clients = self.devices
             text += f"; computing on: server {server}, clients {', '.join(sorted(set(clients)))}"
