@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from fslsage_ray.algorithms.aux_group import AlignGroupJob, group_jobs
 from fslsage_ray.algorithms.base import Algorithm, Channel, ModelSizes, Server, State
 from fslsage_ray.algorithms.clients import SinglePartClient
 from fslsage_ray.algorithms.gradients import (
@@ -59,12 +60,15 @@ class FslSageClient(SinglePartClient):
     def accept_delivery(self, delivery: Mapping[str, torch.Tensor]) -> None:
         self.aux.load_state_dict(delivery)
 
-    def run_job(self, job: AlignJob) -> AlignOutcome:
+    def run_job(self, job: AlignJob | AlignGroupJob) -> AlignOutcome | list[AlignOutcome]:
         """Do the server's fitting of this client's AM on this client's (idle) processor;
-        this client then already holds the fitted AM."""
+        this client then already holds the fitted AM. A group job fits its members' AMs
+        from their states (this AM lends only its shape); they all go down."""
+        if isinstance(job, AlignGroupJob):
+            return job.run(self.aux)
         o = self.config.optim
         optimizer = make_optimizer(self.aux.parameters(), o.aux_lr, o, o.aux_weight_decay)
-        return job.run(self.aux, optimizer, on_client=True)
+        return job.run(self.aux, optimizer, where="client")
 
     def step(self, it: int, channel: Channel, hold: bool = False) -> None:
         """One local iteration: forward, maybe upload, step through the AM's estimate.
@@ -199,9 +203,7 @@ class AlignJob:
     task: Task
     dropout_seed: int | None  # the run seed, where the AM uses dropout
 
-    def run(
-        self, aux: nn.Module, optimizer: torch.optim.Optimizer, on_client: bool
-    ) -> AlignOutcome:
+    def run(self, aux: nn.Module, optimizer: torch.optim.Optimizer, where: str) -> AlignOutcome:
         """Fit `aux` (any module of the AM's shape) starting from the job's state."""
         aux.load_state_dict(self.aux_state)
         optimizer.load_state_dict(self.optim_state)
@@ -216,7 +218,7 @@ class AlignJob:
             to_cpu(optimizer.state_dict()),
             before,
             after,
-            on_client,
+            where,
         )
 
 
@@ -227,7 +229,8 @@ class AlignOutcome:
     optim_state: dict[str, Any]
     rel_error_before: float
     rel_error_after: float
-    on_client: bool  # fitted on the client's own AM: nothing needs sending down
+    where: str  # fitted on: "client" (its own AM: nothing to send down), "server" (the
+    # server's copy), "elsewhere" (in a group: the server adopts it and sends it down)
 
 
 class FslSageServer(Server):
@@ -295,10 +298,11 @@ class FslSageServer(Server):
             chunks.append((z, y, context, g_star))
         return chunks
 
-    def prepare_jobs(self, cids: Sequence[int]) -> list[AlignJob]:
+    def prepare_jobs(self, cids: Sequence[int]) -> list[AlignJob | AlignGroupJob]:
         """Targets g* computed here, in client order (they move the server's BN statistics);
-        the fitting itself needs only the job, so it can run anywhere."""
-        return [
+        the fitting itself needs only the job, so it can run anywhere. With
+        alignment.group_size > 1, groups of jobs fitted together (aux_group.py)."""
+        jobs = [
             AlignJob(
                 cid,
                 [_chunk_to(chunk, torch.device("cpu")) for chunk in self._chunks(cid)],
@@ -311,15 +315,21 @@ class FslSageServer(Server):
             for cid in sorted(cids)
             if cid in self.aux
         ]
+        if self.alignment.group_size == 1:
+            return jobs
+        groups = group_jobs(jobs, self.alignment.group_size)
+        return [g[0] if len(g) == 1 else AlignGroupJob(g) for g in groups]
 
-    def run_job(self, job: AlignJob) -> AlignOutcome:
+    def run_job(self, job: AlignJob | AlignGroupJob) -> AlignOutcome | list[AlignOutcome]:
         """Fit client cid's AM here, on the server's own copy (spec step 3)."""
-        return job.run(self.aux[job.cid], self.aux_optim[job.cid], on_client=False)
+        if isinstance(job, AlignGroupJob):
+            return job.run(self.aux[job.cid])
+        return job.run(self.aux[job.cid], self.aux_optim[job.cid], where="server")
 
     def complete_job(self, outcome: AlignOutcome) -> tuple[JobReport, Any | None]:
         """Adopt an AM fitted elsewhere (and its Adam state, which persists); the AM goes
         down to its client unless the client fitted it."""
-        if outcome.on_client:
+        if outcome.where != "server":
             self.aux[outcome.cid].load_state_dict(outcome.aux_state)
             self.aux_optim[outcome.cid].load_state_dict(outcome.optim_state)
         report = JobReport(
@@ -330,7 +340,7 @@ class FslSageServer(Server):
                 "am_rel_error_after": outcome.rel_error_after,
             },
         )
-        return report, None if outcome.on_client else outcome.aux_state
+        return report, None if outcome.where == "client" else outcome.aux_state
 
     def eval_head(self) -> nn.Module:
         return self.model

@@ -210,12 +210,16 @@ class AlignmentConfig:
     batch_size: int = 1000  # samples per alignment step
     buffer_size: int = 1000  # newest uploaded samples kept per client (FIFO)
     lazy: bool = False  # fit to the gradients stored at upload instead of recomputing them
+    group_size: int = 1  # AMs fitted together as one vectorised model (torch.func.vmap),
+    # consecutive clients by id, the same groups on any layout; for GPUs: on CPU it measured
+    # slower (benchmarks/RESULTS.md). Text and dropout AMs are fitted one at a time
 
     def __post_init__(self) -> None:
         _require(self.every >= 1, f"alignment.every (l) must be >= 1, got {self.every}")
         _require(self.epochs >= 0, "alignment.epochs must be >= 0")
         _require(self.batch_size >= 1, "alignment.batch_size must be >= 1")
         _require(self.buffer_size >= 1, "alignment.buffer_size must be >= 1")
+        _require(self.group_size >= 1, "alignment.group_size must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,9 @@ class ServerHost:
     def complete_jobs(self, outcomes: Sequence[Any]) -> tuple[dict[int, JobReport], Deliveries]:
         """Adopt outcomes (in client order); reports, and what must go down to clients."""
         reports, deliveries = {}, {}
-        for outcome in sorted(outcomes, key=lambda o: o.cid):
+        # A job may give several outcomes (a group of clients fitted together).
+        flat = [o for x in outcomes for o in (x if isinstance(x, list) else [x])]
+        for outcome in sorted(flat, key=lambda o: o.cid):
             report, delivery = self.server.complete_job(outcome)
             reports[report.cid] = report
             if delivery is not None:

@@ -128,7 +128,9 @@ def strategies() -> dict:
         group = reserve(plan_on_cluster(rt, 10), 60)
         nodes[strategy] = len(set(bundle_nodes(group)))
         release(group)
-    strict = _refusal(num_actors=2, actor_num_cpus=1, placement_strategy="strict_spread")
+    strict = _refusal(
+        num_actors=2, actor_num_cpus=1, server_num_cpus=1, placement_strategy="strict_spread"
+    )
     return {"nodes_used": nodes, "strict": strict}
 
 

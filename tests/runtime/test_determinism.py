@@ -73,6 +73,17 @@ def test_inprocess_one_actor_and_three_actors_agree_exactly(tmp_path, ray_local)
     assert reference[-1]["test_acc"] > 0.5  # learning, not just finishing (chance: 0.1)
 
 
+@pytest.mark.ray
+def test_grouped_alignment_gives_the_same_metrics_on_any_layout(tmp_path, ray_local):
+    """AMs fitted as vectorised groups (fixed by client id) give the same numbers however
+    the groups are placed: in-process, or over three client actors and the server."""
+    grouped = ("alignment.group_size=3", "run.rounds=1")
+    reference = _learning_columns(_run(tmp_path, "inproc", "runtime.backend=inprocess", *grouped))
+    three = _learning_columns(_run(tmp_path, "three", "runtime.num_actors=3", *grouped))
+    assert _same(reference, three)
+    assert reference[0]["am_rel_error_after"] < reference[0]["am_rel_error_before"]
+
+
 BASELINES = ["fedavg", "sflv1", "sflv2", "cse_fsl", "fsl_an", "fsl_sage_lazy"]
 
 

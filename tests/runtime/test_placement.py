@@ -80,11 +80,11 @@ def test_strategies_place_bundles_as_named():
     assert [s.node for s in pack.slots] == [0, 0, 0] and pack.server_bundle is None
     spread = _plan(nodes, num_actors=3, server_num_cpus=0, placement_strategy="spread")
     assert [s.node for s in spread.slots] == [0, 1, 2]
-    strict = _plan(nodes, placement_strategy="strict_spread")
+    strict = _plan(nodes, server_num_cpus=1, placement_strategy="strict_spread")
     assert strict.num_actors == 2  # the server's node holds no client actor
     assert len({s.node for s in strict.slots}) == 3
     with pytest.raises(ConfigError, match="room for 2"):
-        _plan(nodes, num_actors=3, placement_strategy="strict_spread")
+        _plan(nodes, num_actors=3, server_num_cpus=1, placement_strategy="strict_spread")
 
 
 def test_fractional_and_zero_server_shares_and_no_nodes():
@@ -113,7 +113,9 @@ def test_on_an_autoscaling_cluster_actors_beyond_the_nodes_wait_for_new_nodes():
     assert [s.node for s in plan.slots] == [0, 0, 1, 1, -1, -1, -1]
     assert "3 bundle(s) on nodes yet to be added" in plan.describe()
     assert plan.bundle_lines()[-1].endswith("-> a node yet to be added")
-    elastic = plan_actors(RuntimeConfig(actor_num_cpus=1), 10, TWO_SMALL, may_grow=True)
+    elastic = plan_actors(
+        RuntimeConfig(actor_num_cpus=1, server_num_cpus=1), 10, TWO_SMALL, may_grow=True
+    )
     assert elastic.num_actors == 3  # unforced, the pool is what the nodes hold now
     with pytest.raises(ConfigError, match="room for 3"):
         plan_actors(rt, 10, TWO_SMALL)  # no autoscaler: refused at once
