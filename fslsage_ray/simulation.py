@@ -26,6 +26,7 @@ from fslsage_ray.algorithms.participation import participants
 from fslsage_ray.algorithms.phases import LocalPhase, ServerJobPhase
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.config import Config, ConfigError, config_to_dict, load_config
+from fslsage_ray.errors import RunStopped
 from fslsage_ray.experiment import (
     WorldSpec,
     build_template,
@@ -435,10 +436,6 @@ def resolve_schedule(config: Config) -> Config:
     if optim.schedule != "linear" or optim.decay_rounds is not None:
         return config
     return replace(config, optim=replace(optim, decay_rounds=config.run.rounds))
-
-
-class RunStopped(RuntimeError):
-    """The run cannot go on here; its folder holds a checkpoint to resume from."""
 
 
 def _mean_figures(reports) -> dict[str, float]:
