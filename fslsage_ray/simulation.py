@@ -83,6 +83,7 @@ class Prepared:
     sizes: ModelSizes
     initial_parts: Parts
     files: tuple[str, ...] = ()  # data files read (their hashes go into provenance.json)
+    load_s: float = 0.0  # seconds spent reading (and decoding) the data
 
     @property
     def client_sizes(self) -> list[int]:
@@ -90,7 +91,9 @@ class Prepared:
 
 
 def prepare(config: Config) -> Prepared:
+    started = time.perf_counter()
     data = load_data(config)
+    load_s = time.perf_counter() - started
     parts = partition(config, data.train_keys)
     world = WorldSpec(config, data.task)
     template = build_template(world)
@@ -103,6 +106,7 @@ def prepare(config: Config) -> Prepared:
         model_sizes(world, template),
         algorithm.initial_parts(template, initial_aux(template, config.run.seed)),
         data.files,
+        load_s,
     )
 
 
@@ -126,7 +130,13 @@ class Simulation:
             check_compatible(self._resume_from, config)
         elif write_outputs:
             check_run_dir(target, overwrite)
+        started = time.perf_counter()
         self.prepared = prepare(config)  # bad data or config fails here, before any Ray work
+        # Seconds each start-up phase took, logged when the run starts (benchmarks/startup.py).
+        self.startup = {
+            "data": self.prepared.load_s,
+            "models": time.perf_counter() - started - self.prepared.load_s,
+        }
         task = self.prepared.world.task
         if resume:
             changed = changed_data(target, data_hashes(self.prepared.files))
@@ -144,11 +154,13 @@ class Simulation:
                     f"the data now give {task.fingerprint() or 'none'}"
                 )
         self.backend = make_backend(config)
+        started = time.perf_counter()
         try:  # resources the cluster can never provide: an error now, not a pending actor
             self.backend.validate(len(self.prepared.parts))
         except BaseException:
             self.backend.close()
             raise
+        self.startup["cluster"] = time.perf_counter() - started
         self.run_dir: Path | None = None
         if write_outputs:
             self.run_dir = target if resume else prepare_run_dir(target, config, overwrite)
@@ -193,8 +205,11 @@ class Simulation:
         try:
             p = self.prepared
             bar.phase("starting workers")
+            started = time.perf_counter()
             backend.start(p.world, p.train, p.test, p.parts)
+            self.startup["workers"] = time.perf_counter() - started
             log.info("backend: %s", backend.describe())
+            log.info("start-up: %s", ", ".join(f"{k} {v:.1f}s" for k, v in self.startup.items()))
             log.info("clients: %d, samples per client: %s", len(p.parts), p.client_sizes)
             if self._resume_from is not None:
                 checkpoint = self._resume_from
