@@ -138,3 +138,20 @@ def test_cifar_source_decodes_only_the_chosen_rows(tmp_path, write_parquet, imgs
         arrays = getattr(data, split)
         assert arrays["images"].tobytes() == whole.images[rows].tobytes()
         assert np.array_equal(arrays["labels"], whole.labels[rows])
+
+
+def test_cached_arrays_reach_ray_workers_zero_copy(write_parquet, imgs, cache, ray_local):
+    """What the Ray backend does with the training split: one ray.put, read in place."""
+    path = _jpegs(write_parquet, imgs)
+    load_parquet_images(path)
+    warm = load_parquet_images(path)  # memory-mapped from the cache
+    ref = ray_local.put({"images": warm.images, "labels": warm.labels})
+
+    @ray_local.remote
+    def inspect(arrays):
+        images = arrays["images"]
+        return images.tobytes(), images.flags.writeable, images.flags.owndata
+
+    data, writeable, owndata = ray_local.get(inspect.remote(ref))
+    assert data == warm.images.tobytes()
+    assert not writeable and not owndata  # a view of the object store, not a copy
