@@ -1,6 +1,7 @@
 """The built-in data sources by name (`data.name`): each returns both splits and their task.
 
-A source reads and validates; subsetting and partitioning are generic (experiment.py).
+A source reads and validates; subsetting and partitioning are generic (experiment.py), but a
+source of encoded images applies the subset first (data/subset.config_subset), to decode less.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from fslsage_ray.config.schema import Config, ConfigError, DataConfig
-from fslsage_ray.data.cifar import load_cifar, parquet_paths
+from fslsage_ray.data.cifar import Select, load_cifar, parquet_paths
 from fslsage_ray.data.dataset import DataBundle
 from fslsage_ray.data.digits import load_digits_data
 from fslsage_ray.data.parquet_images import load_parquet_images
@@ -46,9 +47,13 @@ def load_digits_source(config: Config) -> TaskData:
     return image_task_data(load_digits_data(), config.data)
 
 
-def _select(config: Config):
+def _select(config: Config) -> Select:
     """The rows the run keeps of a split, for sources that decode only those."""
-    return lambda labels, split: config_subset(labels, config, split)
+
+    def select(labels: np.ndarray, split: str) -> np.ndarray | None:
+        return config_subset(labels, config, split)
+
+    return select
 
 
 def load_cifar_source(config: Config) -> TaskData:
