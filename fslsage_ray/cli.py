@@ -11,19 +11,21 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from fslsage_ray.config import Config, ConfigError, dump_config, load_config, quickstart_path
-from fslsage_ray.data import DataError
-from fslsage_ray.models import ModelError
+from fslsage_ray.data.dataset import DataError
+from fslsage_ray.errors import RunStopped
+from fslsage_ray.models.errors import ModelError
 from fslsage_ray.outputs.headline import (
     HeadlineMetric,
     headline_from_metadata,
     is_number,
     noun,
 )
-from fslsage_ray.simulation import RunStopped
+
+if TYPE_CHECKING:  # pyarrow, torch and Ray load only for the commands that use them
+    import pyarrow as pa
 
 
 def _extra_overrides(args: argparse.Namespace) -> list[str]:

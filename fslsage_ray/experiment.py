@@ -15,7 +15,7 @@ from fslsage_ray.algorithms.base import ModelSizes, transfer_state
 from fslsage_ray.algorithms.ledger import state_bytes
 from fslsage_ray.config.schema import Config
 from fslsage_ray.data import client_sizes, partition_dirichlet, partition_iid, partition_shards
-from fslsage_ray.data.subset import subset_rows
+from fslsage_ray.data.subset import config_subset
 from fslsage_ray.models import SplitModel, state_nbytes
 from fslsage_ray.registry import dataset_source, model_family
 from fslsage_ray.seeding import seeded_init
@@ -38,9 +38,9 @@ def _rows(arrays: dict[str, np.ndarray], rows: np.ndarray | None) -> dict[str, n
 def load_data(config: Config) -> TaskData:
     """The configured data set, subset as asked; raises DataError on bad data."""
     data = dataset_source(config.data.name)(config)
-    seed = config.run.seed
-    train_rows = subset_rows(data.train_keys, config.data.train_subset, seed)
-    test_rows = subset_rows(data.test_keys, config.data.test_subset, seed + 1)
+    # A source may have kept only these rows already (to decode less); then this keeps all.
+    train_rows = config_subset(data.train_keys, config, "train")
+    test_rows = config_subset(data.test_keys, config, "test")
     return TaskData(
         _rows(data.train, train_rows),
         _rows(data.test, test_rows),

@@ -26,6 +26,7 @@ from fslsage_ray.algorithms.participation import participants
 from fslsage_ray.algorithms.phases import LocalPhase, ServerJobPhase
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.config import Config, ConfigError, config_to_dict, load_config
+from fslsage_ray.errors import RunStopped
 from fslsage_ray.experiment import (
     WorldSpec,
     build_template,
@@ -86,6 +87,7 @@ class Prepared:
     sizes: ModelSizes
     initial_parts: Parts
     files: tuple[str, ...] = ()  # data files read (their hashes go into provenance.json)
+    load_s: float = 0.0  # seconds spent reading (and decoding) the data
 
     @property
     def client_sizes(self) -> list[int]:
@@ -93,7 +95,9 @@ class Prepared:
 
 
 def prepare(config: Config) -> Prepared:
+    started = time.perf_counter()
     data = load_data(config)
+    load_s = time.perf_counter() - started
     parts = partition(config, data.train_keys)
     world = WorldSpec(config, data.task)
     template = build_template(world)
@@ -106,6 +110,7 @@ def prepare(config: Config) -> Prepared:
         model_sizes(world, template),
         algorithm.initial_parts(template, initial_aux(template, config.run.seed)),
         data.files,
+        load_s,
     )
 
 
@@ -130,7 +135,13 @@ class Simulation:
         elif write_outputs:
             check_run_dir(target, overwrite)
         check_tracker(config.run)  # a missing tracker library is refused before any work
+        started = time.perf_counter()
         self.prepared = prepare(config)  # bad data or config fails here, before any Ray work
+        # Seconds each start-up phase took, logged when the run starts (benchmarks/startup.py).
+        self.startup = {
+            "data": self.prepared.load_s,
+            "models": time.perf_counter() - started - self.prepared.load_s,
+        }
         task = self.prepared.world.task
         if resume:
             changed = changed_data(target, data_hashes(self.prepared.files))
@@ -154,6 +165,7 @@ class Simulation:
         )
         self.backend = make_backend(config)
         self.run_dir: Path | None = None
+        started = time.perf_counter()
         try:  # resources the cluster can never provide: an error now, not a pending actor
             self.backend.validate(len(self.prepared.parts))  # Ray: reserves the actors' share
             self.provenance: dict[str, Any] = {}
@@ -171,6 +183,7 @@ class Simulation:
         except BaseException:  # release the reservation: a refused run holds nothing
             self.backend.close()
             raise
+        self.startup["cluster"] = time.perf_counter() - started
         self.show_progress = progress
         self.algorithm: Algorithm = get_algorithm(config)
         self.metrics = MetricsTable(headline=task.headline, goal=task.goal)
@@ -208,8 +221,11 @@ class Simulation:
                 self.tracker.start(name, config_to_dict(self.config), self.provenance)
             p = self.prepared
             bar.phase("starting workers")
+            started = time.perf_counter()
             backend.start(p.world, p.train, p.test, p.parts)
+            self.startup["workers"] = time.perf_counter() - started
             log.info("backend: %s", backend.describe())
+            log.info("start-up: %s", ", ".join(f"{k} {v:.1f}s" for k, v in self.startup.items()))
             log.info("clients: %d, samples per client: %s", len(p.parts), p.client_sizes)
             if self._resume_from is not None:
                 checkpoint = self._resume_from
@@ -461,10 +477,6 @@ def resolve_at_start(config: Config) -> Config:
     if runtime.torch_threads is None:
         config = replace(config, runtime=replace(runtime, torch_threads=torch_threads(runtime)))
     return config
-
-
-class RunStopped(RuntimeError):
-    """The run cannot go on here; its folder holds a checkpoint to resume from."""
 
 
 def _mean_figures(reports) -> dict[str, float]:

@@ -14,6 +14,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Decoded arrays and file hashes go to a temporary folder, never the user's cache."""
+    before = os.environ.get("FSLSAGE_RAY_CACHE")
+    os.environ["FSLSAGE_RAY_CACHE"] = str(tmp_path_factory.mktemp("fslsage_cache"))
+    yield Path(os.environ["FSLSAGE_RAY_CACHE"])
+    if before is None:
+        os.environ.pop("FSLSAGE_RAY_CACHE", None)
+    else:
+        os.environ["FSLSAGE_RAY_CACHE"] = before
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """A real local Ray (4 logical CPUs, loopback only), shared by every Ray test."""

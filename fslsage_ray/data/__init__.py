@@ -1,35 +1,31 @@
-"""Data layer: loading, validation, subsetting, client partitioning and batch transforms."""
+"""Data layer: loading, validation, subsetting, client partitioning and batch transforms.
 
-from fslsage_ray.data.cifar import load_cifar
-from fslsage_ray.data.dataset import DataBundle, DataError, ImageData
-from fslsage_ray.data.digits import load_digits_data
-from fslsage_ray.data.parquet_images import classes_from_metadata, load_parquet_images
-from fslsage_ray.data.partition import (
-    class_histogram,
-    client_sizes,
-    partition_dirichlet,
-    partition_iid,
-    partition_shards,
-)
-from fslsage_ray.data.subset import take_subset
-from fslsage_ray.data.transforms import make_batch, normalize, random_crop_flip, to_tensor_batch
+Names are imported on first use (PEP 562), so a torch-free submodule such as `dataset` or
+`file_hash` can be imported without pulling torch in through `transforms`.
+"""
 
-__all__ = [
-    "DataBundle",
-    "DataError",
-    "ImageData",
-    "class_histogram",
-    "classes_from_metadata",
-    "client_sizes",
-    "load_cifar",
-    "load_digits_data",
-    "load_parquet_images",
-    "make_batch",
-    "normalize",
-    "partition_dirichlet",
-    "partition_iid",
-    "partition_shards",
-    "random_crop_flip",
-    "take_subset",
-    "to_tensor_batch",
-]
+from __future__ import annotations
+
+from fslsage_ray.lazy import lazy_exports
+
+_EXPORTS = {
+    "DataBundle": "dataset",
+    "DataError": "dataset",
+    "ImageData": "dataset",
+    "class_histogram": "partition",
+    "classes_from_metadata": "parquet_images",
+    "client_sizes": "partition",
+    "load_cifar": "cifar",
+    "load_digits_data": "digits",
+    "load_parquet_images": "parquet_images",
+    "make_batch": "transforms",
+    "normalize": "transforms",
+    "partition_dirichlet": "partition",
+    "partition_iid": "partition",
+    "partition_shards": "partition",
+    "random_crop_flip": "transforms",
+    "take_subset": "subset",
+    "to_tensor_batch": "transforms",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

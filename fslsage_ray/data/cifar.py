@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +24,21 @@ def parquet_paths(name: str, data_dir: str | Path) -> tuple[Path, Path]:
     return root / f"{name}-train.parquet", root / f"{name}-test.parquet"
 
 
-def _from_parquet(train_path: Path, test_path: Path, num_classes: int) -> tuple[ImageData, ...]:
+# Given a split's labels and its name ("train", "test"), the rows a run keeps (None: all).
+Select = Callable[[np.ndarray, str], np.ndarray | None]
+
+
+def _from_parquet(
+    train_path: Path, test_path: Path, num_classes: int, select: Select | None
+) -> tuple[ImageData, ...]:
     return tuple(
-        load_parquet_images(p, num_classes=num_classes, expected_hw=(32, 32))
-        for p in (train_path, test_path)
+        load_parquet_images(
+            path,
+            num_classes=num_classes,
+            expected_hw=(32, 32),
+            select=None if select is None else partial(select, split=split),
+        )
+        for path, split in ((train_path, "train"), (test_path, "test"))
     )
 
 
@@ -42,11 +55,14 @@ def _from_torchvision(name: str, root: Path, download: bool) -> tuple[ImageData,
     return tuple(splits)
 
 
-def load_cifar(name: str, data_dir: str | None, download: bool = True) -> DataBundle:
+def load_cifar(
+    name: str, data_dir: str | None, download: bool = True, select: Select | None = None
+) -> DataBundle:
     """Load CIFAR-10 or CIFAR-100 with the spec's ImageNet normalisation and augmentation on.
 
-    Parquet files in ``data_dir`` win because they work offline; otherwise torchvision
-    downloads (or finds) its own copy under ``data_dir`` or the user cache.
+    Parquet files in ``data_dir`` win because they work offline (and only the rows `select`
+    keeps are decoded); otherwise torchvision downloads (or finds) its own copy under
+    ``data_dir`` or the user cache, already decoded.
     """
     if name not in NUM_CLASSES:
         raise DataError(f"unknown CIFAR data set {name!r}; choose one of {sorted(NUM_CLASSES)}")
@@ -55,7 +71,7 @@ def load_cifar(name: str, data_dir: str | None, download: bool = True) -> DataBu
     if data_dir is not None:
         train_path, test_path = parquet_paths(name, data_dir)
     if train_path is not None and train_path.is_file() and test_path.is_file():
-        train, test = _from_parquet(train_path, test_path, num_classes)
+        train, test = _from_parquet(train_path, test_path, num_classes, select)
     else:
         root = Path(data_dir).expanduser() if data_dir is not None else DEFAULT_CACHE.expanduser()
         try:

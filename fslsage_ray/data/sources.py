@@ -1,20 +1,23 @@
 """The built-in data sources by name (`data.name`): each returns both splits and their task.
 
-A source reads and validates; subsetting and partitioning are generic (experiment.py).
+A source reads and validates; subsetting and partitioning are generic (experiment.py), but a
+source of encoded images applies the subset first (data/subset.config_subset), to decode less.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from fslsage_ray.config.schema import Config, ConfigError, DataConfig
-from fslsage_ray.data.cifar import load_cifar, parquet_paths
+from fslsage_ray.data.cifar import Select, load_cifar, parquet_paths
 from fslsage_ray.data.dataset import DataBundle
 from fslsage_ray.data.digits import load_digits_data
 from fslsage_ray.data.parquet_images import load_parquet_images
+from fslsage_ray.data.subset import config_subset
 from fslsage_ray.tasks.base import TaskData
 from fslsage_ray.tasks.classification import IMAGES, LABELS, ImageClassification, ImageSpec
 
@@ -44,9 +47,18 @@ def load_digits_source(config: Config) -> TaskData:
     return image_task_data(load_digits_data(), config.data)
 
 
+def _select(config: Config) -> Select:
+    """The rows the run keeps of a split, for sources that decode only those."""
+
+    def select(labels: np.ndarray, split: str) -> np.ndarray | None:
+        return config_subset(labels, config, split)
+
+    return select
+
+
 def load_cifar_source(config: Config) -> TaskData:
     data = config.data
-    bundle = load_cifar(data.name, data.data_dir, download=data.download)
+    bundle = load_cifar(data.name, data.data_dir, download=data.download, select=_select(config))
     files = ()
     if data.data_dir is not None:
         files = tuple(str(p) for p in parquet_paths(data.name, data.data_dir) if p.is_file())
@@ -55,9 +67,13 @@ def load_cifar_source(config: Config) -> TaskData:
 
 def load_parquet_source(config: Config) -> TaskData:
     data = config.data
+    # All training images: the normalisation statistics are those of the whole file.
     train = load_parquet_images(data.train_path, num_classes=data.num_classes)
     test = load_parquet_images(
-        data.test_path, num_classes=data.num_classes, expected_hw=train.images.shape[1:3]
+        data.test_path,
+        num_classes=data.num_classes,
+        expected_hw=train.images.shape[1:3],
+        select=partial(_select(config), split="test"),
     )
     # Reductions accumulate in float64 without a float copy of the whole image array.
     mean = tuple(float(v) / 255.0 for v in train.images.mean(axis=(0, 1, 2), dtype=np.float64))

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from fslsage_ray.data.dataset import DataError, ImageData
+
+if TYPE_CHECKING:
+    from fslsage_ray.config.schema import Config
+
+SPLIT_SEED_OFFSET = {"train": 0, "test": 1}  # the two splits draw their subsets independently
 
 
 def balanced_counts(class_counts: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -51,6 +58,16 @@ def subset_rows(keys: np.ndarray, n: int | None, seed: int) -> np.ndarray | None
         if k > 0
     ]
     return np.sort(np.concatenate(chosen))
+
+
+def config_subset(keys: np.ndarray, config: Config, split: str) -> np.ndarray | None:
+    """The rows `data.train_subset` / `data.test_subset` keep of a split (None: all).
+
+    Choosing again among the rows already kept keeps them all, so a source may apply this
+    before decoding (decoding only what the run uses) and experiment.load_data after it.
+    """
+    n = config.data.train_subset if split == "train" else config.data.test_subset
+    return subset_rows(keys, n, config.run.seed + SPLIT_SEED_OFFSET[split])
 
 
 def take_subset(data: ImageData, n: int | None, seed: int) -> ImageData:

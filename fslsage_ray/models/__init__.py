@@ -1,24 +1,22 @@
-"""Split models (client part, server part, auxiliary-model factory) and their size accounting."""
+"""Split models (client part, server part, auxiliary-model factory) and their size accounting.
 
-from fslsage_ray.models.errors import ModelError
-from fslsage_ray.models.registry import (
-    AUX_MODELS,
-    MODELS,
-    build_split_model,
-    list_aux,
-    list_models,
-)
-from fslsage_ray.models.sizes import count_parameters, state_nbytes
-from fslsage_ray.models.split import SplitModel
+Names are imported on first use (PEP 562), so `models.errors` costs no torch import.
+"""
 
-__all__ = [
-    "AUX_MODELS",
-    "MODELS",
-    "ModelError",
-    "SplitModel",
-    "build_split_model",
-    "count_parameters",
-    "list_aux",
-    "list_models",
-    "state_nbytes",
-]
+from __future__ import annotations
+
+from fslsage_ray.lazy import lazy_exports
+
+_EXPORTS = {
+    "AUX_MODELS": "registry",
+    "MODELS": "registry",
+    "ModelError": "errors",
+    "SplitModel": "split",
+    "build_split_model": "registry",
+    "count_parameters": "sizes",
+    "list_aux": "registry",
+    "list_models": "registry",
+    "state_nbytes": "sizes",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from functools import partial
+from typing import TYPE_CHECKING
 
 from torch import nn
-from torchvision.models import ResNet, resnet18
 
 from fslsage_ray.models.errors import ModelError
 from fslsage_ray.models.resnet_aux import RESNET18_AUX, build_resnet18_aux
 from fslsage_ray.models.resnet_blocks import resnet18_server
 from fslsage_ray.models.sizes import conv_output_size
 from fslsage_ray.models.split import SplitModel
+
+if TYPE_CHECKING:
+    from torchvision.models import ResNet
 
 CUT_CHANNELS = 128
 
@@ -57,6 +60,10 @@ def build_resnet18(
         raise ModelError(
             f"unknown aux model {aux!r} for resnet18; choose one of: {', '.join(RESNET18_AUX)}"
         )
+    # torchvision imported here, not at module level: it costs seconds (it pulls in
+    # torch._dynamo) that runs with other families, and `--help`, need not pay.
+    from torchvision.models import resnet18
+
     model = resnet18(weights=None, num_classes=num_classes)
     if in_channels != 3:
         model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)

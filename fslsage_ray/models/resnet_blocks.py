@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from torch import nn
-from torchvision.models.resnet import BasicBlock
 
 
 def init_resnet_(module: nn.Module) -> nn.Module:
@@ -25,6 +24,8 @@ def init_resnet_(module: nn.Module) -> nn.Module:
 
 def resnet_stage(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
     """A stage of BasicBlocks shaped like torchvision's ``layerN`` (same state_dict keys)."""
+    from torchvision.models.resnet import BasicBlock  # slow import, only when a ResNet is built
+
     downsample = None
     if stride != 1 or in_planes != planes:
         downsample = nn.Sequential(

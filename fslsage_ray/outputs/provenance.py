@@ -21,8 +21,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from fslsage_ray.data.file_hash import file_sha256
+
 PROVENANCE_FILE = "provenance.json"
-HASH_CACHE = Path("~/.cache/fslsage_ray/file_hashes.json")
 LIBRARIES = ("fslsage-ray", "torch", "torchvision", "ray", "pyarrow", "numpy", "transformers")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
@@ -32,34 +33,6 @@ def _version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
-
-
-def file_sha256(path: str | Path, cache_file: Path | None = HASH_CACHE) -> str:
-    """SHA-256 of a file, remembered by (path, size, mtime) so a big file is hashed once."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    cache_path = Path(cache_file).expanduser() if cache_file is not None else None
-    cache: dict[str, str] = {}
-    if cache_path is not None and cache_path.is_file():
-        try:
-            cache = json.loads(cache_path.read_text())
-        except (OSError, ValueError):
-            cache = {}
-    if key in cache:
-        return cache[key]
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    value = digest.hexdigest()
-    if cache_path is not None:
-        cache[key] = value
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache))
-        os.replace(tmp, cache_path)
-    return value
 
 
 def source_identity(package_dir: Path = PACKAGE_DIR) -> dict[str, Any]:

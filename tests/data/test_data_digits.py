@@ -33,3 +33,14 @@ def test_digits_split_is_stratified_and_fixed():
 def test_digits_other_fraction():
     bundle = load_digits_data(test_fraction=0.5)
     assert len(bundle.test) == 899 and len(bundle.train) == 898
+
+
+def test_digits_read_without_sklearn_equal_sklearns_own():
+    from sklearn.datasets import load_digits
+
+    from fslsage_ray.data.digits import _raw_digits
+
+    images, labels = _raw_digits()
+    original = load_digits()
+    assert images.tobytes() == original.images.tobytes() and images.dtype == original.images.dtype
+    assert np.array_equal(labels, original.target)
