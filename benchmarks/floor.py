@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # ours, proctree, workload: run from anywhere
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # ours, proctree, workload; this fslsage_ray
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import torch  # noqa: E402

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))  # proctree, ours, workload: run from anywhere
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # ours, proctree, workload; this fslsage_ray
 
 from ours import (  # noqa: E402
     Measured,
