@@ -297,7 +297,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--sample-every", type=float, default=0.2, help="our run: seconds")
-    parser.add_argument("--uss-every", type=float, default=2.0, help="our run: USS sweeps, s")
+    parser.add_argument("--uss-every", type=float, default=5.0, help="our run: USS sweeps, s")
     parser.add_argument("--timeout", type=float, default=3600.0, help="per run of ours, seconds")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "floor.json")
     parser.add_argument("--echo", action="store_true", help="show our runs' output")

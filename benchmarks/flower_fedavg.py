@@ -87,7 +87,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--client-cpus", type=float, default=1.0, help="per Flower client actor")
     parser.add_argument("--sample-every", type=float, default=0.2, help="seconds between samples")
     parser.add_argument(
-        "--uss-every", type=float, default=2.0, help="seconds between USS sweeps (costly)"
+        "--uss-every", type=float, default=5.0, help="seconds between USS sweeps (costly)"
     )
     parser.add_argument("--only", choices=("flower", "ours"), help="run one side only")
     parser.add_argument("--no-install", action="store_true", help="fail if the venv is missing")

@@ -56,7 +56,7 @@ def run_ours(
     overrides: Sequence[str],
     out_dir: Path,
     every: float = 0.2,
-    uss_every: float = 2.0,
+    uss_every: float = 5.0,
     timeout: float | None = None,
     echo: bool = False,
 ) -> tuple[Measured, TreeRun]:

@@ -10,7 +10,8 @@ torch maps a lot) once per process and is reported beside it.
 Reading USS walks a process's page tables (/proc/<pid>/smaps_rollup, about 80 ms per 2 GiB
 process here): sampled every 0.2 s it took half a core from the runs being measured. So a
 tick (every 0.2 s) reads RSS and RssAnon (anonymous resident memory, from /proc/<pid>/status,
-cheap), and a full USS sweep runs every `uss_every` seconds. The cost is recorded and printed.
+cheap), and the tree is looked up again and swept for USS every `uss_every` seconds (5 by
+default: memory here rises and plateaus for minutes). The cost is recorded and printed.
 
 psutil is the copy Ray ships (ray/thirdparty_files) when it is not installed on its own.
 """
@@ -75,11 +76,12 @@ class TreeMemory:
 class TreeSampler:
     """Samples the tree under `root` on a thread every `every` seconds until stopped.
 
-    Every tick reads RSS and RssAnon (cheap); a USS sweep (smaps_rollup, about 80 ms per
-    2 GiB process) runs at most every `uss_every` seconds.
+    Every tick reads RSS and RssAnon of the processes found last (cheap); every `uss_every`
+    seconds the tree is looked up again (psutil reads every process on the machine for it)
+    and a USS sweep (smaps_rollup, about 80 ms per 2 GiB process) runs.
     """
 
-    def __init__(self, root: int, every: float = 0.2, uss_every: float = 2.0) -> None:
+    def __init__(self, root: int, every: float = 0.2, uss_every: float = 5.0) -> None:
         self.psutil = psutil_module()
         self.root = root
         self.every = every
@@ -90,6 +92,7 @@ class TreeSampler:
         self._thread = threading.Thread(target=self._loop, name="tree-sampler", daemon=True)
         self._t0 = time.time()
         self._last_sweep = float("-inf")
+        self._procs: list[Any] = []  # the tree as last looked up
 
     def _tree(self) -> list[Any]:
         try:
@@ -100,9 +103,11 @@ class TreeSampler:
 
     def sample(self, force_uss: bool = False) -> None:
         t0 = time.perf_counter()
-        procs = self._tree()
         sweep = force_uss or t0 - self._last_sweep >= self.uss_every
-        rss, anon, uss, complete = 0, 0, 0, True
+        if sweep or not self._procs:  # finding the tree reads every process on the machine
+            self._procs = self._tree()
+        procs = self._procs
+        rss, anon, uss, complete, alive = 0, 0, 0, True, 0
         for proc in procs:
             try:
                 if sweep:
@@ -116,14 +121,15 @@ class TreeSampler:
             except self.psutil.Error:
                 continue  # ended while we looked
             anon += anon_bytes(proc.pid) or 0
+            alive += 1
         m = self.memory
         m.cost_s += time.perf_counter() - t0
-        if not procs:
+        if not alive:
             return
         m.samples += 1
         m.peak_rss = max(m.peak_rss, rss)
         m.peak_anon = max(m.peak_anon, anon)
-        m.peak_processes = max(m.peak_processes, len(procs))
+        m.peak_processes = max(m.peak_processes, alive)
         if sweep:
             self._last_sweep = t0
             m.uss_samples += 1
@@ -171,7 +177,7 @@ def run_tree(
     env: Mapping[str, str] | None = None,
     cwd: str | Path | None = None,
     every: float = 0.2,
-    uss_every: float = 2.0,
+    uss_every: float = 5.0,
     on_tick: Callable[[], None] | None = None,
     timeout: float | None = None,
     echo: bool = False,
