@@ -51,6 +51,7 @@ from ours import (  # noqa: E402
     Measured,
     fmt,
     gib,
+    largest,
     machine,
     median_of,
     ratio,
@@ -444,7 +445,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 line = _round_line(
                     [r["wall_s"] for r in m.rounds], [r.get("align_s") for r in m.rounds]
                 )
-                print(f"  s per round {line}; peak USS {gib(m.peak_uss)}", flush=True)
+                print(
+                    f"  s per round {line}; peak USS {gib(m.peak_uss)} (largest, GiB: "
+                    f"{largest(m)})",
+                    flush=True,
+                )
                 ours[part].append(m)
     result["runs"] = {
         p: {

@@ -41,6 +41,7 @@ from ours import (  # noqa: E402
     Measured,
     fmt,
     gib,
+    largest,
     machine,
     median_of,
     ratio,
@@ -303,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"  s per round {walls}; first round ends at {fmt(m.first_round_s, '.1f')} s;"
                     f" peak USS {gib(m.peak_uss)}, RSS {gib(m.peak_rss)},"
                     f" anon {gib(m.peak_anon)}; sampling took {m.extra['sampling_cost_s']:.1f} s;"
-                    f" whole run {m.wall_s:.1f} s",
+                    f" whole run {m.wall_s:.1f} s\n  largest at the USS peak (GiB): {largest(m)}",
                     flush=True,
                 )
                 runs[side].append(m)

@@ -118,7 +118,14 @@ def sampling_extra(run: TreeRun) -> dict[str, Any]:
         "samples": m.samples,
         "sampling_cost_s": m.cost_s,
         "timeline": m.timeline,
+        "at_peak_uss": m.at_peak,
     }
+
+
+def largest(m: Measured, n: int = 4) -> str:
+    """The processes holding the most USS at the peak, for the printed line."""
+    procs = sorted(m.extra.get("at_peak_uss", []), key=lambda p: -p[3])[:n]
+    return ", ".join(f"{name} {uss / GIB:.2f}" for _, name, _, uss in procs)
 
 
 def median_of(values: Sequence[float | None]) -> float | None:

@@ -71,6 +71,8 @@ class TreeMemory:
     cost_s: float = 0.0  # time spent sampling (on this machine's cores)
     timeline: list[tuple[float, int, int, int | None]] = field(default_factory=list)
     # (t, rss, anon, uss or None)
+    at_peak: list[tuple[int, str, int, int]] = field(default_factory=list)
+    # (pid, name, rss, uss) of every process in the sweep with the highest summed USS
 
 
 class TreeSampler:
@@ -108,12 +110,14 @@ class TreeSampler:
             self._procs = self._tree()
         procs = self._procs
         rss, anon, uss, complete, alive = 0, 0, 0, True, 0
+        each: list[tuple[int, str, int, int]] = []
         for proc in procs:
             try:
                 if sweep:
                     try:
                         info = proc.memory_full_info()
                         rss, uss = rss + info.rss, uss + info.uss
+                        each.append((proc.pid, proc.name(), info.rss, info.uss))
                     except self.psutil.AccessDenied:
                         rss, complete = rss + proc.memory_info().rss, False
                 else:
@@ -133,7 +137,8 @@ class TreeSampler:
         if sweep:
             self._last_sweep = t0
             m.uss_samples += 1
-            m.peak_uss = max(m.peak_uss, uss)
+            if uss > m.peak_uss:
+                m.peak_uss, m.at_peak = uss, each
             m.uss_complete = m.uss_complete and complete
         m.timeline.append((time.time() - self._t0, rss, anon, uss if sweep else None))
 
