@@ -264,7 +264,7 @@ def format_report(result: dict[str, Any]) -> str:
         ov = o[key] if o else None
         cells = [gib(fv), gib(ov)] if spec is None else [fmt(fv, spec), fmt(ov, spec)]
         r = c["ratios"].get(rkey) if rkey else None
-        target = f"<= {TARGETS[rkey]:g}: {c['verdicts'][rkey]}" if rkey else ""
+        target = f"<= {TARGETS[rkey]:g}: {c['verdicts'][rkey]}" if rkey in c["verdicts"] else ""
         lines.append(f"{label:28} {cells[0]:>12} {cells[1]:>12} {fmt(r, '.2f'):>12} {target}")
     lines.append("")
     for side in ("flower", "ours"):
