@@ -22,8 +22,8 @@ private Ray, the default layout) and each figure is printed as a ratio to the fl
     python benchmarks/floor.py --align-epochs 10        # a shorter alignment, both sides
     python benchmarks/floor.py --quick                  # tiny sizes: does it work?
 
-"Per round" is the median wall time of the rounds after the first (the first holds warm-up
-and, for FSL-SAGE, the alignment), evaluation included, on both sides.
+"Per round" is the median wall time of the rounds after the first (warm-up) that do not
+align, evaluation included, on both sides.
 """
 
 from __future__ import annotations
@@ -107,8 +107,9 @@ class FloorRun:
     uss_after: int = 0
 
     def per_round(self) -> float:
-        walls = [r.wall_s for r in self.rounds]
-        return statistics.median(walls[1:] or walls)
+        """Median wall time of the ordinary rounds: after the first, without alignment."""
+        walls = [r.wall_s for r in self.rounds[1:] if not r.align_s]
+        return statistics.median(walls) if walls else float("nan")
 
 
 def _memory(run: FloorRun) -> None:
@@ -159,7 +160,6 @@ class SageClient:
         self.aux = aux
         self.aux_optimizer = w.aux_optimizer(aux.parameters())
         self.gen = w.client_generator(cid)
-        self.batch_size = batch
         self.batches: list[Any] = []
         self.buffer: list[tuple[torch.Tensor, torch.Tensor]] = []  # on the server: (z, y)
 

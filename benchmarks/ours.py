@@ -42,11 +42,12 @@ class Measured:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def per_round(self) -> float:
-        """Median wall time of the rounds after the first (warm-up); the first if only one."""
-        walls = [r["wall_s"] for r in self.rounds]
-        if not walls:
-            return float("nan")
-        return statistics.median(walls[1:] or walls)
+        """Median wall time of the ordinary rounds: after the first (warm-up), without
+        alignment; the first alone where it is the only one."""
+        walls = [r["wall_s"] for r in self.rounds[1:] if not r.get("align_s")]
+        if len(self.rounds) == 1:
+            walls = [self.rounds[0]["wall_s"]]
+        return statistics.median(walls) if walls else float("nan")
 
     def final_acc(self) -> float | None:
         return self.rounds[-1].get("test_acc") if self.rounds else None
