@@ -21,7 +21,9 @@ def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("script", ["soak.py", "scaling.py", "step_overhead.py"])
+@pytest.mark.parametrize(
+    "script", ["soak.py", "scaling.py", "step_overhead.py", "flower_fedavg.py"]
+)
 def test_help(script, tmp_path):
     proc = _run([str(BENCH / script), "--help"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
