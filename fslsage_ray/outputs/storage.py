@@ -73,6 +73,8 @@ def write_bytes(where: Where, data: bytes) -> None:
         Path(where).write_bytes(data)
         return
     fs, path = filesystem(str(where))
+    if isinstance(fs, pafs.LocalFileSystem):  # object stores need no folders
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as out:
         out.write(data)
 
