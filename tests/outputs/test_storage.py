@@ -99,7 +99,8 @@ def test_an_s3_run_is_written_resumed_plotted_and_compared(s3, straight, capsys)
         assert SECRET not in storage.read_bytes(storage.join(run, name)).decode()
 
     cmp = f"{s3}/cmp"
-    assert main(["compare", "--quiet", "--out", cmp, "--methods", "fsl_sage,fedavg", *TINY, "run.rounds=1"]) == 0
+    methods = ["--methods", "fsl_sage,fedavg"]
+    assert main(["compare", "--quiet", "--out", cmp, *methods, *TINY, "run.rounds=1"]) == 0
     files = set(storage.files_under(cmp))
     assert {"comparison.parquet", "summary.md", "fedavg/metrics.parquet"} <= files
     assert f"combined table: {cmp}/comparison.parquet" in capsys.readouterr().out
