@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -13,8 +14,10 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from fslsage_ray.cli import main
+from fslsage_ray.config import load_config
 from fslsage_ray.outputs import storage
 from fslsage_ray.outputs.metrics import TIMING_COLUMNS
+from fslsage_ray.outputs.run_dir import default_run_dir
 
 TINY = [
     "runtime.backend=inprocess",
@@ -121,3 +124,13 @@ def test_credentials_in_a_uri_are_refused_before_work(capsys):
     assert main(["run", "--out", "s3://KEY:hunter2@bucket/run", *TINY]) == 2
     err = capsys.readouterr().err
     assert "keep credentials out of the URI" in err and "hunter2" not in err
+
+
+def test_paths_inside_a_uri_keep_its_query_and_run_out_dir_may_be_a_uri():
+    uri = "s3://bucket/run?endpoint_override=127.0.0.1:9000&scheme=http"
+    inside = "s3://bucket/run/metrics.parquet?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert storage.join(uri, "metrics.parquet") == inside
+    assert storage.name_of(uri) == "run"
+    assert storage.join("runs", "a") == Path("runs/a")
+    config = load_config(None, ["run.out_dir=gs://bucket/runs", "run.name=x"])
+    assert str(default_run_dir(config)).startswith("gs://bucket/runs/x-")
