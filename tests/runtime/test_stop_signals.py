@@ -39,6 +39,7 @@ def start_run(out: Path, backend: str) -> subprocess.Popen:
     }
     command = [sys.executable, "-m", "fslsage_ray", "run", "--quiet", "--out", str(out)]
     overrides = [*SMALL, "run.checkpoint_every=1", "run.rounds=1000", f"runtime.backend={backend}"]
+    overrides.append("runtime.num_actors=1")  # Ray: one client actor and the server, to start fast
     return subprocess.Popen(
         command + overrides,
         cwd=REPO,
