@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from fslsage_ray.config import Config, ConfigError, dump_config, load_config, quickstart_path
 from fslsage_ray.data.dataset import DataError
-from fslsage_ray.errors import RunStopped
+from fslsage_ray.errors import RunInterrupted, RunStopped
 from fslsage_ray.models.errors import ModelError
 from fslsage_ray.outputs.headline import (
     HeadlineMetric,
@@ -23,6 +23,8 @@ from fslsage_ray.outputs.headline import (
     is_number,
     noun,
 )
+from fslsage_ray.outputs.run_dir import CONFIG_FILE, METRICS_FILE
+from fslsage_ray.outputs.storage import Where, input_folders, is_uri, join, output_folder
 
 if TYPE_CHECKING:  # pyarrow, torch and Ray load only for the commands that use them
     import pyarrow as pa
@@ -56,13 +58,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         config = _config(args)
         sim = Simulation(config, args.out, overwrite=args.overwrite, progress=not args.quiet)
-    print(f"run folder: {sim.run_dir}", file=sys.stderr)
+    print(f"run folder: {sim.location}", file=sys.stderr)
     table = sim.run()
     last = table.slice(table.num_rows - 1).to_pylist()[0]
     print(
         f"done: {table.num_rows} rounds, {_headline_result(table)}, "
         f"{last['comm_gib_cum']:.4f} GiB communicated; "
-        f"metrics in {sim.run_dir / 'metrics.parquet'}"
+        f"metrics in {join(sim.location, METRICS_FILE)}"
     )
     return 0
 
@@ -194,34 +196,36 @@ def _target_value(metric: HeadlineMetric, target: tuple[str, float] | None) -> f
 
 
 def _report(
-    run_dirs: list[Path],
-    out_dir: Path,
+    run_dirs: Sequence[Where],
+    out_dir: Where,
     target: tuple[str, float] | None,
     budgets: tuple[float, ...],
 ) -> list[Path]:
     """Figures and the summary table for finished runs, in their shared headline metric;
-    returns the files written."""
+    run folders and the output folder may be URIs. Returns the files written, where the
+    output folder is local (a tracker logs them)."""
     from fslsage_ray.outputs.plots import default_target, plot_all
     from fslsage_ray.outputs.runs import common_headline, load_runs
     from fslsage_ray.outputs.summary import summarize, to_markdown
 
     try:
-        records = load_runs(run_dirs)
-        metric = common_headline(records)
-        value = _target_value(metric, target)
-        datasets = {r.dataset for r in records}
-        if value is None and len(datasets) == 1:
-            value = default_target(next(iter(datasets)), metric.column)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        figures = plot_all(records, out_dir, target=value, budgets=budgets)
-        table = to_markdown(summarize(records, value), value)
+        with input_folders(run_dirs, (CONFIG_FILE, METRICS_FILE)) as local_runs:
+            records = load_runs(local_runs)
+            metric = common_headline(records)
+            value = _target_value(metric, target)
+            datasets = {r.dataset for r in records}
+            if value is None and len(datasets) == 1:
+                value = default_target(next(iter(datasets)), metric.column)
+            with output_folder(out_dir) as local_out:
+                figures = plot_all(records, local_out, target=value, budgets=budgets)
+                table = to_markdown(summarize(records, value), value)
+                (local_out / "summary.md").write_text(table + "\n")
     except (FileNotFoundError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
-    (out_dir / "summary.md").write_text(table + "\n")
     print(table)
     for path in figures:
-        print(f"figure: {path}")
-    return [*figures, out_dir / "summary.md"]
+        print(f"figure: {join(out_dir, path.name)}")
+    return [] if is_uri(out_dir) else [*figures, Path(out_dir) / "summary.md"]
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -230,19 +234,20 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     config = _config(args)
     methods = parse_methods(args.methods)
     sweep = parse_sweep(args.sweep)
-    out_dir = (
-        Path(args.out) if args.out else Path(config.run.out_dir) / f"compare-{config.run.name}"
-    )
+    out_dir = args.out or join(config.run.out_dir, f"compare-{config.run.name}")
+    out_dir = out_dir if is_uri(out_dir) else Path(out_dir)
     run_dirs = run_comparison(config, methods, out_dir, sweep, args.overwrite, not args.quiet)
     files = _report(run_dirs, out_dir, _target(args), _budgets(args.budgets))
-    track_comparison(config, out_dir, run_dirs, files)
-    print(f"combined table: {out_dir / 'comparison.parquet'}")
+    if not is_uri(out_dir):  # a tracker logs local files (each run was tracked as it ran)
+        track_comparison(config, out_dir, run_dirs, files)
+    print(f"combined table: {join(out_dir, 'comparison.parquet')}")
     return 0
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    run_dirs = [Path(p) for p in args.runs]
-    out_dir = Path(args.out) if args.out else run_dirs[0] if len(run_dirs) == 1 else Path(".")
+    run_dirs = [p if is_uri(p) else Path(p) for p in args.runs]
+    out_dir = args.out or (run_dirs[0] if len(run_dirs) == 1 else ".")
+    out_dir = out_dir if is_uri(out_dir) else Path(out_dir)
     _report(run_dirs, out_dir, _target(args), _budgets(args.budgets))
     return 0
 
@@ -272,12 +277,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a simulation")
     common(run)
-    run.add_argument("--out", help="run folder (default: run.out_dir/<name>-<timestamp>)")
+    run.add_argument(
+        "--out", help="run folder or URI, e.g. s3://bucket/run (default: run.out_dir/<name>-<time>)"
+    )
     run.add_argument("--overwrite", action="store_true", help="replace a non-empty run folder")
     run.add_argument("--backend", choices=["ray", "inprocess"], help="shortcut for runtime.backend")
     run.add_argument("--address", help="attach to this Ray cluster (else RAY_ADDRESS or local)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
+    run.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue a run (folder or URI) from its checkpoint"
+    )
     run.add_argument(
         "--allow-data-change",
         action="store_true",
@@ -293,15 +302,15 @@ def build_parser() -> argparse.ArgumentParser:
     common(compare)
     compare.add_argument("--methods", help="comma-separated (default: the six of the paper)")
     compare.add_argument("--sweep", help="also sweep one setting, e.g. data.alpha=1,10,100")
-    compare.add_argument("--out", help="folder for the runs, table and figures")
+    compare.add_argument("--out", help="folder or URI for the runs, table and figures")
     compare.add_argument("--overwrite", action="store_true", help="replace existing run folders")
     _target_options(compare)
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
     compare.add_argument("--budgets", help="GiB budgets for the alpha figure (default 50,80)")
 
     plot = sub.add_parser("plot", help="figures and a summary from finished run folders")
-    plot.add_argument("runs", nargs="+", help="run folders, or folders that hold run folders")
-    plot.add_argument("--out", help="where to write the PNGs and summary.md")
+    plot.add_argument("runs", nargs="+", help="run folders or URIs, or folders of run folders")
+    plot.add_argument("--out", help="folder or URI for the PNGs and summary.md")
     _target_options(plot)
     plot.add_argument("--budgets", help="GiB budgets for the alpha figure (default 50,80)")
 
@@ -325,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args)
+    except RunInterrupted as exc:  # its one line is already printed
+        return exc.exit_code
     except (ConfigError, DataError, ModelError, RunStopped) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

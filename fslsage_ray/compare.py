@@ -22,6 +22,7 @@ from fslsage_ray.outputs.provenance import (
     read_provenance,
 )
 from fslsage_ray.outputs.run_dir import check_run_dir
+from fslsage_ray.outputs.storage import Where, join, output_folder
 from fslsage_ray.outputs.trackers import check_tracker, make_tracker
 
 DEFAULT_METHODS = ("fsl_sage", "cse_fsl", "fsl_an", "sflv1", "sflv2", "fedavg")
@@ -75,37 +76,40 @@ def plan_runs(
 def run_comparison(
     config: Config,
     methods: Sequence[str],
-    out_dir: Path,
+    out_dir: Where,
     sweep: tuple[str, list[str]] | None = None,
     overwrite: bool = False,
     progress: bool = True,
-) -> list[Path]:
+) -> list[Where]:
     from fslsage_ray.simulation import Simulation
 
     runs = plan_runs(config, methods, sweep)
     check_tracker(config.run)
     for name, _ in runs:
-        check_run_dir(out_dir / name, overwrite)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    append_provenance(
-        out_dir,
-        provenance_entry(config.run.seed, [], "compare: " + ", ".join(name for name, _ in runs)),
-    )
-    started_ray = _connect_once(config)
-    tables = []
-    try:
-        for name, cfg in runs:
-            table = Simulation(cfg, out_dir / name, overwrite=overwrite, progress=progress).run()
-            tables.append(table.append_column("run", pa.array([name] * table.num_rows)))
-    finally:
-        if started_ray:
-            import ray
+        check_run_dir(join(out_dir, name), overwrite)
+    with output_folder(out_dir) as local:  # for a URI, uploaded at the end
+        append_provenance(
+            local,
+            provenance_entry(
+                config.run.seed, [], "compare: " + ", ".join(name for name, _ in runs)
+            ),
+        )
+        started_ray = _connect_once(config)
+        tables = []
+        try:
+            for name, cfg in runs:
+                sim = Simulation(cfg, join(out_dir, name), overwrite=overwrite, progress=progress)
+                table = sim.run()
+                tables.append(table.append_column("run", pa.array([name] * table.num_rows)))
+        finally:
+            if started_ray:
+                import ray
 
-            ray.shutdown()
-    pq.write_table(
-        pa.concat_tables(tables, promote_options="default"), out_dir / "comparison.parquet"
-    )
-    return [out_dir / name for name, _ in runs]
+                ray.shutdown()
+        pq.write_table(
+            pa.concat_tables(tables, promote_options="default"), local / "comparison.parquet"
+        )
+    return [join(out_dir, name) for name, _ in runs]
 
 
 def track_comparison(

@@ -9,6 +9,9 @@ resources) is checked before the first round starts.
 from __future__ import annotations
 
 import logging
+import shlex
+import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -26,7 +29,7 @@ from fslsage_ray.algorithms.participation import participants
 from fslsage_ray.algorithms.phases import LocalPhase, ServerJobPhase
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.config import Config, ConfigError, config_to_dict, load_config
-from fslsage_ray.errors import RunStopped
+from fslsage_ray.errors import RunInterrupted, RunStopped
 from fslsage_ray.experiment import (
     WorldSpec,
     build_template,
@@ -55,11 +58,13 @@ from fslsage_ray.outputs.run_dir import (
     detach_log,
     prepare_run_dir,
 )
+from fslsage_ray.outputs.storage import Mirror, Where, delete, download, is_uri, join
 from fslsage_ray.outputs.trackers import check_tracker, make_tracker
 from fslsage_ray.rounds import RoundRecord, stop_reason
 from fslsage_ray.runtime.allocator import torch_threads
 from fslsage_ray.runtime.backend import Backend, ServerStats, WorkerLost
 from fslsage_ray.runtime.client_host import ClientResult
+from fslsage_ray.stopping import Stopper, stop_on_signals
 from fslsage_ray.tasks.base import Arrays
 
 log = logging.getLogger("fslsage_ray")
@@ -118,7 +123,7 @@ class Simulation:
     def __init__(
         self,
         config: Config,
-        run_dir: str | Path | None = None,
+        run_dir: Where | None = None,
         overwrite: bool = False,
         progress: bool = True,
         write_outputs: bool = True,
@@ -127,13 +132,29 @@ class Simulation:
     ) -> None:
         config = resolve_at_start(config)
         self.config = config
-        target = Path(run_dir) if run_dir is not None else default_run_dir(config)
+        where = run_dir if run_dir is not None else default_run_dir(config)
+        where = where if is_uri(where) else Path(where)
+        self.location = str(where)  # the folder or URI named, as messages show it
+        # A URI: the run works in a local staging folder that is mirrored there every round.
+        self._mirror = Mirror(str(where)) if is_uri(where) and (resume or write_outputs) else None
+        target = self._mirror.local if self._mirror else Path(where)
         self._resume_from: dict[str, Any] | None = None
+        self._saved_round: int | None = None  # the round of the checkpoint on disk
         if resume:
-            self._resume_from = load_checkpoint(target)
+            if self._mirror:
+                self._mirror.fetch()
+            try:
+                self._resume_from = load_checkpoint(target)
+            except ConfigError as exc:
+                raise ConfigError(str(exc).replace(str(target), self.location)) from None
             check_compatible(self._resume_from, config)
+            self._saved_round = self._resume_from["round"]
         elif write_outputs:
-            check_run_dir(target, overwrite)
+            check_run_dir(where, overwrite)
+            if self._mirror:  # as a local --overwrite does: earlier provenance is kept
+                for name in (CONFIG_FILE, METRICS_FILE, LOG_FILE):
+                    delete(join(where, name))
+                self._mirror.fetch([PROVENANCE_FILE])
         check_tracker(config.run)  # a missing tracker library is refused before any work
         started = time.perf_counter()
         self.prepared = prepare(config)  # bad data or config fails here, before any Ray work
@@ -147,7 +168,7 @@ class Simulation:
             changed = changed_data(target, data_hashes(self.prepared.files))
             if changed and not allow_data_change:
                 raise ConfigError(
-                    f"data files differ from those {target} was made with ({changed[0]}"
+                    f"data files differ from those {self.location} was made with ({changed[0]}"
                     f"{f' and {len(changed) - 1} more' if len(changed) > 1 else ''}); pass "
                     "--allow-data-change to continue anyway"
                 )
@@ -180,6 +201,7 @@ class Simulation:
                 self.run_dir = target if resume else prepare_run_dir(target, config, overwrite)
                 task.save_artifacts(self.run_dir)
                 append_provenance(self.run_dir, self.provenance)
+                self._sync()
         except BaseException:  # release the reservation: a refused run holds nothing
             self.backend.close()
             raise
@@ -199,13 +221,27 @@ class Simulation:
     ) -> Simulation:
         """Continue a run from its last checkpoint, exactly as if it had not stopped; the
         data files must hash as they did (unless `allow_data_change`)."""
-        config = load_config(Path(run_dir) / CONFIG_FILE, overrides)
+        if is_uri(run_dir):  # only the config now; the rest comes in __init__
+            with tempfile.TemporaryDirectory(prefix="fslsage-ray-") as scratch:
+                download(str(run_dir), Path(scratch), [CONFIG_FILE])
+                if not (Path(scratch) / CONFIG_FILE).is_file():
+                    raise ConfigError(f"{run_dir} is not a run folder: no {CONFIG_FILE} in it")
+                config = load_config(Path(scratch) / CONFIG_FILE, overrides)
+        else:
+            config = load_config(Path(run_dir) / CONFIG_FILE, overrides)
         return cls(
             config, run_dir, progress=progress, resume=True, allow_data_change=allow_data_change
         )
 
     def run(self) -> pa.Table:
-        """Train for run.rounds rounds (or until run.max_gib); returns the metrics table."""
+        """Train for run.rounds rounds (or until run.max_gib); returns the metrics table.
+
+        SIGTERM or SIGINT meanwhile abandons the round, prints one line (what is kept, how
+        to resume) and raises RunInterrupted once the workers are stopped."""
+        with stop_on_signals() as stopper:
+            return self._run(stopper)
+
+    def _run(self, stopper: Stopper) -> pa.Table:
         handler = attach_log(self.run_dir) if self.run_dir else None
         backend = self.backend
         bar = Progress(
@@ -235,6 +271,12 @@ class Simulation:
                 checkpoint = self._state(None, -1, p.initial_parts)
             self._loop(backend, bar, checkpoint)
             ok = True
+        except KeyboardInterrupt:  # our signal handler's Stop, or Ray's rendering of it
+            bar.close()
+            line = self._stopped_line(stopper.name)
+            print(line, file=sys.stderr, flush=True)  # before the workers' slower shutdown
+            log.warning("%s", line)
+            raise RunInterrupted(line, stopper.exit_code) from None
         finally:
             bar.close()
             backend.close()
@@ -244,7 +286,39 @@ class Simulation:
                 files = (CONFIG_FILE, METRICS_FILE, PROVENANCE_FILE, LOG_FILE)
                 artifacts = [self.run_dir / f for f in files] if self.run_dir else []
                 self.tracker.close(ok, self.metrics.rows, artifacts)
+            if self._mirror:
+                self._mirror.close()
         return self.metrics.to_arrow()
+
+    def _stopped_line(self, signal_name: str) -> str:
+        """One line: where the run is, what a resume keeps and redoes, and the command."""
+        done = len(self.metrics.rows)
+        head = f"stopped by {signal_name} in round {done}"
+        if self.run_dir is None:
+            return f"{head}; nothing was written (write_outputs=False), so nothing to resume"
+        if self._saved_round is None:
+            return (
+                f"{head}; {self.location} has no checkpoint yet (run.checkpoint_every="
+                f"{self.config.run.checkpoint_every}), so it cannot be resumed; start it again "
+                "with --overwrite"
+            )
+        redo = done - (self._saved_round + 1)
+        return (
+            f"{head}; run folder {self.location}; last resumable round {self._saved_round}, "
+            f"{redo} completed round{'s' if redo != 1 else ''} to redo; continue with: "
+            f"fslsage-ray run --resume {shlex.quote(self.location)}"
+        )
+
+    def _sync(self) -> None:
+        """Copy what changed to the run's URI (nothing to do for a local folder)."""
+        if self._mirror:
+            self._mirror.sync()
+
+    def _save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.run_dir:
+            save_checkpoint(self.run_dir, checkpoint)
+            self._saved_round = checkpoint["round"]
+            self._sync()
 
     # --- state ----------------------------------------------------------------------------
     def _state(
@@ -272,11 +346,10 @@ class Simulation:
     def _recover(self, backend: Backend, exc: WorkerLost, checkpoint, bar: Progress):
         """Replace lost workers and redo everything since the last checkpoint."""
         if self.restarts >= self.config.runtime.max_restarts:
-            if self.run_dir:  # the last good state, so that --resume has a starting point
-                save_checkpoint(self.run_dir, checkpoint)
+            self._save_checkpoint(checkpoint)  # the last good state, for --resume
             raise RunStopped(
                 f"workers lost {self.restarts + 1} times (last: {exc}); completed rounds are in "
-                f"{self.run_dir}; continue with `fslsage-ray run --resume {self.run_dir}`"
+                f"{self.location}; continue with `fslsage-ray run --resume {self.location}`"
             ) from exc
         self.restarts += 1
         log.warning(
@@ -290,11 +363,10 @@ class Simulation:
         try:
             backend.restart()
         except Exception as again:
-            if self.run_dir:
-                save_checkpoint(self.run_dir, checkpoint)
+            self._save_checkpoint(checkpoint)
             raise RunStopped(
                 f"could not replace lost workers ({again}); continue later with "
-                f"`fslsage-ray run --resume {self.run_dir}`"
+                f"`fslsage-ray run --resume {self.location}`"
             ) from again
         log.info("workers replaced: %s", backend.describe())
         return self._restore(backend, checkpoint, bar)
@@ -328,8 +400,9 @@ class Simulation:
         done = t + 1 >= run.rounds or reason is not None
         if run.checkpoint_every and ((t + 1) % run.checkpoint_every == 0 or done):
             checkpoint = self._state(backend, t, global_parts)
-            if self.run_dir:
-                save_checkpoint(self.run_dir, checkpoint)
+            self._save_checkpoint(checkpoint)
+        else:
+            self._sync()  # the metrics and log of this round
         if reason:
             log.info("stopping after round %d: %s", t, reason)
         if not done and backend.maybe_resize():

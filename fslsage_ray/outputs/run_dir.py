@@ -7,20 +7,22 @@ import logging
 from pathlib import Path
 
 from fslsage_ray.config import Config, ConfigError, dump_config
+from fslsage_ray.outputs.storage import Where, has_files, join
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.parquet"
 LOG_FILE = "run.log"
 
 
-def default_run_dir(config: Config) -> Path:
+def default_run_dir(config: Config) -> Where:
+    """run.out_dir/<name>-<timestamp>; run.out_dir may be a URI (s3://bucket/runs)."""
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path(config.run.out_dir) / f"{config.run.name}-{stamp}"
+    return join(config.run.out_dir, f"{config.run.name}-{stamp}")
 
 
-def check_run_dir(path: Path, overwrite: bool) -> None:
+def check_run_dir(path: Where, overwrite: bool) -> None:
     """Refuse to mix a new run into an earlier one's folder (checked before any work)."""
-    if path.exists() and any(path.iterdir()) and not overwrite:
+    if has_files(path) and not overwrite:
         raise ConfigError(
             f"output folder {path} is not empty; pass --overwrite to replace it "
             "or choose another --out"
