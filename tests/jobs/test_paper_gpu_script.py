@@ -79,5 +79,5 @@ def test_gpu_ray_check_script_plumbing_on_cpu(tmp_path: Path) -> None:
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "'GPU': 0.2" in proc.stdout and "computing on: server cpu" in proc.stdout
+    assert "GPU: 0.2" in proc.stdout and "computing on: server cpu" in proc.stdout
     assert "ledger identical; learning metrics bit-identical" in proc.stdout
