@@ -83,6 +83,7 @@ def test_repeated_losses_stop_the_run_with_a_resumable_folder(
             "--out",
             str(out),
             "runtime.max_restarts=1",
+            "alignment.epochs=5",
             "runtime.actor_num_cpus=0.5",
             "runtime.server_num_cpus=0.5",
             "data.train_subset=300",

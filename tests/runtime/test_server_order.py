@@ -104,11 +104,12 @@ def test_client_major_runs_each_client_whole_and_aligns_after_its_first_upload(
 def test_client_major_is_the_same_in_process_and_on_one_or_three_actors(
     method, tmp_path, ray_local
 ):
-    alg = f"algorithm.name={method}"
-    reference = run_small(tmp_path / "in", "runtime.backend=inprocess", CLIENT_MAJOR, alg)
-    one = run_small(tmp_path / "one", "runtime.num_actors=1", CLIENT_MAJOR, alg)
-    three = run_small(tmp_path / "three", "runtime.num_actors=3", CLIENT_MAJOR, alg)
+    # three rounds: rounds 0 and 2 align, so both fitting orders are covered
+    alg = (f"algorithm.name={method}", "run.rounds=3")
+    reference = run_small(tmp_path / "in", "runtime.backend=inprocess", CLIENT_MAJOR, *alg)
+    one = run_small(tmp_path / "one", "runtime.num_actors=1", CLIENT_MAJOR, *alg)
+    three = run_small(tmp_path / "three", "runtime.num_actors=3", CLIENT_MAJOR, *alg)
     assert_same_learning(reference, one)
     assert_same_learning(reference, three)
-    interleaved = run_small(tmp_path / "inter", "runtime.backend=inprocess", alg)
+    interleaved = run_small(tmp_path / "inter", "runtime.backend=inprocess", *alg)
     assert reference[-1]["test_loss"] != interleaved[-1]["test_loss"]  # the order matters
