@@ -84,18 +84,24 @@ class SystemConfig:
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILE_NAMES:
-            raise ConfigError(f"system.profile must be one of {PROFILE_NAMES}, got {self.profile!r}")
+            raise ConfigError(
+                f"system.profile must be one of {PROFILE_NAMES}, got {self.profile!r}"
+            )
         for knob in CLIENT_KNOBS:
             value = getattr(self, knob)
             if value is not None:
                 parse_quantity(value, f"system.{knob}")
         if self.compute not in COMPUTE_MODES:
-            raise ConfigError(f"system.compute must be one of {COMPUTE_MODES}, got {self.compute!r}")
+            raise ConfigError(
+                f"system.compute must be one of {COMPUTE_MODES}, got {self.compute!r}"
+            )
         for knob in ("server_mbps", "server_gflops", "speed_factor"):
             if not getattr(self, knob) > 0:
                 raise ConfigError(f"system.{knob} must be > 0, got {getattr(self, knob)}")
         if self.server_latency_ms < 0:
-            raise ConfigError(f"system.server_latency_ms must be >= 0, got {self.server_latency_ms}")
+            raise ConfigError(
+                f"system.server_latency_ms must be >= 0, got {self.server_latency_ms}"
+            )
         if self.server_parallel < 1:
             raise ConfigError(f"system.server_parallel must be >= 1, got {self.server_parallel}")
         if not 0 < self.availability <= 1:

@@ -83,8 +83,9 @@ class _Graph:
         self.tasks: list[_Task] = []
 
     def add(self, key, resource, amount, deps, owner) -> int:
-        self.tasks.append(_Task(key, resource, float(amount), [d for d in deps if d is not None],
-                                owner))
+        self.tasks.append(
+            _Task(key, resource, float(amount), [d for d in deps if d is not None], owner)
+        )
         return len(self.tasks) - 1
 
 
@@ -112,9 +113,11 @@ def _build(work: RoundWork) -> _Graph:
             if work.align_after is not None and it == work.align_after:
                 pending_align.append((cid, len(g.tasks), msgs.get(it, [])))
                 deps.append(-1)  # placeholder: the AM's arrival, filled once it exists
-            here = msgs.get(it, []) if it != work.align_after else [
-                m for m in msgs.get(it, []) if m.kind != "aux_model.down"
-            ]
+            here = (
+                msgs.get(it, [])
+                if it != work.align_after
+                else [m for m in msgs.get(it, []) if m.kind != "aux_model.down"]
+            )
             fwd = g.add((it, cid, 0), ("cpu", cid), s.client_fwd * b, deps, cid)
             ups = [_send(g, m, (it, cid), [fwd]) for m in here if m.up]
             server = None
@@ -135,10 +138,16 @@ def _build(work: RoundWork) -> _Graph:
     everyone = [t for ids in server_steps.values() for t in ids]
     for cid, step_task, msgs in pending_align:
         barrier = server_steps.get(cid, []) if work.align_own_only else everyone
-        job = g.add((work.align_after, cid, "align"), ("server",), work.align_flops.get(cid, 0.0),
-                    barrier, cid)
-        am = [_send(g, m, (work.align_after, cid), [job]) for m in msgs
-              if m.kind == "aux_model.down"]
+        job = g.add(
+            (work.align_after, cid, "align"),
+            ("server",),
+            work.align_flops.get(cid, 0.0),
+            barrier,
+            cid,
+        )
+        am = [
+            _send(g, m, (work.align_after, cid), [job]) for m in msgs if m.kind == "aux_model.down"
+        ]
         align_wait[cid] = am[-1] if am else job
         if step_task is None:
             continue
@@ -152,9 +161,7 @@ def _send(g: _Graph, m: Message, key: tuple, deps: list[int | None]) -> int:
     return g.add((*key, m.kind), ("link", m.cid, direction), m.nbytes, deps, m.cid)
 
 
-def round_time(
-    work: RoundWork, devices: Sequence[Device], server: ServerDevice
-) -> RoundTime:
+def round_time(work: RoundWork, devices: Sequence[Device], server: ServerDevice) -> RoundTime:
     """Simulate the round; every figure follows from the inputs alone."""
     g = _build(work)
     tasks = g.tasks
@@ -176,8 +183,7 @@ def round_time(
             missing[j] -= 1
             if missing[j] == 0:
                 tasks[j].ready = at
-                heapq.heappush(waiting.setdefault(tasks[j].resource, []),
-                               (at, tasks[j].key, j))
+                heapq.heappush(waiting.setdefault(tasks[j].resource, []), (at, tasks[j].key, j))
 
     def finish(i: int, at: float) -> None:
         tasks[i].done = at

@@ -65,8 +65,10 @@ def read_trace(path: str | Path, count: int) -> dict[str, np.ndarray]:
     header = set(rows[0]) if rows else set()
     unknown = sorted(header - set(TRACE_COLUMNS) - {"client"})
     if unknown:
-        raise ConfigError(f"system.trace {path}: unknown column {unknown[0]!r}; known: "
-                          f"client, {', '.join(TRACE_COLUMNS)}")
+        raise ConfigError(
+            f"system.trace {path}: unknown column {unknown[0]!r}; known: "
+            f"client, {', '.join(TRACE_COLUMNS)}"
+        )
     if len(rows) < count:
         raise ConfigError(f"system.trace {path} has {len(rows)} rows, the run has {count} clients")
     rows = rows[:count]

@@ -67,7 +67,8 @@ def planned_messages(
         per_batch = batch_sizes(n, algorithm.alg.batch_size)
         for it in algorithm.upload_iterations(len(per_batch)):
             b = per_batch[it]
-            out.append(Message(cid, it, "smashed.up", b * (per_sample.smashed + per_sample.context)))
+            smashed = b * (per_sample.smashed + per_sample.context)
+            out.append(Message(cid, it, "smashed.up", smashed))
             if count_labels:
                 out.append(Message(cid, it, "labels.up", b * per_sample.targets))
             if algorithm.returns_gradients:

@@ -51,8 +51,9 @@ class SystemModel:
     @classmethod
     def build(cls, config: Config, algorithm: Algorithm, flops: StepFlops, client_sizes):
         devices = client_devices(config.system, len(client_sizes), config.run.seed)
-        return cls(config, algorithm, flops, list(client_sizes), devices,
-                   server_device(config.system))
+        return cls(
+            config, algorithm, flops, list(client_sizes), devices, server_device(config.system)
+        )
 
     def align_flops(self, cid: int, buffered: int) -> float:
         """One AM's fitting on `buffered` samples: g* (unless lazy), the epochs, and the
