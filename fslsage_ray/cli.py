@@ -270,10 +270,11 @@ def _cmd_simtime(args: argparse.Namespace) -> int:
     from fslsage_ray.outputs.runs import load_runs
     from fslsage_ray.outputs.simtime import replay_run
 
-    overrides = [*args.overrides, f"system.profile={args.profile}"]
+    runs = [r for r in args.runs if "=" not in r]
+    overrides = [*(r for r in args.runs if "=" in r), f"system.profile={args.profile}"]
     out_dir = Path(args.out)
     cache: dict = {}
-    done = [replay_run(r.path, out_dir, overrides, cache) for r in load_runs(args.runs)]
+    done = [replay_run(r.path, out_dir, overrides, cache) for r in load_runs(runs)]
     for path in done:
         print(f"{path}: replayed on {args.profile}")
     _report(done, out_dir, _target(args), _budgets(None))
@@ -332,10 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     simtime = sub.add_parser(
         "simtime", help="finished runs replayed under a system profile (simulated time)"
     )
-    simtime.add_argument("runs", nargs="+", help="run folders, or folders of run folders")
+    simtime.add_argument(
+        "runs", nargs="+", help="run folders (or folders of them), then system.key=value, ..."
+    )
     simtime.add_argument("--profile", required=True, help="datacenter | broadband | mobile")
     simtime.add_argument("--out", required=True, help="folder for the replayed runs and figures")
-    simtime.add_argument("overrides", nargs="*", default=[], help="system.key=value, ...")
     _target_options(simtime)
 
     compare = sub.add_parser("compare", help="several algorithms on the same split and seed")

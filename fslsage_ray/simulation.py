@@ -163,6 +163,8 @@ class Simulation:
         check_tracker(config.run)  # a missing tracker library is refused before any work
         started = time.perf_counter()
         self.prepared = prepare(config)  # bad data or config fails here, before any Ray work
+        # Devices (a bad trace fails here) and FLOPs per sample; None: no system model.
+        self.system = system_model(config, get_algorithm(config), self.prepared)
         # Seconds each start-up phase took, logged when the run starts (benchmarks/startup.py).
         self.startup = {
             "data": self.prepared.load_s,
@@ -215,7 +217,6 @@ class Simulation:
         self.algorithm: Algorithm = get_algorithm(config)
         self.metrics = MetricsTable(headline=task.headline, goal=task.goal)
         self.restarts = 0
-        self.system = system_model(config, self.algorithm, self.prepared)  # None: off
 
     @classmethod
     def resume(
