@@ -28,6 +28,7 @@ from fslsage_ray.system.devices import Device, ServerDevice
 from fslsage_ray.system.events import ROUND, Message
 
 PATTERNS = ("full", "exchange", "local")
+_AM = -1  # a step's dependency on its aligned AM, before the alignment job exists
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,6 @@ def _build(work: RoundWork) -> _Graph:
     s = work.step
     prev_client_end: int | None = None
     server_steps: dict[int, list[int]] = {}  # cid -> server tasks before align_after
-    align_wait: dict[int, int] = {}  # cid -> task the step align_after waits for (filled later)
     pending_align: list[tuple[int, int | None, list[Message]]] = []
     for cid in sorted(work.batches):
         msgs = by_client.get(cid, {})
@@ -112,7 +112,7 @@ def _build(work: RoundWork) -> _Graph:
             deps = [prev] if it else [*downs, first]
             if work.align_after is not None and it == work.align_after:
                 pending_align.append((cid, len(g.tasks), msgs.get(it, [])))
-                deps.append(-1)  # placeholder: the AM's arrival, filled once it exists
+                deps.append(_AM)  # the AM's arrival, filled in once the jobs exist
             here = (
                 msgs.get(it, [])
                 if it != work.align_after
@@ -148,11 +148,10 @@ def _build(work: RoundWork) -> _Graph:
         am = [
             _send(g, m, (work.align_after, cid), [job]) for m in msgs if m.kind == "aux_model.down"
         ]
-        align_wait[cid] = am[-1] if am else job
-        if step_task is None:
-            continue
-        task = g.tasks[step_task]
-        task.deps = [align_wait[cid] if d == -1 else d for d in task.deps]
+        if step_task is not None:
+            arrival = am[-1] if am else job
+            task = g.tasks[step_task]
+            task.deps = [arrival if d == _AM else d for d in task.deps]
     return g
 
 

@@ -53,3 +53,26 @@ def test_planned_messages_add_up_to_the_planned_bytes(name):
         for m in planned_messages(algorithm, t, members, sizes):
             totals[m.kind] = totals.get(m.kind, 0) + m.nbytes
         assert totals == algorithm.plan_round_bytes(t, client_sizes, sizes)
+
+
+def test_availability_decides_who_trains_and_the_plan_follows(tmp_path):
+    from fslsage_ray.plan import plan_rounds
+    from fslsage_ray.simulation import Simulation
+
+    config = load_config(
+        None,
+        [
+            *SMALL,
+            "runtime.backend=inprocess",
+            "run.rounds=3",
+            "algorithm.name=cse_fsl",
+            "system.profile=mobile",
+            "system.availability=0.5",
+        ],
+    )
+    rows = Simulation(config, run_dir=tmp_path / "r", progress=False).run().to_pylist()
+    assert [r["participants"] for r in rows] != [5, 5, 5]
+    client_sizes, sizes = planned_sizes(config)
+    plan = plan_rounds(config, client_sizes, sizes, 3)
+    assert [r["comm_bytes"] for r in rows] == [r["total"] for r in plan["rounds"]]
+    assert [r["sim_round_s"] for r in rows] == [r["sim_round_s"] for r in replay_rounds(config, 3)]
