@@ -579,6 +579,11 @@ def system_model(config: Config, algorithm: Algorithm, p: Prepared) -> SystemMod
     """The run's devices and FLOPs per sample, when `system` is on."""
     if not config.system.enabled:
         return None
+    if config.system.compute == "measured":
+        log.warning(
+            "system.compute=measured: simulated time follows this machine's busy "
+            "time, so it is NOT reproducible (system.compute=flops is)"
+        )
     template = build_template(p.world)
     flops = count_step_flops(template, p.world.task, p.train)
     return SystemModel.build(config, algorithm, flops, p.client_sizes)
