@@ -1,6 +1,7 @@
 """Time to 40% and 45% for the reduced CIFAR-10 comparison under the three profiles.
 
-    PYTHONPATH=. python docs/results/c10-simtime/make_table.py FSL_AN_METRICS > table.md
+    PYTHONPATH=. python docs/results/c10-simtime/make_table.py \
+        docs/results/c10-simtime/fsl_an/metrics.parquet
 
 Simulated seconds come from replaying each method's messages (fslsage_ray.system.replay;
 training does not depend on the profile). The round at which a method first reaches the
@@ -58,7 +59,8 @@ def main() -> None:
         at = [first_round(method, gib, k) for k in range(2)]
         cells = [label, *(f"{gib[r]:.3f} (round {r})" if r is not None else "-" for r in at)]
         for profile in PROFILES:
-            c = load_config(CONFIG, [*BASE, f"algorithm.name={method}", f"system.profile={profile}"])
+            system = f"system.profile={profile}"
+            c = load_config(CONFIG, [*BASE, f"algorithm.name={method}", system])
             sim = replay_rounds(c, 20, flops)
             per_round = sim[1]["sim_round_s"]
             times = [f"{sim[r]['sim_time_s']:.2f}" if r is not None else "-" for r in at]
