@@ -1,4 +1,4 @@
-"""`fslsage-ray run | plan | compare | plot | info`: the command line over the Python API.
+"""`fslsage-ray run | plan | compare | plot | simtime | info`: the command line over the Python API.
 
 Every subcommand takes `--config FILE` (default: the built-in offline quick start) and any
 number of `section.key=value` overrides, validated before anything starts.
@@ -87,16 +87,30 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from fslsage_ray.experiment import planned_sizes
     from fslsage_ray.plan import plan_rounds
 
+    if args.profile:
+        args.overrides = [*args.overrides, f"system.profile={args.profile}"]
     config = _config(args)
     client_sizes, sizes = planned_sizes(config)
-    plan = plan_rounds(config, client_sizes, sizes, args.rounds or config.run.rounds)
+    rounds = args.rounds or config.run.rounds
+    plan = plan_rounds(config, client_sizes, sizes, rounds)
+    if args.profile:  # communication only: the seconds messages take on the profile's links
+        from fslsage_ray.system.replay import replay_rounds
+
+        for row, sim in zip(
+            plan["rounds"], replay_rounds(config, rounds, comm_only=True), strict=True
+        ):
+            row["comm_s"] = sim["sim_round_s"]
     if args.json:
         print(json.dumps(plan, indent=2))
         return 0
     print(f"{plan['algorithm']}: {plan['num_clients']} clients, model bytes {plan['model_bytes']}")
     for row in plan["rounds"]:
         kinds = ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in row["bytes"].items())
-        print(f"round {row['round']:>4}: {row['gib']:.4f} GiB (cum {row['gib_cum']:.3f}) | {kinds}")
+        took = f", {row['comm_s']:.3f} s on {args.profile}" if "comm_s" in row else ""
+        print(
+            f"round {row['round']:>4}: {row['gib']:.4f} GiB (cum {row['gib_cum']:.3f}){took} | "
+            f"{kinds}"
+        )
     last = plan["rounds"][-1]
     if abs(last["gib_cum_if_all"] - last["gib_cum"]) > 1e-12:
         print(
@@ -252,6 +266,21 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_simtime(args: argparse.Namespace) -> int:
+    from fslsage_ray.outputs.runs import load_runs
+    from fslsage_ray.outputs.simtime import replay_run
+
+    runs = [r for r in args.runs if "=" not in r]
+    overrides = [*(r for r in args.runs if "=" in r), f"system.profile={args.profile}"]
+    out_dir = Path(args.out)
+    cache: dict = {}
+    done = [replay_run(r.path, out_dir, overrides, cache) for r in load_runs(runs)]
+    for path in done:
+        print(f"{path}: replayed on {args.profile}")
+    _report(done, out_dir, _target(args), _budgets(None))
+    return 0
+
+
 def _target_options(p: argparse.ArgumentParser) -> None:
     """--target or --target-loss, whichever fits the runs' headline (not both)."""
     group = p.add_mutually_exclusive_group()
@@ -297,6 +326,19 @@ def build_parser() -> argparse.ArgumentParser:
     common(plan)
     plan.add_argument("--rounds", type=int, help="how many rounds (default: run.rounds)")
     plan.add_argument("--json", action="store_true", help="print JSON")
+    plan.add_argument(
+        "--profile", help="also each round's communication seconds on a system profile"
+    )
+
+    simtime = sub.add_parser(
+        "simtime", help="finished runs replayed under a system profile (simulated time)"
+    )
+    simtime.add_argument(
+        "runs", nargs="+", help="run folders (or folders of them), then system.key=value, ..."
+    )
+    simtime.add_argument("--profile", required=True, help="datacenter | broadband | mobile")
+    simtime.add_argument("--out", required=True, help="folder for the replayed runs and figures")
+    _target_options(simtime)
 
     compare = sub.add_parser("compare", help="several algorithms on the same split and seed")
     common(compare)
@@ -328,6 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "run": _cmd_run,
         "plan": _cmd_plan,
+        "simtime": _cmd_simtime,
         "info": _cmd_info,
         "compare": _cmd_compare,
         "plot": _cmd_plot,

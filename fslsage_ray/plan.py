@@ -13,6 +13,7 @@ from fslsage_ray.algorithms.ledger import GIB
 from fslsage_ray.algorithms.participation import participants
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.config import Config
+from fslsage_ray.system.devices import available, client_devices
 
 
 def plan_rounds(
@@ -23,8 +24,13 @@ def plan_rounds(
     out = []
     cumulative = cumulative_all = 0
     alg = config.algorithm
+    devices = None
+    if config.system.enabled:  # availability decides who of the chosen takes part
+        devices = client_devices(config.system, len(client_sizes), config.run.seed)
     for t in range(rounds):
         chosen = participants(t, len(client_sizes), alg.clients_per_round, config.run.seed)
+        if devices is not None:
+            chosen = available(t, chosen, devices, config.run.seed)
         members = [client_sizes[c] for c in chosen]
         counts = algorithm.plan_round_bytes(t, members, sizes)
         total = sum(counts.values())

@@ -13,6 +13,7 @@ import shlex
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -65,6 +66,10 @@ from fslsage_ray.runtime.allocator import torch_threads
 from fslsage_ray.runtime.backend import Backend, ServerStats, WorkerLost
 from fslsage_ray.runtime.client_host import ClientResult
 from fslsage_ray.stopping import Stopper, stop_on_signals
+from fslsage_ray.system.devices import available
+from fslsage_ray.system.events import ROUND, Message, sorted_messages
+from fslsage_ray.system.flops import count_step_flops
+from fslsage_ray.system.timing import SystemModel, sim_columns, uploaded_samples
 from fslsage_ray.tasks.base import Arrays
 
 log = logging.getLogger("fslsage_ray")
@@ -158,6 +163,8 @@ class Simulation:
         check_tracker(config.run)  # a missing tracker library is refused before any work
         started = time.perf_counter()
         self.prepared = prepare(config)  # bad data or config fails here, before any Ray work
+        # Devices (a bad trace fails here) and FLOPs per sample; None: no system model.
+        self.system = system_model(config, get_algorithm(config), self.prepared)
         # Seconds each start-up phase took, logged when the run starts (benchmarks/startup.py).
         self.startup = {
             "data": self.prepared.load_s,
@@ -412,12 +419,7 @@ class Simulation:
     def _round(self, backend, bar, t, global_parts, num_batches):
         """One round, top to bottom: train (local phases and server jobs), aggregate,
         evaluate, record. Returns the metrics row and the new global parts."""
-        chosen = participants(
-            t,
-            len(self.prepared.parts),
-            self.config.algorithm.clients_per_round,
-            self.config.run.seed,
-        )
+        chosen = self._chosen(t)
         ledger = Ledger()
         round_start = time.perf_counter()
 
@@ -440,7 +442,12 @@ class Simulation:
         record = self._record(
             t, wall_s, local_s, jobs_s, eval_s, test, results, server, reports, len(chosen)
         )
-        row = self.metrics.add_round(record.as_row(), ledger.close_round())
+        row = record.as_row()
+        if self.system is not None:
+            row.update(self._sim_columns(t, chosen, ledger, results, server))
+        else:
+            ledger.take_messages()
+        row = self.metrics.add_round(row, ledger.close_round())
         self._log_round(row)
         return row, new_parts
 
@@ -449,7 +456,8 @@ class Simulation:
         (local seconds, server-job seconds, job reports)."""
         m = len(chosen)
         for part, state in global_parts.items():
-            ledger.add(f"{PART_KINDS[part]}.down", state_bytes(state), times=m)
+            for cid in chosen:
+                ledger.record(cid, ROUND, f"{PART_KINDS[part]}.down", state_bytes(state))
         expected = self.algorithm.expected_uploads({c: num_batches[c] for c in chosen})
         backend.start_round(global_parts, expected, chosen)
         local_s = jobs_s = 0.0
@@ -466,8 +474,9 @@ class Simulation:
             elif isinstance(phase, ServerJobPhase):
                 bar.phase(f"round {t}: {phase.label} ({who})")
                 done = backend.run_server_jobs(last_stop, phase.clients)
-                for report in done.values():
-                    ledger.merge(report.bytes)
+                for report in done.values():  # what goes down before step last_stop
+                    for kind, nbytes in report.bytes.items():
+                        ledger.record(report.cid, last_stop, kind, nbytes)
                 reports.update(done)
                 jobs_s += time.perf_counter() - t0
         return local_s, jobs_s, reports
@@ -476,8 +485,9 @@ class Simulation:
         """Book the uploads of client parts, then average them with weights n_i/n."""
         for r in results:
             for part, state in r.parts.items():
-                ledger.add(f"{PART_KINDS[part]}.up", state_bytes(state))
-            ledger.merge(r.bytes)
+                ledger.record(r.cid, ROUND, f"{PART_KINDS[part]}.up", state_bytes(state))
+            for step, kind, nbytes in r.messages:
+                ledger.record(r.cid, step, kind, nbytes)
         # Fixed client order: the average is bit-identical however clients were hosted.
         weights = sample_weights([r.num_samples for r in results])
         return {
@@ -524,6 +534,31 @@ class Simulation:
             extra=job_figures,
         )
 
+    def _sim_columns(self, t, chosen, ledger, results, server) -> dict[str, Any]:
+        """Simulated time of round t, replayed from the messages the ledger booked."""
+        messages = sorted_messages([Message(*m) for m in ledger.take_messages()])
+        history = [r for r in self.metrics.rows if "sim_time_s" in r]
+        work = self.system.round_work(t, chosen, messages, self._uploaded_before(t))
+        measured = None
+        if self.config.system.compute == "measured":  # NOT reproducible: wall time
+            measured = {"client": {r.cid: r.busy_s for r in results}, "server": server.busy_s}
+        result = self.system.time_round(work, measured)
+        return sim_columns(result, history[-1]["sim_time_s"] if history else 0.0)
+
+    def _uploaded_before(self, t: int):
+        """Samples each client uploaded before round t (its alignment buffer's fill)."""
+        sm = self.system
+        rounds = Counter(cid for r in range(t) for cid in self._chosen(r))
+        return lambda cid: rounds[cid] * uploaded_samples(sm.algorithm, sm.client_sizes[cid])
+
+    def _chosen(self, t: int) -> list[int]:
+        """Round t's participants; with a system model, those of them available."""
+        n, alg = len(self.prepared.parts), self.config.algorithm
+        chosen = participants(t, n, alg.clients_per_round, self.config.run.seed)
+        if self.system is None:
+            return chosen
+        return available(t, chosen, self.system.devices, self.config.run.seed)
+
     def _log_round(self, row: dict[str, Any]) -> None:
         names = self.prepared.world.task.metric_names  # "test_acc" is logged as "acc"
         test = " ".join(f"{k.removeprefix('test_')} {row[k]:.4f}" for k in names)
@@ -538,6 +573,20 @@ class Simulation:
             row["samples_per_s"],
             100 * row["server_busy_frac"],
         )
+
+
+def system_model(config: Config, algorithm: Algorithm, p: Prepared) -> SystemModel | None:
+    """The run's devices and FLOPs per sample, when `system` is on."""
+    if not config.system.enabled:
+        return None
+    if config.system.compute == "measured":
+        log.warning(
+            "system.compute=measured: simulated time follows this machine's busy "
+            "time, so it is NOT reproducible (system.compute=flops is)"
+        )
+    template = build_template(p.world)
+    flops = count_step_flops(template, p.world.task, p.train)
+    return SystemModel.build(config, algorithm, flops, p.client_sizes)
 
 
 def resolve_at_start(config: Config) -> Config:

@@ -69,9 +69,12 @@ class ClientRoundStats:
     loss_sum: float = 0.0  # the loss the client itself descends (local or through the server)
     steps: int = 0
     bytes: dict[str, int] = field(default_factory=dict)
+    messages: list[tuple[int, str, int]] = field(default_factory=list)  # (step, kind, bytes)
 
-    def charge(self, kind: str, nbytes: int) -> None:
+    def charge(self, kind: str, nbytes: int, step: int) -> None:
+        """Book one message of local step `step` (the simulated clock replays them)."""
         self.bytes[kind] = self.bytes.get(kind, 0) + int(nbytes)
+        self.messages.append((step, kind, int(nbytes)))
 
 
 class Client(ABC):
@@ -111,14 +114,14 @@ class Client(ABC):
         """Upload this batch's cut-layer payload (booked here, where it is sent); with
         `wait`, return the server's dL/dz."""
         payload = Payload.of(smashed, batch)
-        self.stats.charge("smashed.up", payload.smashed_nbytes)
+        self.stats.charge("smashed.up", payload.smashed_nbytes, it)
         if self.config.run.count_labels:
-            self.stats.charge("labels.up", payload.targets_nbytes)
+            self.stats.charge("labels.up", payload.targets_nbytes, it)
         if not wait:
             channel.upload(it, self.cid, payload)
             return None
         grad = channel.exchange(it, self.cid, payload)
-        self.stats.charge("grad.down", grad.nbytes)
+        self.stats.charge("grad.down", grad.nbytes, it)
         return grad
 
     @abstractmethod
@@ -241,6 +244,9 @@ class Algorithm(ABC):
     follows_server_order: ClassVar[bool] = False  # algorithm.server_order changes its order
     returns_gradients: ClassVar[bool] = False
     server_holds_aux: ClassVar[bool] = False  # the server keeps and fits one AM per client
+    # What a client waits for in simulated time (system/clock.py): "local" (steps through
+    # its own AM, uploads not awaited), "exchange" (dL/dz every batch), "full" (no server).
+    waits_for: ClassVar[str] = "local"
 
     def __init__(self, config: Config) -> None:
         self.config = config

@@ -44,10 +44,24 @@ def column_name(kind: str) -> str:
 
 
 class Ledger:
-    """Running byte counts for the current round; `close_round` returns and resets them."""
+    """Running byte counts for the current round; `close_round` returns and resets them.
+
+    Messages booked with `record` also keep who sent them and for which step (the
+    simulated clock replays them, fslsage_ray/system/clock.py); `take_messages` hands over
+    the round's, as (cid, step, kind, bytes) tuples in booking order.
+    """
 
     def __init__(self) -> None:
         self._round: dict[str, int] = defaultdict(int)
+        self._messages: list[tuple[int, int, str, int]] = []
+
+    def record(self, cid: int, step: int, kind: str, nbytes: int) -> None:
+        self.add(kind, nbytes)
+        self._messages.append((cid, step, kind, int(nbytes)))
+
+    def take_messages(self) -> list[tuple[int, int, str, int]]:
+        messages, self._messages = self._messages, []
+        return messages
 
     def add(self, kind: str, nbytes: int, times: int = 1) -> None:
         if kind not in KINDS:

@@ -17,6 +17,7 @@ class SplitFedMS(Algorithm):
     name = "sflv1"
     label = "SplitFed-MS"
     returns_gradients = True
+    waits_for = "exchange"
 
     def upload_every(self) -> int | None:
         return 1

@@ -9,11 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from fslsage_ray.config.errors import ConfigError
+from fslsage_ray.config.system import SystemConfig
 from fslsage_ray.registry import algorithm_names, dataset_names, model_names
-
-
-class ConfigError(ValueError):
-    """A configuration the tool refuses to run, with a message that says how to fix it."""
 
 
 def _require(ok: bool, message: str) -> None:
@@ -407,6 +405,7 @@ class Config:
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    system: SystemConfig = field(default_factory=SystemConfig)  # simulated time (off: none)
     plugins: list[str] = field(default_factory=list)  # modules that register algorithms,
     # models or data sets (fslsage_ray.registry); imported first, in every process
 

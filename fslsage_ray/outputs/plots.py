@@ -38,6 +38,7 @@ from fslsage_ray.outputs.runs import (  # noqa: E402
     best_within_budget,
     common_headline,
     first_crossing,
+    has_sim_time,
 )
 
 FIGSIZE = (7.0, 4.5)
@@ -160,30 +161,43 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not math.isnan(value)
 
 
-def _xy(record: RunRecord, y_name: str, scale: float = 1.0) -> tuple[list[float], list[float]]:
-    """Pairs of (cumulative GiB, metric) for rounds that have the metric."""
+def _xy(
+    record: RunRecord, y_name: str, scale: float = 1.0, x: str = "comm_gib_cum"
+) -> tuple[list[float], list[float]]:
+    """Pairs of (cumulative GiB or simulated seconds, metric) for rounds with the metric."""
     xs, ys = [], []
     for row in record.metrics:
         y = row.get(y_name)
         if _is_number(y):
-            xs.append(float(row["comm_gib_cum"]))
+            xs.append(float(row[x]))
             ys.append(float(y) * scale)
     return xs, ys
 
 
 def _plot_vs_gib(
-    records: Sequence[RunRecord], out_path: str | Path, axis: _Axis, target: float | None
+    records: Sequence[RunRecord],
+    out_path: str | Path,
+    axis: _Axis,
+    target: float | None,
+    x: str = "comm_gib_cum",
 ) -> Path:
-    """One metric against traffic; with a target each run's first crossing is marked and its
-    GiB quoted in the legend, which is the paper's headline number.
+    """One metric against traffic (or simulated time, x="sim_time_s"); with a target each
+    run's first crossing is marked and its GiB (seconds) quoted in the legend, which is the
+    paper's headline number.
     """
     _require_records(records)
     fig, ax = _new_axes()
+    timed = x == "sim_time_s"
     for record, label, style in _series(records):
-        xs, ys = _xy(record, axis.metric.column, scale=axis.scale)
-        crossing = first_crossing(record, axis.metric, target) if target is not None else None
+        xs, ys = _xy(record, axis.metric.column, scale=axis.scale, x=x)
+        crossing = first_crossing(record, axis.metric, target, x) if target is not None else None
         if target is not None:
-            note = f"at {_fmt_gib(crossing[0])} GiB" if crossing is not None else "not reached"
+            where = (
+                (f"{crossing[0]:.1f} s" if timed else f"{_fmt_gib(crossing[0])} GiB")
+                if crossing is not None
+                else ""
+            )
+            note = f"at {where}" if crossing is not None else "not reached"
             label = f"{label} ({axis.fmt(target)} {note})"
         ax.plot(xs, ys, label=label, linewidth=1.6, **style)
         if crossing is not None:
@@ -204,10 +218,11 @@ def _plot_vs_gib(
             linewidth=1,
             label=f"target {axis.fmt(target)}",
         )
-    ax.set_xlabel(GIB_LABEL)
+    ax.set_xlabel("simulated time (s)" if timed else GIB_LABEL)
     ax.set_ylabel(axis.ylabel)
     ax.set_xlim(left=0)
-    ax.set_title(f"{_dataset_title(records)}: {axis.metric.noun} vs communication")
+    versus = "simulated time" if timed else "communication"
+    ax.set_title(f"{_dataset_title(records)}: {axis.metric.noun} vs {versus}")
     return _save(fig, ax, out_path)
 
 
@@ -380,6 +395,9 @@ def plot_all(
         ]
     else:
         paths = [_plot_vs_gib(records, out_dir / f"{axis.word}_vs_gib.png", axis, target)]
+    if all(has_sim_time(r) for r in records):  # beside the GiB figure: the same vs time
+        time_path = out_dir / f"{axis.word}_vs_time.png"
+        paths.append(_plot_vs_gib(records, time_path, axis, target, x="sim_time_s"))
     if any(_has_am_error(r) for r in records):
         paths.append(plot_am_error(records, out_dir / "am_error.png"))
     if len({r.alpha for r in records if r.alpha is not None}) >= 2:

@@ -207,14 +207,26 @@ def common_headline(records: Sequence[RunRecord]) -> HeadlineMetric:
 
 
 def first_crossing(
-    record: RunRecord, metric: HeadlineMetric, target: float
+    record: RunRecord, metric: HeadlineMetric, target: float, x: str = "comm_gib_cum"
 ) -> tuple[float, float] | None:
-    """(cumulative GiB, value) at the first round whose metric meets the target; None if none."""
+    """(x, value) at the first round whose metric meets the target; None if none. x is
+    cumulative GiB, or simulated seconds (sim_time_s)."""
     for row in record.metrics:
         value = row.get(metric.column)
         if metric.reaches(value, target):
-            return float(row["comm_gib_cum"]), float(value)
+            return float(row[x]), float(value)
     return None
+
+
+def has_sim_time(record: RunRecord) -> bool:
+    """Whether every round carries simulated time (a run with `system`, or a replay)."""
+    return bool(record.metrics) and all("sim_time_s" in row for row in record.metrics)
+
+
+def time_to_target(record: RunRecord, target: float) -> float | None:
+    """Simulated seconds when the headline first meets the target; None if never."""
+    crossing = first_crossing(record, record.headline_metric, target, "sim_time_s")
+    return None if crossing is None else crossing[0]
 
 
 def gib_to_target(record: RunRecord, target: float) -> float | None:

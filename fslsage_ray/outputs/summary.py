@@ -8,7 +8,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from fslsage_ray.outputs.headline import HeadlineMetric
-from fslsage_ray.outputs.runs import RunRecord, best_within_budget, common_headline, gib_to_target
+from fslsage_ray.outputs.runs import (
+    RunRecord,
+    best_within_budget,
+    common_headline,
+    gib_to_target,
+    has_sim_time,
+    time_to_target,
+)
 
 
 def summarize(records: Sequence[RunRecord], target: float | None) -> list[dict[str, Any]]:
@@ -31,6 +38,10 @@ def summarize(records: Sequence[RunRecord], target: float | None) -> list[dict[s
         }
         if target is not None:
             row["gib_to_target"] = gib_to_target(r, target)
+        if all(has_sim_time(x) for x in records):  # simulated time (system section)
+            row["sim_s_total"] = r.metrics[-1]["sim_time_s"]
+            if target is not None:
+                row["sim_s_to_target"] = time_to_target(r, target)
         rows.append(row)
     return rows
 
@@ -57,6 +68,11 @@ def to_markdown(rows: Sequence[dict[str, Any]], target: float | None) -> str:
     header = ["method", "split", "rounds", f"final {short}", f"best {short}", "GiB total"]
     if target is not None:
         header.append(f"GiB to {target_label(metric, target)}")
+    timed = "sim_s_total" in first
+    if timed:
+        header.append("simulated s")
+        if target is not None:
+            header.append(f"simulated s to {target_label(metric, target)}")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [
@@ -70,5 +86,10 @@ def to_markdown(rows: Sequence[dict[str, Any]], target: float | None) -> str:
         if target is not None:
             reached = row["gib_to_target"]
             cells.append("not reached" if reached is None else f"{reached:.3f}")
+        if timed:
+            cells.append(f"{row['sim_s_total']:.1f}")
+            if target is not None:
+                took = row["sim_s_to_target"]
+                cells.append("not reached" if took is None else f"{took:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

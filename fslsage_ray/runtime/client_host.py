@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,7 @@ class ClientResult:
     steps: int
     bytes: dict[str, int]
     busy_s: float = 0.0  # compute in this client's local steps this round (sending excluded)
+    messages: list[tuple[int, str, int]] = field(default_factory=list)  # (step, kind, bytes)
 
 
 class ClientHost:
@@ -167,6 +168,7 @@ class ClientHost:
                     c.stats.steps,
                     dict(c.stats.bytes),
                     self.busy_s[cid],
+                    list(c.stats.messages),
                 )
             )
         self.store.release(keep=())
