@@ -229,14 +229,23 @@ def _report(
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from fslsage_ray.compare import parse_methods, parse_sweep, run_comparison, track_comparison
+    from fslsage_ray.compare import (
+        parse_methods,
+        parse_seeds,
+        parse_sweep,
+        run_comparison,
+        track_comparison,
+    )
 
     config = _config(args)
     methods = parse_methods(args.methods)
     sweep = parse_sweep(args.sweep)
+    seeds = parse_seeds(args.seeds)
     out_dir = args.out or join(config.run.out_dir, f"compare-{config.run.name}")
     out_dir = out_dir if is_uri(out_dir) else Path(out_dir)
-    run_dirs = run_comparison(config, methods, out_dir, sweep, args.overwrite, not args.quiet)
+    run_dirs = run_comparison(
+        config, methods, out_dir, sweep, args.overwrite, not args.quiet, seeds
+    )
     files = _report(run_dirs, out_dir, _target(args), _budgets(args.budgets))
     if not is_uri(out_dir):  # a tracker logs local files (each run was tracked as it ran)
         track_comparison(config, out_dir, run_dirs, files)
@@ -302,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(compare)
     compare.add_argument("--methods", help="comma-separated (default: the six of the paper)")
     compare.add_argument("--sweep", help="also sweep one setting, e.g. data.alpha=1,10,100")
+    compare.add_argument(
+        "--seeds", help="run every setting once per seed, e.g. 200,201,202 (mean and spread)"
+    )
     compare.add_argument("--out", help="folder or URI for the runs, table and figures")
     compare.add_argument("--overwrite", action="store_true", help="replace existing run folders")
     _target_options(compare)

@@ -49,6 +49,19 @@ def parse_sweep(text: str | None) -> tuple[str, list[str]] | None:
     return key.strip(), items
 
 
+def parse_seeds(text: str | None) -> list[int] | None:
+    """`--seeds 200,201,202` -> [200, 201, 202]; None keeps the config's run.seed."""
+    if not text:
+        return None
+    try:
+        seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) < len(seeds):
+        raise ConfigError(f"--seeds {text!r} must be distinct non-negative integers, e.g. 200,201")
+    return seeds
+
+
 def _with(config: Config, overrides: Sequence[str]) -> Config:
     """Apply overrides through the loader, so every changed value is validated again."""
     raw = config_to_dict(config)
@@ -58,18 +71,25 @@ def _with(config: Config, overrides: Sequence[str]) -> Config:
 
 
 def plan_runs(
-    config: Config, methods: Sequence[str], sweep: tuple[str, list[str]] | None
+    config: Config,
+    methods: Sequence[str],
+    sweep: tuple[str, list[str]] | None,
+    seeds: Sequence[int] | None = None,
 ) -> list[tuple[str, Config]]:
-    """(folder name, config) for every run, all validated now."""
+    """(folder name, config) for every run, all validated now; with seeds, every run once
+    per seed (`fsl_sage-seed201`), which tables and figures then show as mean and spread."""
     runs = []
     values = sweep[1] if sweep else [None]
     for value in values:
         for method in methods:
             name = method if value is None else f"{method}-{sweep[0].split('.')[-1]}{value}"
-            overrides = [f"algorithm.name={method}", f"run.name={name}"]
+            overrides = [f"algorithm.name={method}"]
             if value is not None:
                 overrides.append(f"{sweep[0]}={value}")
-            runs.append((name, _with(config, overrides)))
+            for seed in seeds or [None]:
+                named = name if seed is None else f"{name}-seed{seed}"
+                extra = [] if seed is None else [f"run.seed={seed}"]
+                runs.append((named, _with(config, [*overrides, f"run.name={named}", *extra])))
     return runs
 
 
@@ -80,10 +100,11 @@ def run_comparison(
     sweep: tuple[str, list[str]] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    seeds: Sequence[int] | None = None,
 ) -> list[Where]:
     from fslsage_ray.simulation import Simulation
 
-    runs = plan_runs(config, methods, sweep)
+    runs = plan_runs(config, methods, sweep, seeds)
     check_tracker(config.run)
     for name, _ in runs:
         check_run_dir(join(out_dir, name), overwrite)
@@ -140,6 +161,7 @@ def _connect_once(config: Config) -> bool:
 __all__ = [
     "DEFAULT_METHODS",
     "parse_methods",
+    "parse_seeds",
     "parse_sweep",
     "plan_runs",
     "run_comparison",
