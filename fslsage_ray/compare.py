@@ -49,20 +49,24 @@ def parse_sweep(text: str | None) -> tuple[str, list[str]] | None:
     return key.strip(), items
 
 
+def parse_int_list(text: str, option: str, minimum: int, example: str) -> list[int]:
+    """`200,201` -> [200, 201]: distinct integers >= minimum, or one line naming the option."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < minimum or len(set(values)) < len(values):
+        kind = "non-negative" if minimum == 0 else f">= {minimum}"
+        raise ConfigError(f"{option} {text!r} must be distinct {kind} integers, e.g. {example}")
+    return values
+
+
 def parse_seeds(text: str | None) -> list[int] | None:
     """`--seeds 200,201,202` -> [200, 201, 202]; None keeps the config's run.seed."""
-    if not text:
-        return None
-    try:
-        seeds = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        seeds = []
-    if not seeds or min(seeds) < 0 or len(set(seeds)) < len(seeds):
-        raise ConfigError(f"--seeds {text!r} must be distinct non-negative integers, e.g. 200,201")
-    return seeds
+    return parse_int_list(text, "--seeds", 0, "200,201") if text else None
 
 
-def _with(config: Config, overrides: Sequence[str]) -> Config:
+def with_overrides(config: Config, overrides: Sequence[str]) -> Config:
     """Apply overrides through the loader, so every changed value is validated again."""
     raw = config_to_dict(config)
     for section, values in parse_overrides(overrides).items():
@@ -89,7 +93,9 @@ def plan_runs(
             for seed in seeds or [None]:
                 named = name if seed is None else f"{name}-seed{seed}"
                 extra = [] if seed is None else [f"run.seed={seed}"]
-                runs.append((named, _with(config, [*overrides, f"run.name={named}", *extra])))
+                runs.append(
+                    (named, with_overrides(config, [*overrides, f"run.name={named}", *extra]))
+                )
     return runs
 
 
@@ -160,6 +166,7 @@ def _connect_once(config: Config) -> bool:
 
 __all__ = [
     "DEFAULT_METHODS",
+    "parse_int_list",
     "parse_methods",
     "parse_seeds",
     "parse_sweep",
