@@ -20,8 +20,8 @@ from typing import Any
 
 import ray
 
-from fslsage_ray.study import session_memory as sm
-from fslsage_ray.study.session_memory import ProcessMemory, StoreUsage
+from fslsage_ray.runtime import session_memory as sm
+from fslsage_ray.runtime.session_memory import ProcessMemory, StoreUsage
 
 MIB = 2**20
 

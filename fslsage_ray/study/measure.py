@@ -15,8 +15,8 @@ from typing import Any
 from fslsage_ray.outputs.headline import HeadlineMetric
 from fslsage_ray.outputs.metrics import MetricsTable
 from fslsage_ray.outputs.storage import Where
+from fslsage_ray.runtime.session_memory import SessionMemory
 from fslsage_ray.study.plan import StudyRun
-from fslsage_ray.study.session_memory import SessionMemory
 
 GIB = 2**30
 

@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fslsage_ray.config import ConfigError, config_to_dict
+from fslsage_ray.runtime.session_memory import SessionMemory
 from fslsage_ray.study.measure import measure_run
 from fslsage_ray.study.plan import StudyRun
-from fslsage_ray.study.session_memory import SessionMemory
 
 TABLE_FILE = "scaling.parquet"
 SPEC_FILE = "study.json"

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from fslsage_ray.study.session_memory import SessionMemory, process_memory
+from fslsage_ray.runtime.session_memory import SessionMemory, process_memory
 
 
 @pytest.mark.ray
