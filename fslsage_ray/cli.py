@@ -244,7 +244,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     out_dir = args.out or join(config.run.out_dir, f"compare-{config.run.name}")
     out_dir = out_dir if is_uri(out_dir) else Path(out_dir)
     run_dirs = run_comparison(
-        config, methods, out_dir, sweep, args.overwrite, not args.quiet, seeds
+        config, methods, out_dir, sweep, args.overwrite, not args.quiet, seeds, args.parallel
     )
     files = _report(run_dirs, out_dir, _target(args), _budgets(args.budgets))
     if not is_uri(out_dir):  # a tracker logs local files (each run was tracked as it ran)
@@ -356,6 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--seeds", help="run every setting once per seed, e.g. 200,201,202 (mean and spread)"
     )
     compare.add_argument("--out", help="folder or URI for the runs, table and figures")
+    compare.add_argument(
+        "--parallel",
+        action="store_true",
+        help="run the runs at the same time as Ray tasks (in-process backend), same results",
+    )
     compare.add_argument("--overwrite", action="store_true", help="replace existing run folders")
     _target_options(compare)
     compare.add_argument("--quiet", action="store_true", help="no progress bars")

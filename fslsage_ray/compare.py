@@ -107,9 +107,14 @@ def run_comparison(
     overwrite: bool = False,
     progress: bool = True,
     seeds: Sequence[int] | None = None,
+    parallel: bool = False,
 ) -> list[Where]:
     from fslsage_ray.simulation import Simulation
 
+    if parallel and config.runtime.backend != "inprocess":
+        raise ConfigError(
+            "--parallel runs each run in-process inside a Ray task; set runtime.backend=inprocess"
+        )
     runs = plan_runs(config, methods, sweep, seeds)
     check_tracker(config.run)
     for name, _ in runs:
@@ -121,12 +126,21 @@ def run_comparison(
                 config.run.seed, [], "compare: " + ", ".join(name for name, _ in runs)
             ),
         )
-        started_ray = _connect_once(config)
+        started_ray = _connect_once(config, parallel)
         tables = []
         try:
-            for name, cfg in runs:
-                sim = Simulation(cfg, join(out_dir, name), overwrite=overwrite, progress=progress)
-                table = sim.run()
+            if parallel:
+                results = run_as_tasks(
+                    [(cfg, join(out_dir, name)) for name, cfg in runs], overwrite
+                )
+            else:
+                results = (
+                    Simulation(
+                        cfg, join(out_dir, name), overwrite=overwrite, progress=progress
+                    ).run()
+                    for name, cfg in runs
+                )
+            for (name, _), table in zip(runs, results, strict=True):
                 tables.append(table.append_column("run", pa.array([name] * table.num_rows)))
         finally:
             if started_ray:
@@ -155,9 +169,29 @@ def track_comparison(
     tracker.close(True, [], artifacts)
 
 
-def _connect_once(config: Config) -> bool:
+def _run_in_task(config: Config, run_dir: Where, overwrite: bool) -> pa.Table:
+    """One run, in-process, inside a Ray task (its folder written as a run of its own)."""
+    from fslsage_ray.simulation import Simulation
+
+    return Simulation(config, run_dir, overwrite=overwrite, progress=False).run()
+
+
+def run_as_tasks(runs: Sequence[tuple[Config, Where]], overwrite: bool) -> list[pa.Table]:
+    """Independent in-process runs at the same time as Ray tasks, as many as the cluster's
+    CPUs hold (one CPU and the config's torch threads each), tables in the order given.
+    Every run fixes its thread count before it is sent (resolve_at_start), so a run learns
+    exactly what it learns when run alone."""
+    import ray
+
+    from fslsage_ray.simulation import resolve_at_start
+
+    task = ray.remote(num_cpus=1)(_run_in_task)
+    return ray.get([task.remote(resolve_at_start(cfg), where, overwrite) for cfg, where in runs])
+
+
+def _connect_once(config: Config, parallel: bool = False) -> bool:
     """Start Ray once for all runs instead of once per run."""
-    if config.runtime.backend != "ray":
+    if config.runtime.backend != "ray" and not parallel:
         return False
     from fslsage_ray.runtime.cluster import connect
 
@@ -171,6 +205,7 @@ __all__ = [
     "parse_seeds",
     "parse_sweep",
     "plan_runs",
+    "run_as_tasks",
     "run_comparison",
     "track_comparison",
 ]
