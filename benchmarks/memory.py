@@ -15,41 +15,17 @@ Everything here reads the local node only: run it on the driver's machine.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
-from types import ModuleType
+from dataclasses import asdict
 from typing import Any
 
 import ray
 
+from fslsage_ray.runtime import session_memory as sm
+from fslsage_ray.runtime.session_memory import ProcessMemory, StoreUsage
+
 MIB = 2**20
 
-
-def _psutil() -> ModuleType:
-    """psutil ships inside Ray (ray/thirdparty_files), importable only once ray is."""
-    import psutil
-
-    return psutil
-
-
-@dataclass(frozen=True)
-class ProcessMemory:
-    pid: int
-    name: str
-    role: str  # driver | worker | system
-    rss: int
-    uss: int | None  # None where /proc/<pid>/smaps cannot be read
-    pss: int | None
-
-
-@dataclass(frozen=True)
-class StoreUsage:
-    bytes_used: int
-    bytes_capacity: int
-    primary_copy_bytes: int
-    num_objects: int
-    spilled_bytes_total: int
-    created_bytes_total: int
+__all__ = ["ProcessMemory", "StoreUsage", "process_memory", "session_pids", "session_sample"]
 
 
 def _node() -> Any:
@@ -59,76 +35,27 @@ def _node() -> Any:
     return node
 
 
-def _node_stats(node: Any) -> Any:
-    from ray._private.internal_api import node_stats
-
-    return node_stats(node.node_ip_address, node.node_manager_port, include_memory_info=False)
-
-
 def worker_pids() -> set[int]:
     """PIDs of the workers (and drivers) the local raylet knows about."""
-    return {s.pid for s in _node_stats(_node()).core_workers_stats if s.pid}
+    node = _node()
+    return sm.worker_pids(node.node_ip_address, node.node_manager_port)
 
 
 def session_pids() -> set[int]:
     """This process, every process whose command line names this session's directory (GCS,
     raylet, agents, dashboard), the raylet's workers, and all their descendants."""
-    psutil = _psutil()
-    node = _node()
-    marker = node.get_session_dir_path().rstrip("/")
-    roots = {os.getpid()} | worker_pids()
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        args = proc.info["cmdline"] or []
-        if any(a.endswith(marker) or marker + "/" in a for a in args):
-            roots.add(proc.info["pid"])
-    pids = set(roots)
-    for pid in roots:
-        try:
-            pids.update(c.pid for c in psutil.Process(pid).children(recursive=True))
-        except psutil.Error:
-            continue  # ended while we looked
-    return pids
+    return sm.session_pids(_node().get_session_dir_path(), {os.getpid()} | worker_pids())
 
 
-def _role(pid: int, name: str, workers: set[int]) -> str:
-    if pid == os.getpid():
-        return "driver"
-    if pid in workers:  # the agents are also named ray::..., but the raylet does not list them
-        return "worker"
-    return "system"
-
-
-def process_memory(pids: Iterable[int], workers: set[int] | None = None) -> list[ProcessMemory]:
+def process_memory(pids, workers: set[int] | None = None) -> list[ProcessMemory]:
     """RSS, USS and PSS of each process still alive."""
-    psutil = _psutil()
-    workers = workers if workers is not None else set()
-    out = []
-    for pid in sorted(pids):
-        try:
-            proc = psutil.Process(pid)
-            name = proc.name()
-            try:
-                full = proc.memory_full_info()
-                rss, uss, pss = full.rss, full.uss, getattr(full, "pss", None)
-            except psutil.AccessDenied:
-                rss, uss, pss = proc.memory_info().rss, None, None
-        except psutil.Error:
-            continue  # ended while we looked
-        out.append(ProcessMemory(pid, name, _role(pid, name, workers), rss, uss, pss))
-    return out
+    return sm.process_memory(pids, workers)
 
 
 def store_usage() -> StoreUsage:
     """Object-store bytes of the local node, from the raylet."""
-    stats = _node_stats(_node()).store_stats
-    return StoreUsage(
-        bytes_used=int(stats.object_store_bytes_used),
-        bytes_capacity=int(stats.object_store_bytes_avail),
-        primary_copy_bytes=int(stats.object_store_bytes_primary_copy),
-        num_objects=int(stats.num_local_objects),
-        spilled_bytes_total=int(stats.spilled_bytes_total),
-        created_bytes_total=int(stats.cumulative_created_bytes),
-    )
+    node = _node()
+    return sm.store_usage(node.node_ip_address, node.node_manager_port)
 
 
 def _total(procs: list[ProcessMemory], field: str, role: str | None = None) -> int:

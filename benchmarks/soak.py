@@ -20,7 +20,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -78,15 +78,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def make_sampled_metrics(base: type, every: int, on_sample: Callable[[int, dict], None]) -> Any:
     """A metrics table that calls on_sample after every `every`-th round, at the round's end
     (actors idle, before the next round and before Ray shuts down after the last one)."""
+    from fslsage_ray.study.measure import hooked_metrics
 
-    class SampledMetrics(base):  # type: ignore[misc, valid-type]
-        def add_round(self, row: Mapping[str, Any], bytes_by_kind: Mapping[str, int]) -> dict:
-            full = super().add_round(row, bytes_by_kind)
-            if len(self.rows) % every == 0:
-                on_sample(len(self.rows), full)
-            return full
-
-    return SampledMetrics()
+    return hooked_metrics(base, every, on_sample)()
 
 
 def growth_verdict(samples: list[dict[str, Any]], baseline_round: int) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""`fslsage-ray run | plan | compare | plot | simtime | info`: the command line over the Python API.
+"""`fslsage-ray run | plan | compare | scale | plot | simtime | info`: the command line over the
+Python API.
 
 Every subcommand takes `--config FILE` (default: the built-in offline quick start) and any
 number of `section.key=value` overrides, validated before anything starts.
@@ -243,14 +244,23 @@ def _report(
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from fslsage_ray.compare import parse_methods, parse_sweep, run_comparison, track_comparison
+    from fslsage_ray.compare import (
+        parse_methods,
+        parse_seeds,
+        parse_sweep,
+        run_comparison,
+        track_comparison,
+    )
 
     config = _config(args)
     methods = parse_methods(args.methods)
     sweep = parse_sweep(args.sweep)
+    seeds = parse_seeds(args.seeds)
     out_dir = args.out or join(config.run.out_dir, f"compare-{config.run.name}")
     out_dir = out_dir if is_uri(out_dir) else Path(out_dir)
-    run_dirs = run_comparison(config, methods, out_dir, sweep, args.overwrite, not args.quiet)
+    run_dirs = run_comparison(
+        config, methods, out_dir, sweep, args.overwrite, not args.quiet, seeds, args.parallel
+    )
     files = _report(run_dirs, out_dir, _target(args), _budgets(args.budgets))
     if not is_uri(out_dir):  # a tracker logs local files (each run was tracked as it ran)
         track_comparison(config, out_dir, run_dirs, files)
@@ -258,7 +268,48 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_scale(args: argparse.Namespace) -> int:
+    from fslsage_ray.compare import parse_methods, parse_seeds
+    from fslsage_ray.study.plan import parse_counts, plan_study
+    from fslsage_ray.study.run import TABLE_FILE, run_study
+
+    config = _config(args)
+    methods = parse_methods(args.methods or config.algorithm.name)
+    seeds = parse_seeds(args.seeds)
+    counts = parse_counts(args.clients)
+    out_dir = args.out or join(config.run.out_dir, f"scale-{config.run.name}")
+    if is_uri(out_dir):
+        raise ConfigError("scale writes to a local folder; copy it to storage afterwards")
+    runs = plan_study(config, methods, counts, seeds, args.data, args.samples_per_client)
+    table = run_study(runs, Path(out_dir), args.overwrite, not args.quiet, args.sample_every)
+    _study_report(table.to_pylist(), Path(out_dir))
+    print(f"study table: {Path(out_dir) / TABLE_FILE}")
+    return 0
+
+
+def _study_report(rows: list[dict], out_dir: Path) -> None:
+    from fslsage_ray.study.report import write_report
+
+    text, figures = write_report(rows, out_dir)
+    print(text)
+    for path in figures:
+        print(f"figure: {path}")
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
+    from fslsage_ray.study.run import TABLE_FILE
+
+    if (
+        len(args.runs) == 1
+        and not is_uri(args.runs[0])
+        and (Path(args.runs[0]) / TABLE_FILE).is_file()
+    ):
+        import pyarrow.parquet as pq  # a scaling study: its own figures, from its table
+
+        out = Path(args.out or args.runs[0])
+        out.mkdir(parents=True, exist_ok=True)
+        _study_report(pq.read_table(Path(args.runs[0]) / TABLE_FILE).to_pylist(), out)
+        return 0
     run_dirs = [p if is_uri(p) else Path(p) for p in args.runs]
     out_dir = args.out or (run_dirs[0] if len(run_dirs) == 1 else ".")
     out_dir = out_dir if is_uri(out_dir) else Path(out_dir)
@@ -344,13 +395,46 @@ def build_parser() -> argparse.ArgumentParser:
     common(compare)
     compare.add_argument("--methods", help="comma-separated (default: the six of the paper)")
     compare.add_argument("--sweep", help="also sweep one setting, e.g. data.alpha=1,10,100")
+    compare.add_argument(
+        "--seeds", help="run every setting once per seed, e.g. 200,201,202 (mean and spread)"
+    )
     compare.add_argument("--out", help="folder or URI for the runs, table and figures")
+    compare.add_argument(
+        "--parallel",
+        action="store_true",
+        help="run the runs at the same time as Ray tasks (in-process backend), same results",
+    )
     compare.add_argument("--overwrite", action="store_true", help="replace existing run folders")
     _target_options(compare)
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
     compare.add_argument("--budgets", help="GiB budgets for the alpha figure (default 50,80)")
 
-    plot = sub.add_parser("plot", help="figures and a summary from finished run folders")
+    scale = sub.add_parser(
+        "scale", help="a scaling study: the same experiment at several client counts"
+    )
+    common(scale)
+    scale.add_argument("--clients", required=True, help="client counts, e.g. 10,100,1000")
+    scale.add_argument("--methods", help="comma-separated (default: the config's algorithm)")
+    scale.add_argument("--seeds", help="run every count once per seed, e.g. 200,201,202")
+    scale.add_argument(
+        "--data",
+        choices=["split", "per_client"],
+        default="split",
+        help="split: the same training set over more clients; per_client: N samples each",
+    )
+    scale.add_argument("--samples-per-client", type=int, help="N for --data per_client")
+    scale.add_argument("--out", help="study folder (default: run.out_dir/scale-<name>)")
+    scale.add_argument("--overwrite", action="store_true", help="start the study afresh")
+    scale.add_argument("--backend", choices=["ray", "inprocess"], help="runtime.backend")
+    scale.add_argument("--address", help="attach to this Ray cluster (else RAY_ADDRESS or local)")
+    scale.add_argument(
+        "--sample-every", type=float, default=2.0, help="seconds between memory samples"
+    )
+    scale.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    plot = sub.add_parser(
+        "plot", help="figures and a summary from finished run folders or a scaling study"
+    )
     plot.add_argument("runs", nargs="+", help="run folders or URIs, or folders of run folders")
     plot.add_argument("--out", help="folder or URI for the PNGs and summary.md")
     _target_options(plot)
@@ -374,6 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "info": _cmd_info,
         "compare": _cmd_compare,
         "plot": _cmd_plot,
+        "scale": _cmd_scale,
     }
     try:
         return handlers[args.command](args)

@@ -49,7 +49,24 @@ def parse_sweep(text: str | None) -> tuple[str, list[str]] | None:
     return key.strip(), items
 
 
-def _with(config: Config, overrides: Sequence[str]) -> Config:
+def parse_int_list(text: str, option: str, minimum: int, example: str) -> list[int]:
+    """`200,201` -> [200, 201]: distinct integers >= minimum, or one line naming the option."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < minimum or len(set(values)) < len(values):
+        kind = "non-negative" if minimum == 0 else f">= {minimum}"
+        raise ConfigError(f"{option} {text!r} must be distinct {kind} integers, e.g. {example}")
+    return values
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    """`--seeds 200,201,202` -> [200, 201, 202]; None keeps the config's run.seed."""
+    return parse_int_list(text, "--seeds", 0, "200,201") if text else None
+
+
+def with_overrides(config: Config, overrides: Sequence[str]) -> Config:
     """Apply overrides through the loader, so every changed value is validated again."""
     raw = config_to_dict(config)
     for section, values in parse_overrides(overrides).items():
@@ -58,18 +75,27 @@ def _with(config: Config, overrides: Sequence[str]) -> Config:
 
 
 def plan_runs(
-    config: Config, methods: Sequence[str], sweep: tuple[str, list[str]] | None
+    config: Config,
+    methods: Sequence[str],
+    sweep: tuple[str, list[str]] | None,
+    seeds: Sequence[int] | None = None,
 ) -> list[tuple[str, Config]]:
-    """(folder name, config) for every run, all validated now."""
+    """(folder name, config) for every run, all validated now; with seeds, every run once
+    per seed (`fsl_sage-seed201`), which tables and figures then show as mean and spread."""
     runs = []
     values = sweep[1] if sweep else [None]
     for value in values:
         for method in methods:
             name = method if value is None else f"{method}-{sweep[0].split('.')[-1]}{value}"
-            overrides = [f"algorithm.name={method}", f"run.name={name}"]
+            overrides = [f"algorithm.name={method}"]
             if value is not None:
                 overrides.append(f"{sweep[0]}={value}")
-            runs.append((name, _with(config, overrides)))
+            for seed in seeds or [None]:
+                named = name if seed is None else f"{name}-seed{seed}"
+                extra = [] if seed is None else [f"run.seed={seed}"]
+                runs.append(
+                    (named, with_overrides(config, [*overrides, f"run.name={named}", *extra]))
+                )
     return runs
 
 
@@ -80,10 +106,16 @@ def run_comparison(
     sweep: tuple[str, list[str]] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    seeds: Sequence[int] | None = None,
+    parallel: bool = False,
 ) -> list[Where]:
     from fslsage_ray.simulation import Simulation
 
-    runs = plan_runs(config, methods, sweep)
+    if parallel and config.runtime.backend != "inprocess":
+        raise ConfigError(
+            "--parallel runs each run in-process inside a Ray task; set runtime.backend=inprocess"
+        )
+    runs = plan_runs(config, methods, sweep, seeds)
     check_tracker(config.run)
     for name, _ in runs:
         check_run_dir(join(out_dir, name), overwrite)
@@ -94,12 +126,21 @@ def run_comparison(
                 config.run.seed, [], "compare: " + ", ".join(name for name, _ in runs)
             ),
         )
-        started_ray = _connect_once(config)
+        started_ray = _connect_once(config, parallel)
         tables = []
         try:
-            for name, cfg in runs:
-                sim = Simulation(cfg, join(out_dir, name), overwrite=overwrite, progress=progress)
-                table = sim.run()
+            if parallel:
+                results = run_as_tasks(
+                    [(cfg, join(out_dir, name)) for name, cfg in runs], overwrite
+                )
+            else:
+                results = (
+                    Simulation(
+                        cfg, join(out_dir, name), overwrite=overwrite, progress=progress
+                    ).run()
+                    for name, cfg in runs
+                )
+            for (name, _), table in zip(runs, results, strict=True):
                 tables.append(table.append_column("run", pa.array([name] * table.num_rows)))
         finally:
             if started_ray:
@@ -128,9 +169,29 @@ def track_comparison(
     tracker.close(True, [], artifacts)
 
 
-def _connect_once(config: Config) -> bool:
+def _run_in_task(config: Config, run_dir: Where, overwrite: bool) -> pa.Table:
+    """One run, in-process, inside a Ray task (its folder written as a run of its own)."""
+    from fslsage_ray.simulation import Simulation
+
+    return Simulation(config, run_dir, overwrite=overwrite, progress=False).run()
+
+
+def run_as_tasks(runs: Sequence[tuple[Config, Where]], overwrite: bool) -> list[pa.Table]:
+    """Independent in-process runs at the same time as Ray tasks, as many as the cluster's
+    CPUs hold (one CPU and the config's torch threads each), tables in the order given.
+    Every run fixes its thread count before it is sent (resolve_at_start), so a run learns
+    exactly what it learns when run alone."""
+    import ray
+
+    from fslsage_ray.simulation import resolve_at_start
+
+    task = ray.remote(num_cpus=1)(_run_in_task)
+    return ray.get([task.remote(resolve_at_start(cfg), where, overwrite) for cfg, where in runs])
+
+
+def _connect_once(config: Config, parallel: bool = False) -> bool:
     """Start Ray once for all runs instead of once per run."""
-    if config.runtime.backend != "ray":
+    if config.runtime.backend != "ray" and not parallel:
         return False
     from fslsage_ray.runtime.cluster import connect
 
@@ -139,9 +200,12 @@ def _connect_once(config: Config) -> bool:
 
 __all__ = [
     "DEFAULT_METHODS",
+    "parse_int_list",
     "parse_methods",
+    "parse_seeds",
     "parse_sweep",
     "plan_runs",
+    "run_as_tasks",
     "run_comparison",
     "track_comparison",
 ]

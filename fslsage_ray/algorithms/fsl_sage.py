@@ -33,6 +33,7 @@ from fslsage_ray.algorithms.ledger import state_bytes
 from fslsage_ray.algorithms.optim import dropout_rng, make_optimizer, steps_taken
 from fslsage_ray.algorithms.phases import LocalPhase, Phase, ServerJobPhase
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
+from fslsage_ray.algorithms.state_store import StateStore, StateView, budget_bytes
 from fslsage_ray.config.schema import AlignmentConfig, Config
 from fslsage_ray.tasks.base import Batch, Payload, Task, forward
 
@@ -152,6 +153,26 @@ class AlignmentBuffer:
             setattr(self, key, value)
 
 
+class AlignState:
+    """One client's state on the FSL-SAGE server: its AM, the AM's optimizer, its buffer."""
+
+    def __init__(
+        self,
+        aux: nn.Module,
+        aux_optim: torch.optim.Optimizer,
+        buffer: AlignmentBuffer,
+        device: torch.device,
+    ) -> None:
+        self.aux, self.aux_optim, self.buffer, self.device = aux, aux_optim, buffer, device
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"aux": snapshot_pair(self.aux, self.aux_optim), "buffer": self.buffer.snapshot()}
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        restore_pair(snap["aux"], self.aux, self.aux_optim)
+        self.buffer.restore(snap["buffer"], self.device)
+
+
 def estimation_error(aux: nn.Module, chunks: Sequence[Chunk], task: Task) -> float:
     """||g_hat - g*||^2 / ||g*||^2 pooled over the buffer."""
     err, norm = 0.0, 0.0
@@ -257,12 +278,36 @@ class FslSageServer(Server):
         self.optimizer = make_optimizer(
             self.model.parameters(), optim.lr, optim, optim.weight_decay, steps_per_round
         )
-        self.aux = {cid: m.to(device) for cid, m in aux_models.items()}
-        self.aux_optim = {
-            cid: make_optimizer(m.parameters(), optim.aux_lr, optim, optim.aux_weight_decay)
-            for cid, m in self.aux.items()
-        }
-        self.buffers = {cid: AlignmentBuffer(self.alignment.buffer_size) for cid in self.aux}
+
+        def build(cid: int) -> AlignState:
+            aux = aux_models[cid].to(device)
+            aux_optim = make_optimizer(
+                aux.parameters(), optim.aux_lr, optim, optim.aux_weight_decay
+            )
+            return AlignState(aux, aux_optim, AlignmentBuffer(self.alignment.buffer_size), device)
+
+        # Per client: built on first use, idle ones spilled above the budget (state_store.py).
+        self.states = StateStore(
+            build,
+            aux_models,
+            budget_bytes(config.runtime.server_state_budget_gb),
+            prefix="fslsage-server-",
+        )
+
+    def end_round(self) -> None:
+        self.states.release(keep=())
+
+    @property
+    def aux(self) -> StateView:
+        return StateView(self.states, "aux")
+
+    @property
+    def aux_optim(self) -> StateView:
+        return StateView(self.states, "aux_optim")
+
+    @property
+    def buffers(self) -> StateView:
+        return StateView(self.states, "buffer")
 
     def process_upload(self, cid: int, payload: Payload) -> None:
         """ONE optimizer step on the server model, then remember the batch for alignment."""
@@ -276,12 +321,12 @@ class FslSageServer(Server):
             loss.backward()
         self.optimizer.step()
         grad_sum = z_in.grad.detach() * self.task.loss_count(y) if self.lazy else None
-        self.buffers[cid].append(z, y, context, grad_sum)
+        self.states.get(cid).buffer.append(z, y, context, grad_sum)
         self.record_loss(float(loss.detach()))
 
     def _chunks(self, cid: int) -> list[Chunk]:
         """Fixed alignment batches with their targets g* (same normalisation as g_hat)."""
-        buf = self.buffers[cid]
+        buf = self.states.get(cid).buffer
         size = self.alignment.batch_size
         chunks = []
         for start in range(0, len(buf), size):
@@ -306,14 +351,14 @@ class FslSageServer(Server):
             AlignJob(
                 cid,
                 [_chunk_to(chunk, torch.device("cpu")) for chunk in self._chunks(cid)],
-                to_cpu(self.aux[cid].state_dict()),
-                to_cpu(self.aux_optim[cid].state_dict()),
+                to_cpu(self.states.get(cid).aux.state_dict()),
+                to_cpu(self.states.get(cid).aux_optim.state_dict()),
                 self.alignment.epochs,
                 self.task,
                 self.dropout_seed,
             )
             for cid in sorted(cids)
-            if cid in self.aux
+            if cid in self.states
         ]
         if self.alignment.group_size == 1:
             return jobs
@@ -322,16 +367,18 @@ class FslSageServer(Server):
 
     def run_job(self, job: AlignJob | AlignGroupJob) -> AlignOutcome | list[AlignOutcome]:
         """Fit client cid's AM here, on the server's own copy (spec step 3)."""
+        state = self.states.get(job.cid)
         if isinstance(job, AlignGroupJob):
-            return job.run(self.aux[job.cid])
-        return job.run(self.aux[job.cid], self.aux_optim[job.cid], where="server")
+            return job.run(state.aux)
+        return job.run(state.aux, state.aux_optim, where="server")
 
     def complete_job(self, outcome: AlignOutcome) -> tuple[JobReport, Any | None]:
         """Adopt an AM fitted elsewhere (and its Adam state, which persists); the AM goes
         down to its client unless the client fitted it."""
         if outcome.where != "server":
-            self.aux[outcome.cid].load_state_dict(outcome.aux_state)
-            self.aux_optim[outcome.cid].load_state_dict(outcome.optim_state)
+            state = self.states.get(outcome.cid)
+            state.aux.load_state_dict(outcome.aux_state)
+            state.aux_optim.load_state_dict(outcome.optim_state)
         report = JobReport(
             outcome.cid,
             {"aux_model.down": state_bytes(outcome.aux_state)},
@@ -346,16 +393,20 @@ class FslSageServer(Server):
         return self.model
 
     def snapshot(self) -> dict[str, Any]:
+        """The server model, and the per-client state of clients that ever used it (one that
+        never did is in its initial state, built again on use)."""
         snap = snapshot_pair(self.model, self.optimizer)
-        snap["aux"] = {c: snapshot_pair(self.aux[c], self.aux_optim[c]) for c in self.aux}
-        snap["buffers"] = {c: b.snapshot() for c, b in self.buffers.items()}
+        states = {c: self.states.snapshot(c) for c in self.states.built}
+        snap["aux"] = {c: s["aux"] for c, s in states.items()}
+        snap["buffers"] = {c: s["buffer"] for c, s in states.items()}
         return snap
 
     def restore(self, snap: Mapping[str, Any]) -> None:
         restore_pair(snap, self.model, self.optimizer)
-        for cid in self.aux:
-            restore_pair(snap["aux"][cid], self.aux[cid], self.aux_optim[cid])
-            self.buffers[cid].restore(snap["buffers"][cid], self.device)
+        self.states.reset()
+        for cid in self.states.cids:
+            if cid in snap["aux"]:
+                self.states.restore(cid, {"aux": snap["aux"][cid], "buffer": snap["buffers"][cid]})
 
 
 def is_alignment_round(round_idx: int, alignment: AlignmentConfig) -> bool:

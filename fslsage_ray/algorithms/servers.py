@@ -14,6 +14,7 @@ from fslsage_ray.algorithms.aggregate import sample_weights, weighted_average
 from fslsage_ray.algorithms.base import Server
 from fslsage_ray.algorithms.optim import dropout_rng, make_optimizer, steps_taken
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
+from fslsage_ray.algorithms.state_store import StateStore, StateView, budget_bytes
 from fslsage_ray.config.schema import Config
 from fslsage_ray.tasks.base import Payload, Task, forward
 
@@ -115,11 +116,29 @@ class SingleServer(Server):
         restore_pair(snap, self.model, self.optimizer)
 
 
+class ServerCopy:
+    """One client's server-model copy and its optimizer. Between rounds every copy equals the
+    average, so a copy put aside keeps only its optimizer's state and takes its weights from
+    the average when it comes back."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, average: nn.Module):
+        self.model, self.optimizer, self.average = model, optimizer, average
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"optimizer": to_cpu(self.optimizer.state_dict())}
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(self.average.state_dict())
+        self.optimizer.load_state_dict(snap["optimizer"])
+
+
 class ServerCopies(Server):
     """A server-model copy per client, each with its own optimizer (SplitFed-MS, FSL-AN).
 
     At round end the copies are averaged (weights n_i/n) and every copy starts the next round
     from that average; the optimizers persist. Averaging on the server is not communication.
+    A copy is made when its client first uploads; idle ones above
+    runtime.server_state_budget_gb go to local disk (state_store.py).
     """
 
     def __init__(
@@ -141,19 +160,35 @@ class ServerCopies(Server):
         self.cids = sorted(client_sizes)
         self.sizes = dict(client_sizes)
         self.touched: set[int] = set()
-        self.copies = {cid: copy.deepcopy(self.average) for cid in self.cids}
         o = config.optim
         steps = steps_per_round or {}
-        self.optimizers = {
-            cid: make_optimizer(m.parameters(), o.lr, o, o.weight_decay, steps.get(cid))
-            for cid, m in self.copies.items()
-        }
+
+        def build(cid: int) -> ServerCopy:
+            model = copy.deepcopy(self.average)
+            optimizer = make_optimizer(model.parameters(), o.lr, o, o.weight_decay, steps.get(cid))
+            return ServerCopy(model, optimizer, self.average)
+
+        self.states = StateStore(
+            build,
+            self.cids,
+            budget_bytes(config.runtime.server_state_budget_gb),
+            prefix="fslsage-server-",
+        )
+
+    @property
+    def copies(self) -> StateView:
+        return StateView(self.states, "model")
+
+    @property
+    def optimizers(self) -> StateView:
+        return StateView(self.states, "optimizer")
 
     def process_upload(self, cid, payload):
         self.touched.add(cid)
+        state = self.states.get(cid)
         loss, grad = server_step(
-            self.copies[cid],
-            self.optimizers[cid],
+            state.model,
+            state.optimizer,
             payload,
             self.task,
             self.device,
@@ -164,27 +199,33 @@ class ServerCopies(Server):
         return grad
 
     def end_round(self) -> None:
-        """Average the copies that trained this round (all of them unless clients sampled)."""
+        """Average the copies that trained this round (all of them unless clients sampled);
+        copies not in memory take the average when they come back."""
         trained = [c for c in self.cids if c in self.touched]
         self.touched = set()
-        if not trained:
-            return
-        weights = sample_weights([self.sizes[c] for c in trained])
-        state = weighted_average([self.copies[c].state_dict() for c in trained], weights)
-        self.average.load_state_dict(state)
-        for model in self.copies.values():
-            model.load_state_dict(state)
+        if trained:
+            weights = sample_weights([self.sizes[c] for c in trained])
+            models = [self.states.get(c).model for c in trained]
+            state = weighted_average([m.state_dict() for m in models], weights)
+            self.average.load_state_dict(state)
+            for entry in self.states.resident.values():
+                entry.model.load_state_dict(state)
+        self.states.release(keep=())
 
     def eval_head(self) -> nn.Module:
         return self.average
 
     def snapshot(self) -> dict[str, Any]:
+        """The average, and the optimizer of every copy ever made (a copy's weights are the
+        average between rounds)."""
         return {
             "average": to_cpu(self.average.state_dict()),
-            "copies": {c: snapshot_pair(self.copies[c], self.optimizers[c]) for c in self.cids},
+            "copies": {c: self.states.snapshot(c) for c in self.states.built},
         }
 
     def restore(self, snap: Mapping[str, Any]) -> None:
         self.average.load_state_dict(snap["average"])
+        self.states.reset()
         for cid in self.cids:
-            restore_pair(snap["copies"][cid], self.copies[cid], self.optimizers[cid])
+            if cid in snap["copies"]:
+                self.states.restore(cid, {"optimizer": snap["copies"][cid]["optimizer"]})

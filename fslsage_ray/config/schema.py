@@ -247,6 +247,9 @@ class RuntimeConfig:
     local_num_gpus: int | None = None
     client_state_budget_gb: float | None = None  # per client actor: idle clients above it
     # go to local disk and come back when next scheduled (None: keep all in memory)
+    server_state_budget_gb: float | None = None  # per-client state on the server (FSL-SAGE's
+    # alignment buffers and AM optimizers, SplitFed-MS/FSL-AN's server copies): idle clients'
+    # above it go to local disk and come back when next needed (None: keep all in memory)
     torch_threads: int | None = None  # per process, equal everywhere so results do not
     # depend on layout; None: from the client actor's CPU share, fixed at start (config.yaml)
     pin_malloc: bool = True  # fix glibc's mmap threshold in every process (runtime/allocator.py):
@@ -317,6 +320,10 @@ class RuntimeConfig:
         _require(
             self.client_state_budget_gb is None or self.client_state_budget_gb >= 0,
             "runtime.client_state_budget_gb must be >= 0 (or null: no limit)",
+        )
+        _require(
+            self.server_state_budget_gb is None or self.server_state_budget_gb >= 0,
+            "runtime.server_state_budget_gb must be >= 0 (or null: no limit)",
         )
         _require(
             self.local_num_cpus is None or self.local_num_cpus >= 1,

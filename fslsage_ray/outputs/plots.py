@@ -9,7 +9,7 @@ Each function writes one PNG and returns its path, so the CLI and notebooks can 
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +37,14 @@ from fslsage_ray.outputs.runs import (  # noqa: E402
     RunRecord,
     best_within_budget,
     common_headline,
-    first_crossing,
     has_sim_time,
+)
+from fslsage_ray.outputs.settings import (  # noqa: E402
+    Group,
+    group_runs,
+    mean_spread,
+    setting_label,
+    varying_keys,
 )
 
 FIGSIZE = (7.0, 4.5)
@@ -67,36 +73,65 @@ def _dataset_title(records: Sequence[RunRecord]) -> str:
 
 
 def _series_labels(records: Sequence[RunRecord]) -> list[str]:
-    """Method labels, widened with the partition and then the run name only when needed."""
+    """Method labels, widened with the partition, the setting that differs between runs
+    (`num_clients = 50`) and then the run name only when needed."""
     labels = [r.method_label for r in records]
     if len({r.partition_label for r in records}) > 1:
         labels = [f"{label}, {r.partition_label}" for label, r in zip(labels, records, strict=True)]
+    keys = varying_keys(records)
+    if keys:
+        labels = [
+            f"{label}, {setting_label(r, keys)}" for label, r in zip(labels, records, strict=True)
+        ]
     if len(set(labels)) < len(labels):
         labels = [f"{label} [{r.name}]" for label, r in zip(labels, records, strict=True)]
     return labels
 
 
-def _series(records: Sequence[RunRecord]) -> list[tuple[RunRecord, str, dict[str, Any]]]:
-    """(record, label, line style): colour per method and dash per partition, so a sweep reads
-    as families; repeats of one setting (seeds) get markers to tell them apart.
+def _series(records: Sequence[RunRecord]) -> list[tuple[Group, str, dict[str, Any]]]:
+    """(group, label, line style): colour per method and dash per split and setting, so a
+    sweep reads as families; repeats over seeds are one series (their mean, with a band).
     """
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    methods = list(dict.fromkeys(r.method_label for r in records))
-    partitions = list(dict.fromkeys(r.partition_label for r in records))
-    repeats: Counter[tuple[str, str]] = Counter()
+    groups = group_runs(records)
+    methods = list(dict.fromkeys(g.method for g in groups))
+    variants = list(dict.fromkeys((g.split, g.setting) for g in groups))
+    several_splits = len({g.split for g in groups}) > 1
     series = []
-    for record, label in zip(records, _series_labels(records), strict=True):
-        key = (record.method_label, record.partition_label)
+    for group in groups:
         style: dict[str, Any] = {
-            "color": colors[methods.index(key[0]) % len(colors)],
-            "linestyle": LINESTYLES[partitions.index(key[1]) % len(LINESTYLES)],
+            "color": colors[methods.index(group.method) % len(colors)],
+            "linestyle": LINESTYLES[variants.index((group.split, group.setting)) % len(LINESTYLES)],
         }
-        if repeats[key]:
-            style["marker"] = MARKERS[(repeats[key] - 1) % len(MARKERS)]
-            style["markevery"] = max(1, record.rounds // 8)
-        repeats[key] += 1
-        series.append((record, label, style))
+        if len(variants) > len(LINESTYLES):  # dashes repeat: markers keep the lines apart
+            style["marker"] = MARKERS[variants.index((group.split, group.setting)) % len(MARKERS)]
+            style["markevery"] = max(1, min(r.rounds for r in group.records) // 8)
+        parts = [group.method, group.split if several_splits else "", group.setting]
+        label = ", ".join(p for p in parts if p) + (f" [{group.tag}]" if group.tag else "")
+        if len(group.records) > 1:
+            label += f" (mean ± sd, {len(group.records)} seeds)"
+        series.append((group, label, style))
     return series
+
+
+def _mean_curve(
+    group: Group, y_name: str, x: str = "comm_gib_cum"
+) -> tuple[list[float], list[float], list[float]]:
+    """Per round (over the rounds every run of the group measured): mean x (GiB or simulated
+    seconds), mean metric and its spread over the seeds (0 for a single run)."""
+    per_run = [
+        {row["round"]: row for row in r.metrics if _is_number(row.get(y_name))}
+        for r in group.records
+    ]
+    rounds = sorted(set.intersection(*(set(m) for m in per_run)))
+    xs, ys, sds = [], [], []
+    for rnd in rounds:
+        x_mean, _ = mean_spread([float(m[rnd][x]) for m in per_run])
+        y, sd = mean_spread([float(m[rnd][y_name]) for m in per_run])
+        xs.append(x_mean)
+        ys.append(y)
+        sds.append(sd)
+    return xs, ys, sds
 
 
 def _fmt_gib(gib: float) -> str:
@@ -161,19 +196,6 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not math.isnan(value)
 
 
-def _xy(
-    record: RunRecord, y_name: str, scale: float = 1.0, x: str = "comm_gib_cum"
-) -> tuple[list[float], list[float]]:
-    """Pairs of (cumulative GiB or simulated seconds, metric) for rounds with the metric."""
-    xs, ys = [], []
-    for row in record.metrics:
-        y = row.get(y_name)
-        if _is_number(y):
-            xs.append(float(row[x]))
-            ys.append(float(y) * scale)
-    return xs, ys
-
-
 def _plot_vs_gib(
     records: Sequence[RunRecord],
     out_path: str | Path,
@@ -188,18 +210,29 @@ def _plot_vs_gib(
     _require_records(records)
     fig, ax = _new_axes()
     timed = x == "sim_time_s"
-    for record, label, style in _series(records):
-        xs, ys = _xy(record, axis.metric.column, scale=axis.scale, x=x)
-        crossing = first_crossing(record, axis.metric, target, x) if target is not None else None
-        if target is not None:
+    for group, label, style in _series(records):
+        xs, means, sds = _mean_curve(group, axis.metric.column, x)
+        crossing = None
+        if target is not None:  # of the mean curve: a single run's own first crossing
+            reached = (i for i, y in enumerate(means) if axis.metric.reaches(y, target))
+            first = next(reached, None)
+            crossing = None if first is None else (xs[first], means[first])
             where = (
-                (f"{crossing[0]:.1f} s" if timed else f"{_fmt_gib(crossing[0])} GiB")
-                if crossing is not None
-                else ""
+                ""
+                if crossing is None
+                else (f"{crossing[0]:.1f} s" if timed else f"{_fmt_gib(crossing[0])} GiB")
             )
             note = f"at {where}" if crossing is not None else "not reached"
             label = f"{label} ({axis.fmt(target)} {note})"
+        ys = [y * axis.scale for y in means]
+        if len(xs) == 1:  # a one-round run: a line of one point would not show
+            style = {"marker": "o", **style}
         ax.plot(xs, ys, label=label, linewidth=1.6, **style)
+        if len(group.records) > 1:
+            spread = [sd * axis.scale for sd in sds]
+            low = [y - sd for y, sd in zip(ys, spread, strict=True)]
+            high = [y + sd for y, sd in zip(ys, spread, strict=True)]
+            ax.fill_between(xs, low, high, color=style["color"], alpha=0.2, linewidth=0)
         if crossing is not None:
             ax.plot(
                 [crossing[0]],

@@ -18,6 +18,7 @@ from fslsage_ray.algorithms.base import Channel, Client, Parts, State
 from fslsage_ray.algorithms.client_view import ClientView
 from fslsage_ray.algorithms.evaluate import evaluate_batches
 from fslsage_ray.algorithms.registry import get_algorithm
+from fslsage_ray.algorithms.state_store import budget_bytes
 from fslsage_ray.experiment import WorldSpec, build_template, initial_aux
 from fslsage_ray.runtime.client_store import ClientStore
 from fslsage_ray.seeding import generator
@@ -85,8 +86,9 @@ class ClientHost:
                 device,
             )
 
-        budget = cfg.runtime.client_state_budget_gb
-        self.store = ClientStore(build, self.views, None if budget is None else budget * 1024**3)
+        self.store = ClientStore(
+            build, self.views, budget_bytes(cfg.runtime.client_state_budget_gb)
+        )
         self.batch_size = cfg.algorithm.batch_size
         self.active: list[int] = list(self.views)
         self.busy_s: dict[int, float] = dict.fromkeys(self.views, 0.0)
@@ -148,11 +150,14 @@ class ClientHost:
                 self.store.get(cid).accept_delivery(delivery)
 
     def snapshot(self) -> dict[int, dict[str, Any]]:
-        return {cid: self.store.snapshot(cid) for cid in self.store.cids}
+        """Clients that ever ran; one that never did is in its initial state, built again."""
+        return {cid: self.store.snapshot(cid) for cid in self.store.built}
 
     def restore(self, snaps: Mapping[int, Mapping[str, Any]]) -> None:
+        self.store.reset()
         for cid in self.store.cids:
-            self.store.restore(cid, snaps[cid])
+            if cid in snaps:
+                self.store.restore(cid, snaps[cid])
 
     def finish_round(self) -> list[ClientResult]:
         results = []

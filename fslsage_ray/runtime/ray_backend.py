@@ -298,7 +298,8 @@ class RayBackend(Backend):
         clients = snap["clients"]
         self._get(
             [
-                actor.restore.remote({cid: clients[cid] for cid in group})
+                # a client absent from the snapshot never ran: its initial state
+                actor.restore.remote({cid: clients[cid] for cid in group if cid in clients})
                 for actor, group in zip(self.actors, self.plan.groups, strict=True)
             ]
             + [self.server.restore.remote(snap["server"])]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -32,6 +32,26 @@ class UploadOrderError(RuntimeError):
     """An upload the server was not told to expect (a protocol bug, never bad user input)."""
 
 
+class FreshModules(Mapping[int, nn.Module]):
+    """Each client's initial AM, built when asked for (a new module every time), so that
+    thousands of clients do not cost thousands of modules before any of them is used."""
+
+    def __init__(self, cids: Sequence[int], make: Callable[[], nn.Module]) -> None:
+        self.cids, self.make = list(cids), make
+        self._known = set(self.cids)
+
+    def __getitem__(self, cid: int) -> nn.Module:
+        if cid not in self._known:
+            raise KeyError(cid)
+        return self.make()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.cids)
+
+    def __len__(self) -> int:
+        return len(self.cids)
+
+
 class ServerHost:
     def __init__(
         self,
@@ -43,11 +63,8 @@ class ServerHost:
         cfg = world.config
         algorithm = get_algorithm(cfg)
         template = build_template(world)
-        own_aux = (
-            {cid: initial_aux(template, cfg.run.seed) for cid in client_sizes}
-            if algorithm.server_holds_aux
-            else {}
-        )
+        cids = list(client_sizes) if algorithm.server_holds_aux else []
+        own_aux = FreshModules(cids, lambda: initial_aux(template, cfg.run.seed))
         self.server = algorithm.make_server(template, own_aux, dict(client_sizes), device)
         self.eval_client = copy.deepcopy(algorithm.client_module(template)).to(device)
         self.world = world

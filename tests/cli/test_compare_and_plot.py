@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fslsage_ray.cli import main
-from fslsage_ray.compare import parse_methods, parse_sweep, plan_runs
+from fslsage_ray.compare import parse_methods, parse_seeds, parse_sweep, plan_runs
 from fslsage_ray.config import ConfigError, load_config
 
 QUICK = [
@@ -76,3 +76,18 @@ def test_bad_compare_input_is_refused(call, message):
 def test_plot_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["plot", str(tmp_path)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_seeds_repeat_every_run_and_bad_seeds_are_refused():
+    config = load_config(None, [])
+    runs = plan_runs(config, ["fedavg"], parse_sweep("algorithm.num_clients=4,8"), [7, 8])
+    assert [name for name, _ in runs] == [
+        "fedavg-num_clients4-seed7",
+        "fedavg-num_clients4-seed8",
+        "fedavg-num_clients8-seed7",
+        "fedavg-num_clients8-seed8",
+    ]
+    assert [(c.run.seed, c.algorithm.num_clients) for _, c in runs][1] == (8, 4)
+    for bad in ("7,7", "a", "-1"):
+        with pytest.raises(ConfigError, match="--seeds"):
+            parse_seeds(bad)

@@ -25,6 +25,8 @@ def write_run(
     dataset: str = "cifar10",
     lazy: bool = False,
     align_every: int = 0,
+    seed: int = 0,
+    num_clients: int = 10,
 ) -> Path:
     """A run folder with one metrics row per accuracy; traffic grows by gib_per_round."""
     folder.mkdir(parents=True)
@@ -32,10 +34,10 @@ def write_run(
         "data": {"name": dataset, "partition": partition, "alpha": alpha},
         "model": {"name": "resnet18"},
         "optim": {"lr": 0.001},
-        "algorithm": {"name": method, "num_clients": 10},
+        "algorithm": {"name": method, "num_clients": num_clients},
         "alignment": {"lazy": lazy},
         "runtime": {"backend": "inprocess"},
-        "run": {"name": folder.name, "rounds": len(accs), "seed": 0},
+        "run": {"name": folder.name, "rounds": len(accs), "seed": seed},
     }
     (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     rows = []
@@ -70,6 +72,8 @@ def write_lm_run(
     partition: str = "iid",
     alpha: float = 1.0,
     align_every: int = 0,
+    seed: int = 0,
+    num_clients: int = 10,
 ) -> Path:
     """A language-model run folder (headline test loss, no test_acc column), written through
     the simulator's own MetricsTable; one row per loss, traffic grows by gib_per_round.

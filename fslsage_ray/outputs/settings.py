@@ -1,0 +1,126 @@
+"""Which settings tell runs apart, and runs grouped over seeds.
+
+A sweep (`--sweep algorithm.num_clients=10,50`) or a scaling study changes one setting
+between runs; a reader of its table or figure must see which row is which value
+(`num_clients = 50`), so the settings that differ are found from the runs' own configs, and
+`plot` can say the same of folders it did not make. Runs that differ only in `run.seed` are
+repeats of one setting: tables and figures show their mean and spread.
+
+Torch-free, like the rest of outputs/ that reads run folders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import mean, stdev
+from typing import Any
+
+from fslsage_ray.outputs.runs import RunRecord
+
+# Keys that name a run rather than its setting, or that another label already shows: the
+# method (method_label), the client split (partition_label) and everything under run.
+SHOWN_ELSEWHERE = (
+    "algorithm.name",
+    "algorithm.server_order",
+    "alignment.lazy",
+    "data.partition",
+    "data.alpha",
+)
+IGNORED_SECTIONS = ("run",)
+
+
+def _flat(config: dict[str, Any]) -> dict[str, str]:
+    """section.key -> the value as text (lists and mappings compared by their repr)."""
+    flat = {}
+    for section, values in config.items():
+        if section in IGNORED_SECTIONS or not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            flat[f"{section}.{key}"] = repr(value)
+    return flat
+
+
+def varying_keys(records: Sequence[RunRecord]) -> list[str]:
+    """Dotted keys whose value is not the same in every run (in config order)."""
+    flats = [_flat(r.config) for r in records]
+    keys = list(dict.fromkeys(k for flat in flats for k in flat))
+    return [
+        k for k in keys if k not in SHOWN_ELSEWHERE and len({flat.get(k) for flat in flats}) > 1
+    ]
+
+
+def setting_value(record: RunRecord, key: str) -> Any:
+    section, _, name = key.partition(".")
+    values = record.config.get(section)
+    return values.get(name) if isinstance(values, dict) else None
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def setting_label(record: RunRecord, keys: Sequence[str]) -> str:
+    """`num_clients = 50` (the key's last part, which is what a reader knows it by)."""
+    return ", ".join(f"{k.split('.')[-1]} = {_fmt(setting_value(record, k))}" for k in keys)
+
+
+def seed_of(record: RunRecord) -> int | None:
+    run = record.config.get("run")
+    seed = run.get("seed") if isinstance(run, dict) else None
+    return int(seed) if seed is not None else None
+
+
+@dataclass(frozen=True)
+class Group:
+    """Runs of one method, split and setting: repeats over seeds (often just one run). A run
+    that is no repeat of another yet looks the same keeps a group of its own, tagged with
+    its run name."""
+
+    method: str
+    split: str
+    setting: str
+    records: tuple[RunRecord, ...]
+    tag: str = ""
+
+    @property
+    def seeds(self) -> list[int | None]:
+        return [seed_of(r) for r in self.records]
+
+
+def group_runs(records: Sequence[RunRecord]) -> list[Group]:
+    """Groups in first-seen order; a group holds more than one run only when its runs differ
+    in seed alone (two runs of one seed stay apart, tagged: they are not repeats)."""
+    keys = varying_keys(records)
+    found: dict[tuple[str, str, str], list[RunRecord]] = {}
+    for record in records:
+        key = (record.method_label, record.partition_label, setting_label(record, keys))
+        found.setdefault(key, []).append(record)
+    groups = []
+    for key, runs in found.items():
+        seeds = [seed_of(r) for r in runs]
+        if len(set(seeds)) == len(seeds):
+            groups.append(Group(*key, tuple(runs)))
+        else:
+            groups.extend(Group(*key, (r,), tag=r.name) for r in runs)
+    return groups
+
+
+def mean_spread(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation of the measured values (spread 0 for one value;
+    None when nothing was measured)."""
+    numbers = [float(v) for v in values if v is not None]
+    if not numbers:
+        return None, None
+    return mean(numbers), stdev(numbers) if len(numbers) > 1 else 0.0
+
+
+__all__ = [
+    "Group",
+    "group_runs",
+    "mean_spread",
+    "seed_of",
+    "setting_label",
+    "setting_value",
+    "varying_keys",
+]
