@@ -3,6 +3,7 @@ and ipykernel), failing on any error; and Jupyter's stop button (SIGINT) during 
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ pytest.importorskip("ipykernel", reason="the notebook tests need the dev extra")
 from jupyter_client.manager import KernelManager  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-E2E = Path(__file__).resolve().parents[2] / "shared" / "data" / "e2e"
+E2E = Path(os.environ.get("FSLSAGE_E2E_DIR", Path(__file__).parents[2] / "shared/data/e2e"))
 CELL_TIMEOUT_S = 300
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
@@ -75,6 +76,33 @@ def test_quickstart_shows_bar_table_and_figure_on_ray(quickstart):
     accuracy = float(re.search(r"FSL-SAGE: accuracy ([0-9.]+)", printed).group(1))
     assert accuracy > 0.8
     assert "ray: " in (cwd / "runs" / "notebook-fsl_sage" / "run.log").read_text()
+
+
+# Notebook -> (progress bars, inline figures) its outputs must hold.
+OTHERS = {
+    "compare_methods.ipynb": (3, 2),
+    "scaling_clients.ipynb": (3, 1),
+    "gpt2_e2e.ipynb": (1, 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OTHERS))
+def test_notebook_runs_in_a_kernel(name, tmp_path, monkeypatch):
+    if name == "gpt2_e2e.ipynb":
+        pytest.importorskip("transformers", reason="the GPT-2 notebook needs the lm extra")
+        if not E2E.is_dir():
+            pytest.skip(f"real data folder {E2E} is absent (see ../shared/data/README.md)")
+        monkeypatch.setenv("FSLSAGE_E2E_DIR", str(E2E))  # the kernel inherits it
+    km = start_kernel(tmp_path)
+    try:
+        nb = execute(name, km, tmp_path)
+    finally:
+        km.shutdown_kernel(now=True)
+    bars, figures = OTHERS[name]
+    assert stderr_text(nb) == ""
+    assert len(with_data(nb, WIDGET)) == bars
+    assert any("<table" in html for html in with_data(nb, "text/html"))
+    assert len(with_data(nb, "image/png")) == figures
 
 
 def _reply(kc, msg_id: str, timeout: float) -> dict:

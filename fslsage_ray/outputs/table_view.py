@@ -33,9 +33,10 @@ def _cell(value: Any) -> str:
 
 
 def table_view(table: pa.Table, columns: Sequence[str] | None = None) -> Any:
-    """The chosen columns (default: round, headline metrics, GiB, seconds, those present)."""
+    """The chosen columns; by default round, test metrics, GiB and seconds where the table
+    has them (a metrics table), else all (a summary)."""
     if columns is None:
-        columns = [c for c in DEFAULT_COLUMNS if c in table.column_names]
+        columns = [c for c in DEFAULT_COLUMNS if c in table.column_names] or table.column_names
     missing = [c for c in columns if c not in table.column_names]
     if missing:
         raise ValueError(f"no column(s) {missing} in the table; it has {table.column_names}")

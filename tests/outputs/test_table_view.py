@@ -27,6 +27,12 @@ def test_pandas_frame_with_the_default_columns():
     assert "<table" in frame._repr_html_()
 
 
+def test_all_columns_of_a_table_that_is_not_a_metrics_table():
+    pytest.importorskip("pandas")
+    summary = pa.table({"method": ["FedAvg"], "final_acc": [0.9]})
+    assert list(table_view(summary).columns) == ["method", "final_acc"]
+
+
 def test_text_view_without_pandas(monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now fails
     view = table_view(TABLE, ["round", "test_acc", "test_loss"])
