@@ -143,10 +143,9 @@ def run_comparison(
             for (name, _), table in zip(runs, results, strict=True):
                 tables.append(table.append_column("run", pa.array([name] * table.num_rows)))
         finally:
-            if started_ray:
-                import ray
+            from fslsage_ray.runtime.cluster import shutdown_private
 
-                ray.shutdown()
+            shutdown_private(started_ray)
         pq.write_table(
             pa.concat_tables(tables, promote_options="default"), local / "comparison.parquet"
         )

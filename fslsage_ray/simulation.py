@@ -39,6 +39,7 @@ from fslsage_ray.experiment import (
     model_sizes,
     partition,
 )
+from fslsage_ray.notebook import in_kernel
 from fslsage_ray.outputs.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from fslsage_ray.outputs.metrics import MetricsTable
 from fslsage_ray.outputs.progress import Progress
@@ -303,17 +304,22 @@ class Simulation:
         head = f"stopped by {signal_name} in round {done}"
         if self.run_dir is None:
             return f"{head}; nothing was written (write_outputs=False), so nothing to resume"
+        kernel = in_kernel()  # a notebook user continues in Python, not on the command line
         if self._saved_round is None:
             return (
                 f"{head}; {self.location} has no checkpoint yet (run.checkpoint_every="
                 f"{self.config.run.checkpoint_every}), so it cannot be resumed; start it again "
-                "with --overwrite"
+                f"with {'overwrite=True' if kernel else '--overwrite'}"
             )
         redo = done - (self._saved_round + 1)
+        command = (
+            f"Simulation.resume({self.location!r}).run()"
+            if kernel
+            else f"fslsage-ray run --resume {shlex.quote(self.location)}"
+        )
         return (
             f"{head}; run folder {self.location}; last resumable round {self._saved_round}, "
-            f"{redo} completed round{'s' if redo != 1 else ''} to redo; continue with: "
-            f"fslsage-ray run --resume {shlex.quote(self.location)}"
+            f"{redo} completed round{'s' if redo != 1 else ''} to redo; continue with: {command}"
         )
 
     def _sync(self) -> None:

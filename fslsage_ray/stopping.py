@@ -3,7 +3,9 @@
 While a run trains, both signals raise `Stop` in the main thread wherever it is, a blocking
 ray.get included (Ray checks for signals while it waits, and turns the exception into a
 KeyboardInterrupt, which `Stop` is a kind of). The previous handlers come back afterwards,
-so a notebook's Ctrl-C or other code's handlers are untouched outside the run.
+so a notebook's Ctrl-C or other code's handlers are untouched outside the run. Jupyter's stop
+button sends the kernel SIGINT: the run ends with RunInterrupted and its actors are stopped,
+while the kernel and its Ray stay up for the next run (tests/test_notebooks.py).
 """
 
 from __future__ import annotations

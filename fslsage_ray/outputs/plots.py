@@ -3,11 +3,15 @@ x-axis), best accuracy against heterogeneity, and FSL-SAGE's auxiliary-model err
 
 Runs judged by test loss (language models) get the same figures in loss: loss against
 communication with the target, and the lowest loss within a budget against heterogeneity.
-Each function writes one PNG and returns its path, so the CLI and notebooks can share them.
+Each function returns its figure, which a notebook shows inline, and writes it as a PNG when
+given a path (the CLI's files). The figures never touch pyplot: no display backend is needed
+on clusters or in CI, none is forced on a notebook, and a figure nobody keeps is garbage like any
+object instead of living on in pyplot's registry.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -16,14 +20,11 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display on clusters or in CI
-
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import (  # noqa: E402
+from matplotlib import rcParams
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import (
     FixedLocator,
     FuncFormatter,
     LogLocator,
@@ -32,8 +33,8 @@ from matplotlib.ticker import (  # noqa: E402
     NullLocator,
 )
 
-from fslsage_ray.outputs.headline import ACCURACY, LOSS, HeadlineMetric  # noqa: E402
-from fslsage_ray.outputs.runs import (  # noqa: E402
+from fslsage_ray.outputs.headline import ACCURACY, LOSS, HeadlineMetric
+from fslsage_ray.outputs.runs import (
     RunRecord,
     best_within_budget,
     common_headline,
@@ -92,7 +93,7 @@ def _series(records: Sequence[RunRecord]) -> list[tuple[Group, str, dict[str, An
     """(group, label, line style): colour per method and dash per split and setting, so a
     sweep reads as families; repeats over seeds are one series (their mean, with a band).
     """
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = rcParams["axes.prop_cycle"].by_key()["color"]
     groups = group_runs(records)
     methods = list(dict.fromkeys(g.method for g in groups))
     variants = list(dict.fromkeys((g.split, g.setting) for g in groups))
@@ -170,14 +171,28 @@ def _require_records(records: Sequence[RunRecord]) -> None:
         raise ValueError("no runs to plot")
 
 
+class PlotFigure(Figure):
+    """A figure Jupyter shows as a PNG without pyplot's help (IPython asks `_repr_png_`)."""
+
+    def __init__(self) -> None:
+        super().__init__(figsize=FIGSIZE, dpi=DPI)
+        FigureCanvasAgg(self)
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=DPI)
+        return buffer.getvalue()
+
+
 def _new_axes() -> tuple[Figure, Axes]:
-    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
-    return fig, ax
+    fig = PlotFigure()
+    return fig, fig.add_subplot()
 
 
-def _save(fig: Figure, ax: Axes, out_path: str | Path, inside_max: int = LEGEND_INSIDE_MAX) -> Path:
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+def _finish(
+    fig: Figure, ax: Axes, out_path: str | Path | None, inside_max: int = LEGEND_INSIDE_MAX
+) -> Figure:
+    """Grid, legend and layout; then the PNG, when a path is given."""
     ax.grid(True, which="major", alpha=0.35)
     handles, _ = ax.get_legend_handles_labels()
     if len(handles) > inside_max:
@@ -187,9 +202,11 @@ def _save(fig: Figure, ax: Axes, out_path: str | Path, inside_max: int = LEGEND_
     else:
         ax.legend(fontsize="small", framealpha=0.9)
     fig.tight_layout()
-    fig.savefig(out_path, dpi=DPI)
-    plt.close(fig)
-    return out_path
+    if out_path is not None:
+        out_path = Path(out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out_path, dpi=DPI)
+    return fig
 
 
 def _is_number(value: object) -> bool:
@@ -198,11 +215,11 @@ def _is_number(value: object) -> bool:
 
 def _plot_vs_gib(
     records: Sequence[RunRecord],
-    out_path: str | Path,
+    out_path: str | Path | None,
     axis: _Axis,
     target: float | None,
     x: str = "comm_gib_cum",
-) -> Path:
+) -> Figure:
     """One metric against traffic (or simulated time, x="sim_time_s"); with a target each
     run's first crossing is marked and its GiB (seconds) quoted in the legend, which is the
     paper's headline number.
@@ -256,19 +273,19 @@ def _plot_vs_gib(
     ax.set_xlim(left=0)
     versus = "simulated time" if timed else "communication"
     ax.set_title(f"{_dataset_title(records)}: {axis.metric.noun} vs {versus}")
-    return _save(fig, ax, out_path)
+    return _finish(fig, ax, out_path)
 
 
 def plot_accuracy_vs_gib(
-    records: Sequence[RunRecord], out_path: str | Path, target: float | None = None
-) -> Path:
+    records: Sequence[RunRecord], out_path: str | Path | None = None, target: float | None = None
+) -> Figure:
     """Test accuracy against traffic; the target is a fraction (e.g. 0.81)."""
     return _plot_vs_gib(records, out_path, _ACC_AXIS, target)
 
 
 def plot_loss_vs_gib(
-    records: Sequence[RunRecord], out_path: str | Path, target: float | None = None
-) -> Path:
+    records: Sequence[RunRecord], out_path: str | Path | None = None, target: float | None = None
+) -> Figure:
     """Test loss against traffic: shows divergence or overfitting that accuracy can hide, and
     is the main figure of runs judged by loss (then with a target loss, reached at or below).
     """
@@ -276,16 +293,18 @@ def plot_loss_vs_gib(
 
 
 def plot_headline_vs_gib(
-    records: Sequence[RunRecord], out_path: str | Path, target: float | None = None
-) -> Path:
+    records: Sequence[RunRecord], out_path: str | Path | None = None, target: float | None = None
+) -> Figure:
     """The runs' shared headline (accuracy or loss) against traffic, target in its units."""
     _require_records(records)
     return _plot_vs_gib(records, out_path, _axis_for(common_headline(records)), target)
 
 
 def plot_best_vs_alpha(
-    records: Sequence[RunRecord], out_path: str | Path, budgets: Sequence[float] = (50, 80)
-) -> Path:
+    records: Sequence[RunRecord],
+    out_path: str | Path | None = None,
+    budgets: Sequence[float] = (50, 80),
+) -> Figure:
     """Best headline (highest accuracy, lowest loss) within each GiB budget against Dirichlet
     alpha, one line per (method, budget); runs repeated at one alpha (seeds) are averaged.
     """
@@ -318,7 +337,7 @@ def plot_best_vs_alpha(
 
     fig, ax = _new_axes()
     methods = list(dict.fromkeys(method for method, _ in points))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = rcParams["axes.prop_cycle"].by_key()["color"]
     for (method, budget), by_alpha in points.items():
         m, b = methods.index(method), list(budgets).index(budget)
         alphas = sorted(by_alpha)
@@ -342,7 +361,7 @@ def plot_best_vs_alpha(
     ax.set_ylabel(f"{which} {axis.metric.noun} within budget{unit}")
     ax.set_title(f"{_dataset_title(swept)}: {which} {axis.word} within a GiB budget vs α")
     # Lines span the whole x range, so an inside legend would always cover points.
-    return _save(fig, ax, out_path, inside_max=0)
+    return _finish(fig, ax, out_path, inside_max=0)
 
 
 # The name from before runs had a headline; it draws whichever headline the runs share.
@@ -364,7 +383,7 @@ def _readable_log_y(ax: Axes) -> None:
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def plot_am_error(records: Sequence[RunRecord], out_path: str | Path) -> Path:
+def plot_am_error(records: Sequence[RunRecord], out_path: str | Path | None = None) -> Figure:
     """How far the auxiliary models' gradient estimates are from the server's, before and
     after each alignment: the quantity FSL-SAGE's convergence argument rests on.
     """
@@ -401,7 +420,7 @@ def plot_am_error(records: Sequence[RunRecord], out_path: str | Path) -> Path:
     ax.set_xlabel("round")
     ax.set_ylabel("AM relative error ‖ĝ − g*‖² / ‖g*‖² (log)")
     ax.set_title(f"{_dataset_title(runs)}: auxiliary-model estimation error at alignments")
-    return _save(fig, ax, out_path)
+    return _finish(fig, ax, out_path)
 
 
 def plot_all(
@@ -421,19 +440,24 @@ def plot_all(
     if target is None and len(datasets) == 1:
         target = default_target(next(iter(datasets)), metric.column)
     axis = _axis_for(metric)
+    draws: list[tuple[str, Callable[[Path], Figure]]] = []
     if metric == ACCURACY:
-        paths = [
-            plot_accuracy_vs_gib(records, out_dir / "accuracy_vs_gib.png", target=target),
-            plot_loss_vs_gib(records, out_dir / "loss_vs_gib.png"),
-        ]
+        draws.append(("accuracy_vs_gib", lambda p: plot_accuracy_vs_gib(records, p, target)))
+        draws.append(("loss_vs_gib", lambda p: plot_loss_vs_gib(records, p)))
     else:
-        paths = [_plot_vs_gib(records, out_dir / f"{axis.word}_vs_gib.png", axis, target)]
+        draws.append((f"{axis.word}_vs_gib", lambda p: _plot_vs_gib(records, p, axis, target)))
     if all(has_sim_time(r) for r in records):  # beside the GiB figure: the same vs time
-        time_path = out_dir / f"{axis.word}_vs_time.png"
-        paths.append(_plot_vs_gib(records, time_path, axis, target, x="sim_time_s"))
+        draws.append(
+            (f"{axis.word}_vs_time", lambda p: _plot_vs_gib(records, p, axis, target, "sim_time_s"))
+        )
     if any(_has_am_error(r) for r in records):
-        paths.append(plot_am_error(records, out_dir / "am_error.png"))
+        draws.append(("am_error", lambda p: plot_am_error(records, p)))
     if len({r.alpha for r in records if r.alpha is not None}) >= 2:
-        alpha_path = out_dir / f"best_{axis.word}_vs_alpha.png"
-        paths.append(plot_best_vs_alpha(records, alpha_path, budgets))
+        draws.append(
+            (f"best_{axis.word}_vs_alpha", lambda p: plot_best_vs_alpha(records, p, budgets))
+        )
+    paths = []
+    for name, draw in draws:
+        paths.append(out_dir / f"{name}.png")
+        draw(paths[-1]).clear()  # written; nothing keeps the figure
     return paths

@@ -1,4 +1,6 @@
-"""One progress line per run: round, the headline metric, GiB, and where the time goes."""
+"""One progress line per run: round, the headline metric, GiB, and where the time goes.
+
+tqdm.auto draws it as text on a terminal and as a widget in a Jupyter kernel (ipywidgets)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ class Progress:
         self, total_rounds: int, description: str, enabled: bool = True, headline: str = "test_acc"
     ) -> None:
         self.bar = tqdm(total=total_rounds, desc=description, unit="round", disable=not enabled)
+        self.description = description
         self.headline = headline
 
     def phase(self, text: str) -> None:
@@ -51,4 +54,7 @@ class Progress:
         self.bar.refresh()
 
     def close(self) -> None:
+        """A finished bar names the run again (a stopped one keeps the phase it stopped in)."""
+        if self.bar.n >= self.bar.total:
+            self.bar.set_description_str(self.description, refresh=False)
         self.bar.close()

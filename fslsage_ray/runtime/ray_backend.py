@@ -26,7 +26,7 @@ from fslsage_ray.experiment import WorldSpec
 from fslsage_ray.runtime.actors import ClientActor, ServerActor
 from fslsage_ray.runtime.backend import Backend, ServerStats, WorkerLost
 from fslsage_ray.runtime.client_host import ClientResult
-from fslsage_ray.runtime.cluster import alive_nodes, connect
+from fslsage_ray.runtime.cluster import alive_nodes, connect, shutdown_private
 from fslsage_ray.runtime.placement import ActorPlan, ray_options
 from fslsage_ray.runtime.reservation import (
     bundle_nodes,
@@ -162,8 +162,7 @@ class RayBackend(Backend):
 
     def close(self) -> None:
         self._release()
-        if self.started_ray and ray.is_initialized():
-            ray.shutdown()
+        shutdown_private(self.started_ray)
         self.started_ray = False
 
     def _get(self, refs):

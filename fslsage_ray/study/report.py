@@ -84,7 +84,7 @@ def _plot_vs_clients(
     from fslsage_ray.outputs import plots
 
     fig, ax = plots._new_axes()  # noqa: SLF001  (the package's figure conventions)
-    colors = plots.plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = plots.rcParams["axes.prop_cycle"].by_key()["color"]
     by_method: dict[str, list[tuple[int, list[dict[str, Any]]]]] = defaultdict(list)
     for (method, clients), runs in grouped(rows).items():
         by_method[method].append((clients, runs))
@@ -116,7 +116,8 @@ def _plot_vs_clients(
     ax.set_xlabel("clients (log scale)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    return plots._save(fig, ax, path)  # noqa: SLF001
+    plots._finish(fig, ax, path).clear()  # noqa: SLF001  (written; nothing keeps the figure)
+    return path
 
 
 def plot_study(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:

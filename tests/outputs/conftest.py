@@ -118,18 +118,18 @@ def make_lm_run(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def legends(monkeypatch) -> list[list[str]]:
-    """Legend texts of every figure closed by the plotting module, in order."""
+    """Legend texts of every figure the plotting module finishes, in order."""
     from fslsage_ray.outputs import plots
 
     seen: list[list[str]] = []
-    close = plots.plt.close
+    finish = plots._finish
 
-    def spy(fig=None):
-        if fig is not None:
-            seen.append([t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()])
-        close(fig)
+    def spy(*args, **kwargs):
+        fig = finish(*args, **kwargs)
+        seen.append([t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()])
+        return fig
 
-    monkeypatch.setattr(plots.plt, "close", spy)
+    monkeypatch.setattr(plots, "_finish", spy)
     return seen
 
 

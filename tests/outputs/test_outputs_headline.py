@@ -273,3 +273,12 @@ def test_compare_methods_come_from_the_registry(monkeypatch):
     assert parse_methods("my_method") == ["my_method"]
     with pytest.raises(ConfigError, match="unknown method.*choose from.*my_method"):
         parse_methods("flower")
+
+
+def test_a_finished_bar_names_the_run_and_a_stopped_one_its_phase():
+    done, stopped = Progress(1, "run"), Progress(2, "run")
+    for bar in (done, stopped):
+        bar.phase("round 0: evaluating")
+        bar.update({**ROW, "test_acc": 0.5})
+        bar.close()
+    assert (done.bar.desc, stopped.bar.desc) == ("run", "round 0: evaluating")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
+from matplotlib.figure import Figure
 from PIL import Image
 
 from fslsage_ray.outputs import plots
@@ -30,10 +32,9 @@ def test_default_target():
 def test_accuracy_vs_gib_with_target(make_run, tmp_path, legends):
     sage = make_run("sage", "fsl_sage", [0.5, 0.7, 0.82, 0.85], 12.2 / 3)  # 81% at 12.2 GiB
     fedavg = make_run("fedavg", "fedavg", [0.4, 0.6, 0.7], 30.0)
-    out = plots.plot_accuracy_vs_gib(
-        load_runs([sage, fedavg]), tmp_path / "figs" / "acc.png", target=0.81
-    )
-    assert out == tmp_path / "figs" / "acc.png"
+    out = tmp_path / "figs" / "acc.png"
+    fig = plots.plot_accuracy_vs_gib(load_runs([sage, fedavg]), out, target=0.81)
+    assert isinstance(fig, Figure)
     assert_png(out)
     assert legends[-1] == [
         "FSL-SAGE (81% at 12.2 GiB)",
@@ -42,12 +43,24 @@ def test_accuracy_vs_gib_with_target(make_run, tmp_path, legends):
     ]
 
 
+def test_figure_without_a_path_shows_inline_and_writes_nothing(sweep, tmp_path):
+    """What a notebook gets: a figure Jupyter renders as PNG, no file, nothing left in pyplot."""
+    open_before = plt.get_fignums()
+    fig = plots.plot_am_error(load_runs(sweep))
+    assert fig._repr_png_()[:8] == PNG_SIGNATURE
+    (tmp_path / "inline.png").write_bytes(fig._repr_png_())
+    assert_png(tmp_path / "inline.png")
+    assert list(tmp_path.rglob("*.png")) == [tmp_path / "inline.png"]
+    assert plt.get_fignums() == open_before
+
+
 def test_labels_carry_alpha_only_when_runs_differ(sweep, tmp_path, legends):
     records = load_runs(sweep)
     plots.plot_loss_vs_gib(records, tmp_path / "loss.png")
     assert "FSL-SAGE, α=0.1" in legends[-1]
     same_alpha = [r for r in records if r.alpha == 1.0]
-    assert_png(plots.plot_accuracy_vs_gib(same_alpha, tmp_path / "acc.png"))
+    plots.plot_accuracy_vs_gib(same_alpha, tmp_path / "acc.png")
+    assert_png(tmp_path / "acc.png")
     assert legends[-1] == ["FedAvg", "FSL-SAGE", "SplitFed-SS"]  # folder-name order
 
 
@@ -58,12 +71,13 @@ def test_duplicate_labels_get_run_names(make_run, tmp_path, legends):
 
 
 def test_loss_vs_gib(sweep, tmp_path):
-    assert_png(plots.plot_loss_vs_gib(load_runs(sweep), tmp_path / "loss.png"))
+    plots.plot_loss_vs_gib(load_runs(sweep), tmp_path / "loss.png")
+    assert_png(tmp_path / "loss.png")
 
 
 def test_best_accuracy_vs_alpha(sweep, tmp_path, legends):
-    out = plots.plot_best_accuracy_vs_alpha(load_runs(sweep), tmp_path / "alpha.png")
-    assert_png(out)
+    plots.plot_best_accuracy_vs_alpha(load_runs(sweep), tmp_path / "alpha.png")
+    assert_png(tmp_path / "alpha.png")
     assert "FSL-SAGE, ≤ 50 GiB" in legends[-1]  # spent exactly 50 GiB: the budget bound
     assert "FSL-SAGE, ≤ 80 GiB (runs end below budget)" in legends[-1]
     assert "FedAvg, ≤ 80 GiB" in legends[-1]
@@ -82,7 +96,8 @@ def test_best_accuracy_vs_alpha_needs_a_round_in_budget(make_run, tmp_path):
 
 
 def test_am_error(sweep, tmp_path, legends):
-    assert_png(plots.plot_am_error(load_runs(sweep), tmp_path / "am.png"))
+    plots.plot_am_error(load_runs(sweep), tmp_path / "am.png")
+    assert_png(tmp_path / "am.png")
     assert "FSL-SAGE, α=0.1, before alignment" in legends[-1]
     assert not any("FedAvg" in text for text in legends[-1])
 
