@@ -45,7 +45,6 @@ def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-@pytest.mark.slow
 @pytest.mark.ray
 def test_quickstart_job_succeeds(local_ray_head: Any, tmp_path: Path) -> None:
     head = local_ray_head

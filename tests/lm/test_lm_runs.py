@@ -66,7 +66,7 @@ def test_lora_sends_only_the_adapters(tmp_path):
 
 
 @pytest.mark.ray
-@pytest.mark.parametrize("method", ["fsl_sage", "sflv1"])
+@pytest.mark.parametrize("method", ["fsl_sage", pytest.param("sflv1", marks=pytest.mark.slow)])
 def test_inprocess_one_actor_and_three_actors_agree_exactly(method, tmp_path, ray_local):
     """Dropout included: every step seeds it from (client or server, step count)."""
     need_e2e()

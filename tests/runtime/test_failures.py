@@ -50,6 +50,7 @@ def test_a_killed_server_actor_is_replaced_from_the_checkpoint(tmp_path, ray_loc
     assert_same_learning(reference, rows)
 
 
+@pytest.mark.slow  # the kill/replace tests above keep the recovery path in the quick suite
 def test_a_hung_actor_is_detected_by_timeout(tmp_path, ray_local, monkeypatch):
     reference = run_small(tmp_path / "ref", "runtime.backend=inprocess", *ROUNDS)
 
@@ -63,6 +64,7 @@ def test_a_hung_actor_is_detected_by_timeout(tmp_path, ray_local, monkeypatch):
     assert_same_learning(reference, rows)
 
 
+@pytest.mark.slow
 def test_repeated_losses_stop_the_run_with_a_resumable_folder(
     tmp_path, ray_local, monkeypatch, capsys
 ):

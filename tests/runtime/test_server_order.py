@@ -100,7 +100,7 @@ def test_client_major_runs_each_client_whole_and_aligns_after_its_first_upload(
 
 
 @pytest.mark.ray
-@pytest.mark.parametrize("method", ["fsl_sage", "cse_fsl"])
+@pytest.mark.parametrize("method", ["fsl_sage", pytest.param("cse_fsl", marks=pytest.mark.slow)])
 def test_client_major_is_the_same_in_process_and_on_one_or_three_actors(
     method, tmp_path, ray_local
 ):
