@@ -5,15 +5,14 @@ it stopped (finished runs are kept, the unfinished one starts again).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fslsage_ray.config import ConfigError, config_to_dict
+from fslsage_ray.config import ConfigError
+from fslsage_ray.outputs.resume import held_job, job_spec, write_job
 from fslsage_ray.runtime.session_memory import SessionMemory
 from fslsage_ray.study.measure import measure_run
 from fslsage_ray.study.plan import StudyRun
@@ -22,24 +21,17 @@ TABLE_FILE = "scaling.parquet"
 SPEC_FILE = "study.json"
 
 
-def _spec(runs: Sequence[StudyRun]) -> dict[str, Any]:
-    """What makes two studies the same study: every run's name and resolved config."""
-    return {"runs": {r.name: config_to_dict(r.config) for r in runs}}
-
-
 def finished_rows(out_dir: Path, runs: Sequence[StudyRun], overwrite: bool) -> list[dict]:
-    """Rows of runs already finished in out_dir (none with overwrite); a folder holding
+    """Rows of the runs already finished in out_dir (none with overwrite). A folder holding
     another study is refused, so results of two studies never mix in one table."""
-    spec_path, table_path = out_dir / SPEC_FILE, out_dir / TABLE_FILE
-    spec = json.loads(json.dumps(_spec(runs), default=str))
-    if overwrite or not spec_path.is_file():
-        if not overwrite and out_dir.is_dir() and any(out_dir.iterdir()):
+    if overwrite:
+        return []
+    held = held_job(out_dir, SPEC_FILE, job_spec((r.name, r.config) for r in runs), "study")
+    if held is None:
+        if out_dir.is_dir() and any(out_dir.iterdir()):
             raise ConfigError(f"{out_dir} is not empty and holds no study; pass --overwrite")
         return []
-    if json.loads(spec_path.read_text()) != spec:
-        raise ConfigError(
-            f"{out_dir} holds a study with other settings; pass --overwrite or use another --out"
-        )
+    table_path = out_dir / TABLE_FILE
     if not table_path.is_file():
         return []
     names = {r.name for r in runs}
@@ -56,7 +48,7 @@ def run_study(
     """Run what is not finished yet, in order; returns the whole table."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = finished_rows(out_dir, runs, overwrite)
-    (out_dir / SPEC_FILE).write_text(json.dumps(_spec(runs), indent=1, default=str))
+    write_job(out_dir, SPEC_FILE, job_spec((r.name, r.config) for r in runs))
     done = {row["run"] for row in rows}
     todo = [r for r in runs if r.name not in done]
     if not todo:
