@@ -9,17 +9,14 @@ import json
 import pyarrow.parquet as pq
 
 from fslsage_ray.cli import main
-from fslsage_ray.outputs.metrics import TIMING_COLUMNS
+from fslsage_ray.outputs.metrics import learned
 
 TINY = ["runtime.backend=inprocess", "run.rounds=1", "algorithm.num_clients=2"]
 TINY += ["data.train_subset=100", "alignment.epochs=1"]
 
 
 def _learned(path) -> list[dict]:
-    rows = pq.read_table(path / "comparison.parquet").to_pylist()
-    return [
-        {k: None if v != v else v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows
-    ]
+    return learned(pq.read_table(path / "comparison.parquet").to_pylist())
 
 
 def test_half_finished_comparison_resumes_and_another_is_refused(tmp_path, capsys):

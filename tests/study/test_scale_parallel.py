@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fslsage_ray.cli import main
-from fslsage_ray.outputs.metrics import TIMING_COLUMNS
+from fslsage_ray.outputs.metrics import learned
 from fslsage_ray.study.report import PARALLEL_NOTE
 
 SMALL = ["run.rounds=1", "data.train_subset=100", "alignment.epochs=1"]
@@ -15,10 +15,7 @@ TINY = ["--methods", "fsl_sage", "--clients", "2,4", "runtime.backend=inprocess"
 
 
 def _learned(run_dir) -> list[dict]:
-    rows = pq.read_table(run_dir / "metrics.parquet").to_pylist()
-    return [
-        {k: None if v != v else v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows
-    ]
+    return learned(pq.read_table(run_dir / "metrics.parquet").to_pylist())
 
 
 @pytest.mark.ray
