@@ -281,7 +281,9 @@ def _cmd_scale(args: argparse.Namespace) -> int:
     if is_uri(out_dir):
         raise ConfigError("scale writes to a local folder; copy it to storage afterwards")
     runs = plan_study(config, methods, counts, seeds, args.data, args.samples_per_client)
-    table = run_study(runs, Path(out_dir), args.overwrite, not args.quiet, args.sample_every)
+    table = run_study(
+        runs, Path(out_dir), args.overwrite, not args.quiet, args.sample_every, args.parallel
+    )
     _study_report(table.to_pylist(), Path(out_dir))
     print(f"study table: {Path(out_dir) / TABLE_FILE}")
     return 0
@@ -431,6 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--sample-every", type=float, default=2.0, help="seconds between memory samples"
     )
     scale.add_argument("--quiet", action="store_true", help="no progress bars")
+    scale.add_argument(
+        "--parallel",
+        action="store_true",
+        help="runs at the same time as Ray tasks (in-process backend): same learning; time "
+        "and memory then measured with runs sharing the machine",
+    )
 
     plot = sub.add_parser(
         "plot", help="figures and a summary from finished run folders or a scaling study"

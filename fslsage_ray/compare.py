@@ -6,7 +6,7 @@ and a summary are written next to them. Every config is validated before the fir
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,10 +21,12 @@ from fslsage_ray.outputs.provenance import (
     provenance_entry,
     read_provenance,
 )
-from fslsage_ray.outputs.run_dir import check_run_dir
-from fslsage_ray.outputs.storage import Where, join, output_folder
+from fslsage_ray.outputs.resume import held_job, job_spec, write_job
+from fslsage_ray.outputs.run_dir import METRICS_FILE, check_run_dir
+from fslsage_ray.outputs.storage import Where, is_file, join, output_folder, read_bytes
 from fslsage_ray.outputs.trackers import check_tracker, make_tracker
 
+SPEC_FILE = "compare.json"  # the comparison and its finished runs, for resuming it
 DEFAULT_METHODS = ("fsl_sage", "cse_fsl", "fsl_an", "sflv1", "sflv2", "fedavg")
 
 
@@ -109,47 +111,76 @@ def run_comparison(
     seeds: Sequence[int] | None = None,
     parallel: bool = False,
 ) -> list[Where]:
-    from fslsage_ray.simulation import Simulation
-
+    """Every run into its folder under out_dir, then comparison.parquet. The same comparison
+    again in the same folder keeps the runs that finished and runs only the others."""
     if parallel and config.runtime.backend != "inprocess":
         raise ConfigError(
             "--parallel runs each run in-process inside a Ray task; set runtime.backend=inprocess"
         )
     runs = plan_runs(config, methods, sweep, seeds)
     check_tracker(config.run)
-    for name, _ in runs:
-        check_run_dir(join(out_dir, name), overwrite)
+    spec = job_spec(runs)
+    held = None if overwrite else held_job(out_dir, SPEC_FILE, spec, "comparison")
+    if held is None:
+        for name, _ in runs:
+            check_run_dir(join(out_dir, name), overwrite)
+    finished = held.get("finished", []) if held else []
+    done = {n for n in finished if is_file(join(out_dir, n, METRICS_FILE))}
+    tables = {name: _read_metrics(join(out_dir, name)) for name, _ in runs if name in done}
+    todo = [(name, cfg) for name, cfg in runs if name not in done]
     with output_folder(out_dir) as local:  # for a URI, uploaded at the end
         append_provenance(
             local,
             provenance_entry(
-                config.run.seed, [], "compare: " + ", ".join(name for name, _ in runs)
+                config.run.seed, [], "compare: " + ", ".join(name for name, _ in todo)
             ),
         )
+        write_job(out_dir, SPEC_FILE, spec, [n for n, _ in runs if n in tables])
         started_ray = _connect_once(config, parallel)
-        tables = []
         try:
-            if parallel:
-                results = run_as_tasks(
-                    [(cfg, join(out_dir, name)) for name, cfg in runs], overwrite
-                )
-            else:
-                results = (
-                    Simulation(
-                        cfg, join(out_dir, name), overwrite=overwrite, progress=progress
-                    ).run()
-                    for name, cfg in runs
-                )
-            for (name, _), table in zip(runs, results, strict=True):
-                tables.append(table.append_column("run", pa.array([name] * table.num_rows)))
+            # an unfinished run's folder is this comparison's own: it starts again
+            again = overwrite or held is not None
+            for name, table in _results(todo, out_dir, again, progress, parallel):
+                tables[name] = table
+                write_job(out_dir, SPEC_FILE, spec, [n for n, _ in runs if n in tables])
         finally:
             from fslsage_ray.runtime.cluster import shutdown_private
 
             shutdown_private(started_ray)
+        named = [
+            tables[n].append_column("run", pa.array([n] * tables[n].num_rows)) for n, _ in runs
+        ]
         pq.write_table(
-            pa.concat_tables(tables, promote_options="default"), local / "comparison.parquet"
+            pa.concat_tables(named, promote_options="default"), local / "comparison.parquet"
         )
     return [join(out_dir, name) for name, _ in runs]
+
+
+def _read_metrics(run_dir: Where) -> pa.Table:
+    """A finished run's metrics table, from its folder (local or URI)."""
+    return pq.read_table(pa.BufferReader(read_bytes(join(run_dir, METRICS_FILE))))
+
+
+def _results(
+    runs: Sequence[tuple[str, Config]],
+    out_dir: Where,
+    overwrite: bool,
+    progress: bool,
+    parallel: bool,
+) -> Iterator[tuple[str, pa.Table]]:
+    """(name, metrics table) of each run as it finishes: one after another, or as Ray tasks."""
+    if parallel:
+        done = run_as_tasks([(cfg, join(out_dir, name)) for name, cfg in runs], overwrite)
+        for i, table in done:
+            yield runs[i][0], table
+        return
+    from fslsage_ray.simulation import Simulation
+
+    for name, cfg in runs:
+        yield (
+            name,
+            Simulation(cfg, join(out_dir, name), overwrite=overwrite, progress=progress).run(),
+        )
 
 
 def track_comparison(
@@ -175,17 +206,26 @@ def _run_in_task(config: Config, run_dir: Where, overwrite: bool) -> pa.Table:
     return Simulation(config, run_dir, overwrite=overwrite, progress=False).run()
 
 
-def run_as_tasks(runs: Sequence[tuple[Config, Where]], overwrite: bool) -> list[pa.Table]:
+def run_as_tasks(
+    runs: Sequence[tuple[Config, Where]], overwrite: bool
+) -> Iterator[tuple[int, pa.Table]]:
     """Independent in-process runs at the same time as Ray tasks, as many as the cluster's
-    CPUs hold (one CPU and the config's torch threads each), tables in the order given.
-    Every run fixes its thread count before it is sent (resolve_at_start), so a run learns
-    exactly what it learns when run alone."""
+    CPUs hold (one CPU and the config's torch threads each); yields (index, table) as each
+    finishes, so a caller can record it before the others end. Every run fixes its thread
+    count before it is sent (resolve_at_start), so a run learns exactly what it learns when
+    run alone."""
     import ray
 
     from fslsage_ray.simulation import resolve_at_start
 
     task = ray.remote(num_cpus=1)(_run_in_task)
-    return ray.get([task.remote(resolve_at_start(cfg), where, overwrite) for cfg, where in runs])
+    pending = {
+        task.remote(resolve_at_start(cfg), where, overwrite): i
+        for i, (cfg, where) in enumerate(runs)
+    }
+    while pending:
+        (ready,), _ = ray.wait(list(pending), num_returns=1)
+        yield pending.pop(ready), ray.get(ready)
 
 
 def _connect_once(config: Config, parallel: bool = False) -> bool:

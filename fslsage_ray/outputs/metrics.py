@@ -27,6 +27,15 @@ TIMING_COLUMNS = (
 )
 
 
+def learned(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every column but the timings, exactly: what must be identical across backends,
+    layouts, resume and parallel runs. NaN (a round without a value) as None, so it equals
+    itself."""
+    return [
+        {k: None if v != v else v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows
+    ]
+
+
 class MetricsTable:
     """Rows of one run, and the headline its task is judged by (written into the file's
     schema metadata, so readers of the run folder need no task code).

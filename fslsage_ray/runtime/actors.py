@@ -1,8 +1,9 @@
 """The Ray actors: thin shells around ClientHost and ServerHost.
 
 Smashed activations go from a client actor straight to the server actor as object refs
-(ray.put once, the ref passed); the client does not wait for the server, except to bound
-the uploads in flight (back-pressure) and, at the end of a phase, to surface server errors.
+(ray.put once, the ref passed), a few clients' uploads per call and per object rather than
+one each; the client does not wait for the server, except to bound the uploads in flight
+(back-pressure) and, at the end of a phase, to surface server errors.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ class ClientActor:
         self.host = ClientHost(world, train, assignment, _device(world))
         self.server = server
         self.max_inflight = world.config.runtime.max_inflight_uploads
-        self.inflight: list[ray.ObjectRef] = []
+        self.batch = max(1, self.max_inflight // 2)  # uploads per call to the server
+        self.pending: list[tuple[int, int, Payload]] = []  # gathered, not yet sent
+        self.inflight: list[tuple[ray.ObjectRef, int]] = []  # (call, uploads in it)
 
     def num_batches(self) -> dict[int, int]:
         return self.host.num_batches()
@@ -60,22 +63,38 @@ class ClientActor:
         self.host.start_round(parts, participants)
 
     def upload(self, it: int, cid: int, payload: Payload) -> None:
-        """Channel.upload: the ref goes to the server; the client goes on training."""
-        self.inflight.append(self.server.submit.remote(it, cid, ray.put(payload)))
-        if len(self.inflight) > self.max_inflight:
-            extra = len(self.inflight) - self.max_inflight
-            done, self.inflight = ray.wait(self.inflight, num_returns=extra)
+        """Channel.upload: gathered and sent `batch` at a time (one call and one object for
+        several clients' uploads, not one per client); the client goes on training. The server
+        applies them in its fixed order whatever calls they came in, so results do not change."""
+        self.pending.append((it, cid, payload))
+        if len(self.pending) >= self.batch:
+            self._send()
+
+    def _send(self) -> None:
+        """The gathered uploads to the server as one ref; then back-pressure: wait while more
+        than max_inflight uploads are sent and not yet applied."""
+        if not self.pending:
+            return
+        self.inflight.append(
+            (self.server.submit_many.remote(ray.put(self.pending)), len(self.pending))
+        )
+        self.pending = []
+        while sum(n for _, n in self.inflight) > self.max_inflight:
+            (done,), _ = ray.wait([ref for ref, _ in self.inflight], num_returns=1)
             ray.get(done)  # raises here if the server failed on an upload
+            self.inflight = [(ref, n) for ref, n in self.inflight if ref != done]
 
     def exchange(self, it: int, cid: int, payload: Payload) -> np.ndarray:
-        """Channel.exchange: wait for dL/dz (SplitFed)."""
+        """Channel.exchange: wait for dL/dz (SplitFed); gathered uploads go first."""
+        self._send()
         return ray.get(self.server.submit.remote(it, cid, ray.put(payload)))
 
     def run_local(
         self, start: int, stop: int | None, only: list[int] | None = None, hold_last: bool = False
     ) -> None:
         self.host.run_local(start, stop, self, only, hold_last)
-        ray.get(self.inflight)
+        self._send()
+        ray.get([ref for ref, _ in self.inflight])
         self.inflight = []
 
     def accept_deliveries(self, delivery_refs: Mapping[int, ray.ObjectRef]) -> None:
@@ -133,6 +152,12 @@ class ServerActor:
         grad = self.host.submit(it, cid, payload)
         self._event().set()
         return grad
+
+    async def submit_many(self, uploads: list[tuple[int, int, Payload]]) -> None:
+        """Several uploads of one client actor, in one call (each taken as `submit` would)."""
+        for it, cid, payload in uploads:
+            self.host.submit(it, cid, payload)
+        self._event().set()
 
     async def wait_processed(
         self, it_limit: int | None, timeout_s: float, clients: list[int] | None = None

@@ -28,6 +28,12 @@ COLUMNS = (
     ("gib_per_round", "GiB/round", 1.0, 4),
 )
 
+PARALLEL_NOTE = (
+    "parallel: runs measured while other runs shared the machine (`scale --parallel`); their "
+    "seconds and memory (the run's own process) are not comparable with runs one after "
+    "another, their learning is the same."
+)
+
 
 def label(method: str) -> str:
     return registry.method_label(method)
@@ -57,6 +63,7 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
     pct = 100.0 if metric.is_accuracy else 1.0
     unit = " (%)" if metric.is_accuracy else ""
     header = ["method", "clients", "seeds", *(h for _, h, _, _ in COLUMNS), "actors × clients"]
+    header.append("parallel")
     header += [f"final {metric.short}{unit}", f"best {metric.short}{unit}"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (method, clients), runs in grouped(rows).items():
@@ -67,9 +74,18 @@ def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
         cells.append(
             ", ".join("in-process" if a == 0 else f"{a} × ≤{n}" for a, n in sorted(layout))
         )
+        cells.append(_parallel_cell(runs))
         cells += [_cell([r[c] for r in runs], pct, 2, several) for c in ("final", "best")]
         lines.append("| " + " | ".join(cells) + " |")
+    if any(r.get("parallel") for r in rows):
+        lines += ["", PARALLEL_NOTE]
     return "\n".join(lines)
+
+
+def _parallel_cell(runs: Sequence[dict[str, Any]]) -> str:
+    """yes / no / mixed (seeds of one setting measured both ways, e.g. after a resume)."""
+    flags = {bool(r.get("parallel")) for r in runs}
+    return "mixed" if len(flags) > 1 else "yes" if flags == {True} else "no"
 
 
 def _plot_vs_clients(

@@ -1,19 +1,24 @@
 """Run a scaling study into a folder: one run folder per run, and `scaling.parquet` with one
 row per finished run, rewritten after each, so a study that stopped half-way resumes where
-it stopped (finished runs are kept, the unfinished one starts again).
+it stopped (finished runs are kept, the unfinished ones start again).
+
+With `parallel` the in-process runs go at the same time as Ray tasks: they learn what they
+learn one after another, but their seconds and memory are measured while other runs share
+the machine (memory: the run's own worker process), so each row says `parallel`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fslsage_ray.config import ConfigError, config_to_dict
+from fslsage_ray.config import ConfigError
+from fslsage_ray.outputs.resume import held_job, job_spec, write_job
 from fslsage_ray.runtime.session_memory import SessionMemory
 from fslsage_ray.study.measure import measure_run
 from fslsage_ray.study.plan import StudyRun
@@ -22,24 +27,17 @@ TABLE_FILE = "scaling.parquet"
 SPEC_FILE = "study.json"
 
 
-def _spec(runs: Sequence[StudyRun]) -> dict[str, Any]:
-    """What makes two studies the same study: every run's name and resolved config."""
-    return {"runs": {r.name: config_to_dict(r.config) for r in runs}}
-
-
 def finished_rows(out_dir: Path, runs: Sequence[StudyRun], overwrite: bool) -> list[dict]:
-    """Rows of runs already finished in out_dir (none with overwrite); a folder holding
+    """Rows of the runs already finished in out_dir (none with overwrite). A folder holding
     another study is refused, so results of two studies never mix in one table."""
-    spec_path, table_path = out_dir / SPEC_FILE, out_dir / TABLE_FILE
-    spec = json.loads(json.dumps(_spec(runs), default=str))
-    if overwrite or not spec_path.is_file():
-        if not overwrite and out_dir.is_dir() and any(out_dir.iterdir()):
+    if overwrite:
+        return []
+    held = held_job(out_dir, SPEC_FILE, job_spec((r.name, r.config) for r in runs), "study")
+    if held is None:
+        if out_dir.is_dir() and any(out_dir.iterdir()):
             raise ConfigError(f"{out_dir} is not empty and holds no study; pass --overwrite")
         return []
-    if json.loads(spec_path.read_text()) != spec:
-        raise ConfigError(
-            f"{out_dir} holds a study with other settings; pass --overwrite or use another --out"
-        )
+    table_path = out_dir / TABLE_FILE
     if not table_path.is_file():
         return []
     names = {r.name for r in runs}
@@ -52,35 +50,81 @@ def run_study(
     overwrite: bool = False,
     progress: bool = True,
     sample_every: float = 2.0,
+    parallel: bool = False,
 ) -> pa.Table:
-    """Run what is not finished yet, in order; returns the whole table."""
+    """Run what is not finished yet (in order, or with `parallel` at the same time as Ray
+    tasks); returns the whole table, rewritten after every run that finishes."""
+    if parallel and runs and runs[0].config.runtime.backend != "inprocess":
+        raise ConfigError(
+            "--parallel runs each run in-process inside a Ray task; set runtime.backend=inprocess"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = finished_rows(out_dir, runs, overwrite)
-    (out_dir / SPEC_FILE).write_text(json.dumps(_spec(runs), indent=1, default=str))
+    write_job(out_dir, SPEC_FILE, job_spec((r.name, r.config) for r in runs))
     done = {row["run"] for row in rows}
     todo = [r for r in runs if r.name not in done]
     if not todo:
         return pa.Table.from_pylist(rows)
-    with_ray = todo[0].config.runtime.backend == "ray"
+    order = {r.name: k for k, r in enumerate(runs)}
     started_ray = False
-    if with_ray:  # one Ray for every run, and the memory samplers in it
+    if parallel or todo[0].config.runtime.backend == "ray":  # one Ray for every run
         from fslsage_ray.runtime.cluster import connect
 
         started_ray = connect(todo[0].config.runtime)
-    memory = SessionMemory(with_ray, sample_every)
     try:
-        for i, run in enumerate(todo, 1):
-            print(f"[{len(done) + i}/{len(runs)}] {run.name}", flush=True)
-            rows.append(measure_run(run, out_dir / run.name, memory, progress))
-            order = {r.name: k for k, r in enumerate(runs)}
+        measured = _in_tasks if parallel else _in_turn
+        for row in measured(todo, out_dir, progress, sample_every, len(done), len(runs)):
+            rows.append(row)
             rows.sort(key=lambda row: order[row["run"]])
             tmp = out_dir / (TABLE_FILE + ".tmp")
             pq.write_table(pa.Table.from_pylist(rows), tmp)
             tmp.replace(out_dir / TABLE_FILE)
     finally:
-        memory.close()
-        if started_ray:
-            import ray
+        from fslsage_ray.runtime.cluster import shutdown_private
 
-            ray.shutdown()
+        shutdown_private(started_ray)  # kept in a Jupyter kernel for its next study
     return pa.Table.from_pylist(rows)
+
+
+def _in_turn(
+    todo: Sequence[StudyRun], out_dir: Path, progress: bool, every: float, done: int, total: int
+) -> Iterator[dict[str, Any]]:
+    """One run after another, the whole session's memory sampled (one sampler per host)."""
+    memory = SessionMemory(todo[0].config.runtime.backend == "ray", every)
+    try:
+        for i, run in enumerate(todo, 1):
+            print(f"[{done + i}/{total}] {run.name}", flush=True)
+            yield measure_run(run, out_dir / run.name, memory, progress) | {"parallel": False}
+    finally:
+        memory.close()
+
+
+def _measure_in_task(run: StudyRun, run_dir: Path, every: float) -> dict[str, Any]:
+    """One in-process run inside a Ray task, the memory of its own worker process sampled."""
+    memory = SessionMemory(False, every)
+    try:
+        return measure_run(run, run_dir, memory) | {"parallel": True}
+    finally:
+        memory.close()
+
+
+def _in_tasks(
+    todo: Sequence[StudyRun], out_dir: Path, _progress: bool, every: float, done: int, total: int
+) -> Iterator[dict[str, Any]]:
+    """The runs at the same time as Ray tasks, one CPU each and a fresh worker per run (no
+    memory left over from another run); rows as runs finish. Each run's thread count is fixed
+    before it is sent, so it learns exactly what it learns alone (compare.run_as_tasks)."""
+    import ray
+
+    from fslsage_ray.simulation import resolve_at_start
+
+    task = ray.remote(num_cpus=1, max_calls=1)(_measure_in_task)
+    pending = {}
+    for i, run in enumerate(todo, 1):
+        print(f"[{done + i}/{total}] {run.name} (Ray task)", flush=True)
+        sent = replace(run, config=resolve_at_start(run.config))
+        pending[task.remote(sent, out_dir / run.name, every)] = run.name
+    while pending:
+        (ready,), _ = ray.wait(list(pending), num_returns=1)
+        print(f"finished {pending.pop(ready)}", flush=True)
+        yield ray.get(ready)

@@ -7,17 +7,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from fslsage_ray.cli import main
-from fslsage_ray.outputs.metrics import TIMING_COLUMNS
+from fslsage_ray.outputs.metrics import learned
 
 TINY = ["run.rounds=1", "algorithm.num_clients=4", "data.train_subset=200", "alignment.epochs=1"]
 
 
 def _learned(path) -> list[dict]:
-    """Every learning column, bit for bit (NaN, where a round has no value, as None)."""
-    rows = pq.read_table(path / "comparison.parquet").to_pylist()
-    return [
-        {k: None if v != v else v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows
-    ]
+    return learned(pq.read_table(path / "comparison.parquet").to_pylist())
 
 
 @pytest.mark.ray

@@ -16,7 +16,7 @@ from moto.server import ThreadedMotoServer
 from fslsage_ray.cli import main
 from fslsage_ray.config import load_config
 from fslsage_ray.outputs import storage
-from fslsage_ray.outputs.metrics import TIMING_COLUMNS
+from fslsage_ray.outputs.metrics import learned as learning
 from fslsage_ray.outputs.run_dir import default_run_dir
 
 TINY = [
@@ -29,13 +29,6 @@ TINY = [
 ]
 RUN_FILES = {"config.yaml", "metrics.parquet", "run.log", "checkpoint.pt", "provenance.json"}
 SECRET = "not-to-be-saved-4711"
-
-
-def learning(rows: list[dict]) -> list[dict]:
-    """The learning columns, exactly; NaN (no AM error measured) as None so it equals itself."""
-    return [
-        {k: None if v != v else v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows
-    ]
 
 
 def read_table(uri: str) -> list[dict]:
