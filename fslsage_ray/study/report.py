@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fslsage_ray import registry
 from fslsage_ray.outputs.headline import HeadlineMetric
 from fslsage_ray.outputs.settings import mean_spread
+
+if TYPE_CHECKING:  # matplotlib loads only when a figure is drawn
+    from matplotlib.figure import Figure
 
 GIB = 2**30
 
@@ -94,9 +97,8 @@ def _plot_vs_clients(
     scale: float,
     ylabel: str,
     title: str,
-    path: Path,
     log_y: bool,
-) -> Path:
+) -> Figure:
     from fslsage_ray.outputs import plots
 
     fig, ax = plots._new_axes()  # noqa: SLF001  (the package's figure conventions)
@@ -132,46 +134,54 @@ def _plot_vs_clients(
     ax.set_xlabel("clients (log scale)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    plots._finish(fig, ax, path).clear()  # noqa: SLF001  (written; nothing keeps the figure)
-    return path
+    return plots._finish(fig, ax, None)  # noqa: SLF001
 
 
-def plot_study(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
-    """The three figures of a study; returns their paths."""
+def study_figures(rows: Sequence[dict[str, Any]]) -> dict[str, Figure]:
+    """The three figures of a study by file stem (shown inline in a notebook)."""
     if not rows:
         raise ValueError("no finished runs in the study to plot")
     metric = HeadlineMetric(rows[0]["headline"], rows[0]["goal"])
     pct = 100.0 if metric.is_accuracy else 1.0
     word = "accuracy" if metric.is_accuracy else metric.short
-    return [
-        _plot_vs_clients(
+    return {
+        "time_vs_clients": _plot_vs_clients(
             rows,
             "s_per_round",
             1.0,
             "median seconds per round (log)",
             "time per round vs clients",
-            out_dir / "time_vs_clients.png",
             log_y=True,
         ),
-        _plot_vs_clients(
+        "memory_vs_clients": _plot_vs_clients(
             rows,
             "peak_memory_bytes",
             1 / GIB,
             "peak session memory, summed USS (GiB, log)",
             "memory vs clients",
-            out_dir / "memory_vs_clients.png",
             log_y=True,
         ),
-        _plot_vs_clients(
+        f"{word}_vs_clients": _plot_vs_clients(
             rows,
             "final",
             pct,
             f"final {metric.noun}{' (%)' if metric.is_accuracy else ''}",
             f"{metric.noun} vs clients",
-            out_dir / f"{word}_vs_clients.png",
             log_y=False,
         ),
-    ]
+    }
+
+
+def plot_study(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
+    """The three figures of a study as PNGs in out_dir; returns their paths."""
+    from fslsage_ray.outputs.plots import DPI
+
+    paths = []
+    for stem, fig in study_figures(rows).items():
+        paths.append(out_dir / f"{stem}.png")
+        fig.savefig(paths[-1], dpi=DPI)
+        fig.clear()  # written; nothing keeps the figure
+    return paths
 
 
 def write_report(rows: Sequence[dict[str, Any]], out_dir: Path) -> tuple[str, list[Path]]:
