@@ -106,3 +106,28 @@ def test_per_client_gives_each_client_n_samples():
         (2, 40),
         (8, 160),
     ]
+
+
+def test_a_missing_cifar_folder_is_refused_before_any_run(tmp_path, capsys):
+    """CIFAR's size is known without decoding, but only a folder that holds it may skip the
+    load: a wrong data_dir is refused in one line while planning, before Ray starts."""
+    code = main(
+        [
+            "scale",
+            "--quiet",
+            "--config",
+            "configs/cifar10/scale_cnn.yaml",
+            "--clients",
+            "10",
+            "--data",
+            "per_client",
+            "--samples-per-client",
+            "5",
+            "--out",
+            str(tmp_path / "study"),
+            f"data.data_dir={tmp_path / 'nowhere'}",
+            "data.download=false",
+        ]
+    )
+    assert code == 2 and "cannot load cifar10" in capsys.readouterr().err
+    assert not (tmp_path / "study").exists()
