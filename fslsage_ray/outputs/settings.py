@@ -41,13 +41,26 @@ def _flat(config: dict[str, Any]) -> dict[str, str]:
     return flat
 
 
+# Where and how a run computes; by the determinism guarantee it never changes what it learns.
+LAYOUT_SECTION = "runtime"
+
+
 def varying_keys(records: Sequence[RunRecord]) -> list[str]:
-    """Dotted keys whose value is not the same in every run (in config order)."""
+    """Dotted keys whose value is not the same in every run (in config order). Layout keys
+    (runtime.*) count only where they are what tells two runs of one method, split, seed and
+    setting apart (a sweep of runtime.num_actors): runs of different methods made on
+    different layouts are labelled by what they learn from, not by where they ran."""
     flats = [_flat(r.config) for r in records]
     keys = list(dict.fromkeys(k for flat in flats for k in flat))
-    return [
+    varying = [
         k for k in keys if k not in SHOWN_ELSEWHERE and len({flat.get(k) for flat in flats}) > 1
     ]
+    learning = [k for k in varying if not k.startswith(LAYOUT_SECTION + ".")]
+    identities = [
+        (r.method_label, r.partition_label, seed_of(r), *(flat.get(k) for k in learning))
+        for r, flat in zip(records, flats, strict=True)
+    ]
+    return varying if len(set(identities)) < len(identities) else learning
 
 
 def setting_value(record: RunRecord, key: str) -> Any:

@@ -27,6 +27,7 @@ def write_run(
     align_every: int = 0,
     seed: int = 0,
     num_clients: int = 10,
+    runtime: dict | None = None,
 ) -> Path:
     """A run folder with one metrics row per accuracy; traffic grows by gib_per_round."""
     folder.mkdir(parents=True)
@@ -36,7 +37,7 @@ def write_run(
         "optim": {"lr": 0.001},
         "algorithm": {"name": method, "num_clients": num_clients},
         "alignment": {"lazy": lazy},
-        "runtime": {"backend": "inprocess"},
+        "runtime": runtime or {"backend": "inprocess"},
         "run": {"name": folder.name, "rounds": len(accs), "seed": seed},
     }
     (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))

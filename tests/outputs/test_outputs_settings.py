@@ -56,3 +56,20 @@ def test_legends_name_the_setting_and_the_seeds(study, tmp_path, legends):
         "FSL-SAGE, num_clients = 10 (mean ± sd, 2 seeds)",
         "FSL-SAGE, num_clients = 50 (mean ± sd, 2 seeds)",
     ]
+
+
+def test_the_layout_names_runs_only_when_nothing_else_tells_them_apart(make_run, tmp_path):
+    """Methods run on different layouts are labelled by what they learn from (a layout
+    never changes what a run learns); a sweep over the layout itself is labelled by it."""
+    ray = {"backend": "ray", "num_actors": 2}
+    make_run("methods/sage", "fsl_sage", [0.5], 1.0, runtime={"backend": "inprocess"})
+    make_run("methods/fedavg", "fedavg", [0.5], 1.0, runtime=ray)
+    methods = load_runs(tmp_path / "methods")
+    assert varying_keys(methods) == []
+    assert [g.setting for g in group_runs(methods)] == ["", ""]
+
+    make_run("layouts/one", "fsl_sage", [0.5], 1.0, runtime={"backend": "ray", "num_actors": 1})
+    make_run("layouts/two", "fsl_sage", [0.5], 1.0, runtime=ray)
+    layouts = load_runs(tmp_path / "layouts")
+    assert varying_keys(layouts) == ["runtime.num_actors"]
+    assert [g.setting for g in group_runs(layouts)] == ["num_actors = 1", "num_actors = 2"]

@@ -1,19 +1,15 @@
 """Time to 40% and 45% for the reduced CIFAR-10 comparison under the three profiles.
 
-    PYTHONPATH=. python docs/results/c10-simtime/make_table.py \
-        docs/results/c10-simtime/fsl_an/metrics.parquet
+    PYTHONPATH=. python docs/results/c10-simtime/make_table.py
 
 Simulated seconds come from replaying each method's messages (fslsage_ray.system.replay;
 training does not depend on the profile). The round at which a method first reaches the
-target comes from its metrics where the run folder is kept (FSL-SAGE and CSE-FSL in
-docs/results/c10-authors, FSL-AN from the path given), else from the GiB to target of
-docs/results.md's table (SplitFed-MS, SplitFed-SS, FedAvg: their per-round bytes are
-constant, so the GiB figure names the round).
+target comes from its kept metrics (FSL-SAGE and CSE-FSL in docs/results/c10-authors, the
+other four in docs/results/c10-simtime); the GiB to target is the plan's, checked against
+the bytes the run's ledger booked.
 """
 
 from __future__ import annotations
-
-import sys
 
 import pyarrow.parquet as pq
 
@@ -34,29 +30,29 @@ LABELS = {
     "sflv2": "SplitFed-SS",
     "fedavg": "FedAvg",
 }
-DOC_GIB = {"sflv1": (1.019, 1.401), "sflv2": (0.637, 0.764), "fedavg": (6.671, 9.172)}
-RUNS = {
-    "fsl_sage": "docs/results/c10-authors/fsl_sage/metrics.parquet",
-    "cse_fsl": "docs/results/c10-authors/cse_fsl/metrics.parquet",
-}
+KEPT = {"fsl_sage": "c10-authors", "cse_fsl": "c10-authors"}
 
 
-def first_round(method: str, gib: list[float], k: int) -> int | None:
-    if method in RUNS:
-        acc = pq.read_table(RUNS[method]).column("test_acc").to_pylist()
-        return next((i for i, a in enumerate(acc) if a >= TARGETS[k]), None)
-    return next(i for i, g in enumerate(gib) if round(g, 3) == DOC_GIB[method][k])
+def metrics(method: str) -> dict[str, list]:
+    folder = KEPT.get(method, "c10-simtime")
+    return pq.read_table(f"docs/results/{folder}/{method}/metrics.parquet").to_pydict()
+
+
+def first_round(acc: list[float], target: float) -> int | None:
+    return next((i for i, a in enumerate(acc) if a >= target), None)
 
 
 def main() -> None:
-    RUNS["fsl_an"] = sys.argv[1]
     flops = config_flops(load_config(CONFIG, BASE))
     rows = []
     for method, label in LABELS.items():
         config = load_config(CONFIG, [*BASE, f"algorithm.name={method}"])
         sizes = planned_sizes(config)
         gib = [r["gib_cum"] for r in plan_rounds(config, *sizes, 20)["rounds"]]
-        at = [first_round(method, gib, k) for k in range(2)]
+        kept = metrics(method)
+        booked = kept["comm_gib_cum"]
+        assert all(abs(a - b) < 1e-9 for a, b in zip(gib, booked, strict=False)), method
+        at = [first_round(kept["test_acc"], target) for target in TARGETS]
         cells = [label, *(f"{gib[r]:.3f} (round {r})" if r is not None else "-" for r in at)]
         for profile in PROFILES:
             system = f"system.profile={profile}"
