@@ -1,10 +1,15 @@
 """Scaling benchmark (issues 4 and 14): Ray's overhead and memory against the client count.
 
 A thin caller of the package's scaling study (`fslsage-ray scale`, fslsage_ray/study/): the
-same study runs twice, in-process (the reference compute, no Ray) and on Ray, and the
-difference in median seconds per round, divided by the clients that take part in a round,
-is what Ray and the coordinator cost per participating client. Memory is the Ray session's
-peak summed USS (every process, every host), from the study's own samplers.
+same study runs twice, in-process (the reference compute, no Ray) and on Ray. Both do the
+same work in each round (same participants, same alignment rounds), so Ray's cost is taken
+round by round: the median over rounds 1.. of (Ray's round time - in-process round time),
+divided by the clients that take part in a round, is what Ray and the coordinator cost per
+participating client. (A difference of the two medians would not do: FSL-SAGE alternates
+long alignment rounds with short ones, and the median of such a list jumps between the two
+with a few milliseconds of noise.) `--repeats N` runs the pair N times, in turn, and pools
+the rounds. Memory is the Ray session's peak summed USS (every process, every host), from
+the study's own samplers.
 
     python benchmarks/scaling.py --clients 10,100,1000,10000 \
         --config configs/cifar10/scale_cnn.yaml --data per_client --samples-per-client 5
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +46,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--samples-per-client", type=int)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "scaling")
     parser.add_argument("--overwrite", action="store_true", help="start both studies afresh")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="run the in-process/Ray pair this many times"
+    )
     parser.add_argument("overrides", nargs="*", help="extra section.key=value config overrides")
     return parser.parse_args(argv)
 
@@ -53,29 +62,64 @@ def participants(clients: int, fraction: int | float | None) -> int:
     return max(1, round(fraction * clients))
 
 
+def round_times(study_dir: Path, run: str) -> list[float]:
+    """Wall seconds of each round of one run of a study (its metrics file)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(study_dir / run / "metrics.parquet", columns=["wall_s"])[
+        "wall_s"
+    ].to_pylist()
+
+
+def paired_differences(inproc: list[float], ray: list[float]) -> list[float]:
+    """Ray's round time minus in-process's, round by round; round 0 (start-up) left out."""
+    return [r - i for i, r in list(zip(inproc, ray, strict=True))[1:]]
+
+
 def overheads(
-    inproc: list[dict[str, Any]], ray_rows: list[dict[str, Any]], fraction: Any
+    pairs: list[tuple[Path, list[dict[str, Any]], Path, list[dict[str, Any]]]], fraction: Any
 ) -> list[dict[str, Any]]:
-    """Per method and count: both backends' seconds per round and Ray's cost per
-    participating client per round; `same`: both learned exactly the same."""
-    reference = {(r["method"], r["clients"], r["seed"]): r for r in inproc}
+    """Per method and count, pooled over the repeats (in-process folder, rows, Ray folder,
+    rows): both backends' median seconds per round, Ray's cost per participating client per
+    round (median of the paired round differences, and their quartiles), and `same`: both
+    learned exactly the same in every repeat."""
+    pooled: dict[tuple, dict[str, Any]] = {}
+    for inproc_dir, inproc, ray_dir, ray_rows in pairs:
+        reference = {(r["method"], r["clients"], r["seed"]): r for r in inproc}
+        for r in ray_rows:
+            ref = reference.get((r["method"], r["clients"], r["seed"]))
+            if ref is None:
+                continue
+            key = (r["method"], r["clients"])
+            entry = pooled.setdefault(
+                key, {"diffs": [], "inproc": [], "ray": [], "same": True, "gib": [], "in_gib": []}
+            )
+            entry["diffs"] += paired_differences(
+                round_times(inproc_dir, ref["run"]), round_times(ray_dir, r["run"])
+            )
+            entry["inproc"].append(ref["s_per_round"])
+            entry["ray"].append(r["s_per_round"])
+            entry["same"] &= (r["final"], r["best"]) == (ref["final"], ref["best"])
+            entry["gib"].append(r["peak_memory_bytes"] / GIB)
+            entry["in_gib"].append(ref["peak_memory_bytes"] / GIB)
     out = []
-    for r in ray_rows:
-        ref = reference.get((r["method"], r["clients"], r["seed"]))
-        if ref is None:
-            continue
-        k = participants(r["clients"], fraction)
+    for (method, clients), e in pooled.items():
+        k = participants(clients, fraction)
+        q1, _, q3 = statistics.quantiles(e["diffs"], n=4) if len(e["diffs"]) > 1 else [0.0] * 3
         out.append(
             {
-                "method": r["method"],
-                "clients": r["clients"],
+                "method": method,
+                "clients": clients,
                 "participants": k,
-                "inproc_s": ref["s_per_round"],
-                "ray_s": r["s_per_round"],
-                "overhead_ms_per_participant": 1000 * (r["s_per_round"] - ref["s_per_round"]) / k,
-                "ray_peak_gib": r["peak_memory_bytes"] / GIB,
-                "inproc_peak_gib": ref["peak_memory_bytes"] / GIB,
-                "same": (r["final"], r["best"]) == (ref["final"], ref["best"]),
+                "repeats": len(e["ray"]),
+                "rounds_paired": len(e["diffs"]),
+                "inproc_s": statistics.median(e["inproc"]),
+                "ray_s": statistics.median(e["ray"]),
+                "overhead_ms_per_participant": 1000 * statistics.median(e["diffs"]) / k,
+                "overhead_ms_quartiles": [1000 * q1 / k, 1000 * q3 / k],
+                "ray_peak_gib": max(e["gib"]),
+                "inproc_peak_gib": max(e["in_gib"]),
+                "same": e["same"],
             }
         )
     return out
@@ -109,31 +153,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fslsage_ray.study.report import write_report
     from fslsage_ray.study.run import run_study
 
-    tables = {}
-    for backend in ("inprocess", "ray"):
-        config = load_config(
-            args.config or quickstart_path(),
-            [*args.overrides, f"runtime.backend={backend}", "run.checkpoint_every=0"],
-        )
-        runs = plan_study(
-            config,
-            parse_methods(args.methods),
-            parse_counts(args.clients),
-            None,
-            args.data,
-            args.samples_per_client,
-        )
-        folder = args.out / backend
-        tables[backend] = run_study(runs, folder, args.overwrite, progress=False).to_pylist()
-        text, figures = write_report(tables[backend], folder)
-        print(f"{backend}:\n{text}\nfigures: {', '.join(str(f) for f in figures)}")
-    rows = overheads(tables["inprocess"], tables["ray"], config.algorithm.clients_per_round)
+    pairs = []
+    for repeat in range(args.repeats):
+        base = args.out if args.repeats == 1 else args.out / f"repeat{repeat}"
+        tables = {}
+        for backend in ("inprocess", "ray"):
+            config = load_config(
+                args.config or quickstart_path(),
+                [*args.overrides, f"runtime.backend={backend}", "run.checkpoint_every=0"],
+            )
+            runs = plan_study(
+                config,
+                parse_methods(args.methods),
+                parse_counts(args.clients),
+                None,
+                args.data,
+                args.samples_per_client,
+            )
+            folder = base / backend
+            tables[backend] = run_study(runs, folder, args.overwrite, progress=False).to_pylist()
+            text, figures = write_report(tables[backend], folder)
+            print(f"{backend}:\n{text}\nfigures: {', '.join(str(f) for f in figures)}")
+        pairs.append((base / "inprocess", tables["inprocess"], base / "ray", tables["ray"]))
+    rows = overheads(pairs, config.algorithm.clients_per_round)
     for r in rows:
+        q1, q3 = r["overhead_ms_quartiles"]
         print(
             f"{r['method']:>9} {r['clients']:>6} clients ({r['participants']} a round): "
-            f"in-process {r['inproc_s']:.3f} s, Ray {r['ray_s']:.3f} s, "
-            f"{r['overhead_ms_per_participant']:+.2f} ms/participant, Ray {r['ray_peak_gib']:.2f} "
-            f"GiB, same result: {'yes' if r['same'] else 'NO'}"
+            f"median s/round in-process {r['inproc_s']:.3f}, Ray {r['ray_s']:.3f}; "
+            f"Ray's cost {r['overhead_ms_per_participant']:+.2f} ms/participant "
+            f"(quartiles {q1:+.2f} to {q3:+.2f}, {r['rounds_paired']} paired rounds), "
+            f"Ray {r['ray_peak_gib']:.2f} GiB, same result: {'yes' if r['same'] else 'NO'}"
         )
     lines = verdicts(rows)
     print("\n".join(lines))

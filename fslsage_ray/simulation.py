@@ -105,6 +105,16 @@ class Prepared:
         return [len(p) for p in self.parts]
 
 
+def sizes_text(sizes: list[int], listed: int = 20) -> str:
+    """Every client's sample count up to `listed` clients; beyond, a summary (a list of
+    10,000 counts made a 30 kB log line)."""
+    if len(sizes) <= listed:
+        return str(sizes)
+    ordered = sorted(sizes)
+    median = ordered[len(ordered) // 2]
+    return f"min {ordered[0]}, median {median}, max {ordered[-1]}, total {sum(sizes)}"
+
+
 def prepare(config: Config) -> Prepared:
     started = time.perf_counter()
     data = load_data(config)
@@ -270,7 +280,8 @@ class Simulation:
             self.startup["workers"] = time.perf_counter() - started
             log.info("backend: %s", backend.describe())
             log.info("start-up: %s", ", ".join(f"{k} {v:.1f}s" for k, v in self.startup.items()))
-            log.info("clients: %d, samples per client: %s", len(p.parts), p.client_sizes)
+            sizes = sizes_text(p.client_sizes)
+            log.info("clients: %d, samples per client: %s", len(p.parts), sizes)
             if self._resume_from is not None:
                 checkpoint = self._resume_from
                 log.info("resuming after round %d", checkpoint["round"])

@@ -42,6 +42,18 @@ class Channel(Protocol):
         """Send and wait for dL/dz (SplitFed)."""
 
 
+class PipelinedChannel(Channel, Protocol):
+    """A channel whose exchanges can overlap (Ray): a host sends several clients' batches
+    before it waits for the first answer, so its clients do not idle through each round
+    trip to the server."""
+
+    def exchange_start(self, it: int, cid: int, payload: Payload) -> Any:
+        """Send; returns what exchange_finish waits on."""
+
+    def exchange_finish(self, handle: Any) -> np.ndarray:
+        """Wait for the answer (dL/dz) to an exchange_start."""
+
+
 def transfer_state(module: nn.Module, mode: str) -> State:
     """What a model transfer sends (model.transfer): "all" of the state, or "trainable", the
     state without frozen parameters (for LoRA, the adapters: all that can change). For a
@@ -106,21 +118,34 @@ class Client(ABC):
         """Before each step: dropout draws that depend only on (client, step), not on the
         process or the order clients run in."""
         if self.task.stochastic_steps:
-            seed_dropout(self.config.run.seed, "client", self.cid, steps_taken(self.optimizer))
+            seed_dropout(
+                self.config.run.seed,
+                "client",
+                self.cid,
+                steps_taken(self.optimizer),
+                device=self.device,
+            )
 
     def send(
         self, it: int, smashed: torch.Tensor, batch: Batch, channel: Channel, wait: bool = False
     ) -> np.ndarray | None:
         """Upload this batch's cut-layer payload (booked here, where it is sent); with
         `wait`, return the server's dL/dz."""
+        payload = self.booked_payload(it, smashed, batch)
+        if not wait:
+            channel.upload(it, self.cid, payload)
+            return None
+        return self.booked_answer(it, channel.exchange(it, self.cid, payload))
+
+    def booked_payload(self, it: int, smashed: torch.Tensor, batch: Batch) -> Payload:
+        """What goes up for this batch, booked as sent."""
         payload = Payload.of(smashed, batch)
         self.stats.charge("smashed.up", payload.smashed_nbytes, it)
         if self.config.run.count_labels:
             self.stats.charge("labels.up", payload.targets_nbytes, it)
-        if not wait:
-            channel.upload(it, self.cid, payload)
-            return None
-        grad = channel.exchange(it, self.cid, payload)
+        return payload
+
+    def booked_answer(self, it: int, grad: np.ndarray) -> np.ndarray:
         self.stats.charge("grad.down", grad.nbytes, it)
         return grad
 

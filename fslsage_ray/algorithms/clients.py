@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -12,6 +14,7 @@ from fslsage_ray.algorithms.base import (
     Channel,
     Client,
     Parts,
+    PipelinedChannel,
     State,
     load_transfer_state,
     transfer_state,
@@ -57,13 +60,36 @@ class FullModelClient(SinglePartClient):
         self.stats.steps += 1
 
 
+@dataclass
+class PendingStep:
+    """A step sent but not finished: its activations wait for the server's dL/dz."""
+
+    it: int
+    smashed: torch.Tensor
+    handle: Any
+
+
 class GradientReturnClient(SinglePartClient):
-    """SplitFed: every batch goes to the server, which answers with dL/dz."""
+    """SplitFed: every batch goes to the server, which answers with dL/dz. A step is one
+    call (`step`), or two (`start_step`, `finish_step`) where the channel lets a host send
+    several clients' batches before the first answer returns; the arithmetic is the same."""
 
     def step(self, it: int, channel: Channel) -> None:
         batch = self.next_batch(it)
         smashed = forward(self.model, batch.inputs, batch.context)
-        grad = self.send(it, smashed, batch, channel, wait=True)
+        self._descend(smashed, self.send(it, smashed, batch, channel, wait=True))
+
+    def start_step(self, it: int, channel: PipelinedChannel) -> PendingStep:
+        batch = self.next_batch(it)
+        smashed = forward(self.model, batch.inputs, batch.context)
+        payload = self.booked_payload(it, smashed, batch)
+        return PendingStep(it, smashed, channel.exchange_start(it, self.cid, payload))
+
+    def finish_step(self, pending: PendingStep, channel: PipelinedChannel) -> None:
+        grad = self.booked_answer(pending.it, channel.exchange_finish(pending.handle))
+        self._descend(pending.smashed, grad)
+
+    def _descend(self, smashed: torch.Tensor, grad: np.ndarray) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         smashed.backward(torch.as_tensor(grad, device=self.device))
         self.optimizer.step()

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 import torch
 
 from fslsage_ray.config.schema import OptimConfig
-from fslsage_ray.seeding import derive_seed
+from fslsage_ray.seeding import derive_seed, seed_global
 
 
 def steps_taken(optimizer: torch.optim.Optimizer) -> int:
@@ -64,11 +64,11 @@ def make_optimizer(
     return optimizer
 
 
-def seed_dropout(run_seed: int, *tags: str | int) -> None:
-    """Seed the global RNG that dropout draws from, from where in the run this step is (a
-    role, a client, an optimizer's step count), so the draws do not depend on which
-    process or in which order the step runs."""
-    torch.manual_seed(derive_seed(run_seed, "dropout", *tags))
+def seed_dropout(run_seed: int, *tags: str | int, device: torch.device | None = None) -> None:
+    """Seed the global RNG that dropout draws from (on `device`), from where in the run this
+    step is (a role, a client, an optimizer's step count), so the draws do not depend on
+    which process or in which order the step runs."""
+    seed_global(derive_seed(run_seed, "dropout", *tags), device)
 
 
 @contextlib.contextmanager
@@ -83,5 +83,5 @@ def dropout_rng(
         return
     devices = [device] if device is not None and device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        seed_dropout(run_seed, *tags)
+        seed_dropout(run_seed, *tags, device=device)
         yield

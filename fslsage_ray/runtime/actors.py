@@ -18,6 +18,7 @@ import torch
 
 from fslsage_ray.experiment import WorldSpec
 from fslsage_ray.registry import load_plugins
+from fslsage_ray.runtime import tensor_wire
 from fslsage_ray.runtime.allocator import prepare_process
 from fslsage_ray.runtime.client_host import ClientHost, ClientResult
 from fslsage_ray.runtime.device import choose_device
@@ -28,6 +29,7 @@ from fslsage_ray.tasks.base import Arrays, Payload
 def _prepare_process(world: WorldSpec) -> None:
     load_plugins(world.config.plugins)  # the user's registered names, in this process too
     prepare_process(world.config.runtime)
+    tensor_wire.register()  # what this actor sends: tensors as raw bytes
 
 
 def _device(world: WorldSpec) -> torch.device:
@@ -85,9 +87,16 @@ class ClientActor:
             self.inflight = [(ref, n) for ref, n in self.inflight if ref != done]
 
     def exchange(self, it: int, cid: int, payload: Payload) -> np.ndarray:
-        """Channel.exchange: wait for dL/dz (SplitFed); gathered uploads go first."""
+        """Channel.exchange: wait for dL/dz (SplitFed)."""
+        return self.exchange_finish(self.exchange_start(it, cid, payload))
+
+    def exchange_start(self, it: int, cid: int, payload: Payload) -> ray.ObjectRef:
+        """Send a SplitFed batch (gathered uploads go first); the answer comes later."""
         self._send()
-        return ray.get(self.server.submit.remote(it, cid, ray.put(payload)))
+        return self.server.submit.remote(it, cid, ray.put(payload))
+
+    def exchange_finish(self, handle: ray.ObjectRef) -> np.ndarray:
+        return ray.get(handle)
 
     def run_local(
         self, start: int, stop: int | None, only: list[int] | None = None, hold_last: bool = False

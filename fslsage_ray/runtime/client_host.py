@@ -7,7 +7,9 @@ order in which parallel clients would reach the server, so uploads arrive nearly
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +42,18 @@ class TimedChannel:
     def exchange(self, it: int, cid: int, payload: Payload) -> np.ndarray:
         t0 = time.perf_counter()
         grad = self.channel.exchange(it, cid, payload)
+        self.seconds += time.perf_counter() - t0
+        return grad
+
+    def exchange_start(self, it: int, cid: int, payload: Payload) -> Any:
+        t0 = time.perf_counter()
+        handle = self.channel.exchange_start(it, cid, payload)
+        self.seconds += time.perf_counter() - t0
+        return handle
+
+    def exchange_finish(self, handle: Any) -> np.ndarray:
+        t0 = time.perf_counter()
+        grad = self.channel.exchange_finish(handle)
         self.seconds += time.perf_counter() - t0
         return grad
 
@@ -90,6 +104,7 @@ class ClientHost:
             build, self.views, budget_bytes(cfg.runtime.client_state_budget_gb)
         )
         self.batch_size = cfg.algorithm.batch_size
+        self.window = cfg.runtime.max_inflight_uploads  # exchanges in flight, pipelined
         self.active: list[int] = list(self.views)
         self.busy_s: dict[int, float] = dict.fromkeys(self.views, 0.0)
 
@@ -120,18 +135,49 @@ class ClientHost:
         timed = TimedChannel(channel)
         last = max(client.num_batches for _, client in chosen)
         stop = last if stop is None else min(stop, last)
+        pipelined = hasattr(channel, "exchange_start") and not hold_last
         for it in range(start, stop):
-            for cid, client in chosen:
-                if it < client.num_batches:
-                    t0, sending = time.perf_counter(), timed.seconds
+            stepping = [(cid, c) for cid, c in chosen if it < c.num_batches]
+            if pipelined and all(hasattr(c, "start_step") for _, c in stepping):
+                self._pipelined_steps(it, stepping, timed)
+                continue
+            for cid, client in stepping:
+                with self._computing(cid, timed):
                     client.seed_step()
                     if hold_last and it == stop - 1:
                         client.step(it, timed, hold=True)
                     else:
                         client.step(it, timed)
-                    # Compute only: handing an upload over (or, in-process, the server's
-                    # own step) is not the client's work.
-                    self.busy_s[cid] += time.perf_counter() - t0 - (timed.seconds - sending)
+
+    def _pipelined_steps(self, it: int, stepping: list[tuple[int, Client]], timed) -> None:
+        """Iteration `it` of these clients with up to `window` exchanges in flight: each
+        client's forward and send, then, oldest first, its answer and backward. Every client
+        has its own model and the server takes each batch on its own, so the numbers are
+        those of stepping the clients one at a time."""
+        waiting: deque[tuple[int, Client, Any]] = deque()
+
+        def finish_oldest() -> None:
+            cid, client, pending = waiting.popleft()
+            with self._computing(cid, timed):
+                client.finish_step(pending, timed)
+
+        for cid, client in stepping:
+            with self._computing(cid, timed):
+                client.seed_step()
+                pending = client.start_step(it, timed)
+            waiting.append((cid, client, pending))
+            if len(waiting) >= self.window:
+                finish_oldest()
+        while waiting:
+            finish_oldest()
+
+    @contextmanager
+    def _computing(self, cid: int, timed: TimedChannel) -> Iterator[None]:
+        """Adds the client's compute time to its busy seconds: handing an upload over (or,
+        in-process, the server's own step) is not the client's work."""
+        t0, sending = time.perf_counter(), timed.seconds
+        yield
+        self.busy_s[cid] += time.perf_counter() - t0 - (timed.seconds - sending)
 
     def run_jobs(self, jobs: Sequence[Any]) -> list[Any]:
         """Server jobs for this host's clients, run on their own state (see jobs.py)."""

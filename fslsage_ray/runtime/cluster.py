@@ -45,11 +45,15 @@ def connect(runtime: RuntimeConfig) -> bool:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     import ray
 
+    from fslsage_ray.runtime import tensor_wire
+
     if ray.is_initialized():
+        tensor_wire.register()
         return False
     address = cluster_address(runtime)
     if address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        tensor_wire.register()
         return False
     _loopback_only()
     with _without_token_notice():
@@ -62,6 +66,7 @@ def connect(runtime: RuntimeConfig) -> bool:
             logging_level=logging.WARNING,
             log_to_driver=False,
         )
+    tensor_wire.register()
     return True
 
 

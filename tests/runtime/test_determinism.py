@@ -97,6 +97,19 @@ def test_every_algorithm_gives_the_same_metrics_on_three_actors(tmp_path, ray_lo
     assert reference[-1]["test_acc"] > 0.5  # each learns on digits (chance: 0.1)
 
 
+@pytest.mark.ray
+def test_pipelined_splitfed_exchanges_give_the_same_metrics(tmp_path, ray_local):
+    """One client actor holding all five SplitFed-MS clients sends two clients' batches
+    before it waits for the first dL/dz (max_inflight_uploads=2): the same numbers as one
+    client at a time in-process."""
+    algorithm = ("algorithm.name=sflv1", "run.rounds=2")
+    reference = _learning_columns(_run(tmp_path, "inproc", "runtime.backend=inprocess", *algorithm))
+    piped = _learning_columns(
+        _run(tmp_path, "one", "runtime.num_actors=1", "runtime.max_inflight_uploads=2", *algorithm)
+    )
+    assert _same(reference, piped)
+
+
 def test_splitfed_ms_equals_fedavg_exactly(tmp_path):
     """SFLv1 with true gradients, per-client server copies and per-part Adam is FedAvg."""
     fedavg = _run(tmp_path, "fedavg", "runtime.backend=inprocess", "algorithm.name=fedavg")
