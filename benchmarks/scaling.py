@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -142,40 +144,54 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def study_config(args: argparse.Namespace, backend: str):
+    from fslsage_ray.config import load_config, quickstart_path
+
+    return load_config(
+        args.config or quickstart_path(),
+        [*args.overrides, f"runtime.backend={backend}", "run.checkpoint_every=0"],
+    )
+
+
+def one_study(args: argparse.Namespace, backend: str, folder: Path) -> list[dict[str, Any]]:
+    """The study on one backend (in a process of its own); its table's rows."""
+    from fslsage_ray.compare import parse_methods
+    from fslsage_ray.study.plan import parse_counts, plan_study
+    from fslsage_ray.study.report import write_report
+    from fslsage_ray.study.run import run_study
+
+    runs = plan_study(
+        study_config(args, backend),
+        parse_methods(args.methods),
+        parse_counts(args.clients),
+        None,
+        args.data,
+        args.samples_per_client,
+    )
+    rows = run_study(runs, folder, args.overwrite, progress=False).to_pylist()
+    text, figures = write_report(rows, folder)
+    print(f"{backend}:\n{text}\nfigures: {', '.join(str(f) for f in figures)}", flush=True)
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     if not os.environ.get("RAY_ADDRESS"):  # before ray is imported: loopback only
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    from fslsage_ray.compare import parse_methods
-    from fslsage_ray.config import load_config, quickstart_path
-    from fslsage_ray.study.plan import parse_counts, plan_study
-    from fslsage_ray.study.report import write_report
-    from fslsage_ray.study.run import run_study
-
     pairs = []
+    spawn = multiprocessing.get_context("spawn")
     for repeat in range(args.repeats):
         base = args.out if args.repeats == 1 else args.out / f"repeat{repeat}"
         tables = {}
         for backend in ("inprocess", "ray"):
-            config = load_config(
-                args.config or quickstart_path(),
-                [*args.overrides, f"runtime.backend={backend}", "run.checkpoint_every=0"],
-            )
-            runs = plan_study(
-                config,
-                parse_methods(args.methods),
-                parse_counts(args.clients),
-                None,
-                args.data,
-                args.samples_per_client,
-            )
-            folder = base / backend
-            tables[backend] = run_study(runs, folder, args.overwrite, progress=False).to_pylist()
-            text, figures = write_report(tables[backend], folder)
-            print(f"{backend}:\n{text}\nfigures: {', '.join(str(f) for f in figures)}")
+            # Each study in a fresh process: a process's memory after one study would be
+            # counted in the next one's (the in-process study's is this process's USS).
+            with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+                tables[backend] = pool.submit(one_study, args, backend, base / backend).result()
         pairs.append((base / "inprocess", tables["inprocess"], base / "ray", tables["ray"]))
-    rows = overheads(pairs, config.algorithm.clients_per_round)
+    fraction = study_config(args, "ray").algorithm.clients_per_round
+    rows = overheads(pairs, fraction)
     for r in rows:
         q1, q3 = r["overhead_ms_quartiles"]
         print(
