@@ -26,6 +26,7 @@ def _cases() -> dict[str, torch.Tensor]:
         "empty": torch.empty(0, 5),
         "transposed": base.t(),
         "strided view": base[::2, 1::3],
+        "slice with an offset": base[1:3],
         "channels last": torch.randn(3, 4, 5, 6, generator=gen).to(
             memory_format=torch.channels_last
         ),
