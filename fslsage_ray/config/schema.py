@@ -256,7 +256,7 @@ class RuntimeConfig:
     # without it a fresh Ray worker maps and zero-fills every activation (ResNet-18: 15% slower)
     upload_order: str = "deterministic"  # or "arrival": faster, not reproducible
     max_inflight_uploads: int = 8  # back-pressure: a client host waits beyond this many
-    # (SplitFed: this many of an actor's clients have sent a batch before it waits for dL/dz)
+    # (SplitFed: this many of an actor's clients' batches go in one call, then their dL/dz back)
     dashboard: bool = False
     align_on: str = "workers"  # where AMs are fitted, same results anywhere: "workers"
     # (every client actor, plus the server actor when it reserves CPUs or GPUs of its own),

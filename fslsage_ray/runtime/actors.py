@@ -3,7 +3,9 @@
 Smashed activations go from a client actor straight to the server actor as object refs
 (ray.put once, the ref passed), a few clients' uploads per call and per object rather than
 one each; the client does not wait for the server, except to bound the uploads in flight
-(back-pressure) and, at the end of a phase, to surface server errors.
+(back-pressure) and, at the end of a phase, to surface server errors. SplitFed batches,
+which wait for dL/dz, go the same way: several clients' batches in one call, whose answer
+holds each one's dL/dz.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ class ClientActor:
         self.batch = max(1, self.max_inflight // 2)  # uploads per call to the server
         self.pending: list[tuple[int, int, Payload]] = []  # gathered, not yet sent
         self.inflight: list[tuple[ray.ObjectRef, int]] = []  # (call, uploads in it)
+        self.exchanges: list[tuple[int, int, Payload]] = []  # SplitFed batches, not yet sent
+        self.sent_batches = 0  # queues of exchanges sent so far
+        self.answers: dict[int, list] = {}  # queue number -> [call, grads, answers left]
 
     def num_batches(self) -> dict[int, int]:
         return self.host.num_batches()
@@ -90,13 +95,26 @@ class ClientActor:
         """Channel.exchange: wait for dL/dz (SplitFed)."""
         return self.exchange_finish(self.exchange_start(it, cid, payload))
 
-    def exchange_start(self, it: int, cid: int, payload: Payload) -> ray.ObjectRef:
-        """Send a SplitFed batch (gathered uploads go first); the answer comes later."""
-        self._send()
-        return self.server.submit.remote(it, cid, ray.put(payload))
+    def exchange_start(self, it: int, cid: int, payload: Payload) -> tuple[int, int]:
+        """Queue a SplitFed batch; the queue goes to the server, as one call and one object,
+        when the first of its answers is asked for."""
+        self.exchanges.append((it, cid, payload))
+        return self.sent_batches, len(self.exchanges) - 1
 
-    def exchange_finish(self, handle: ray.ObjectRef) -> np.ndarray:
-        return ray.get(handle)
+    def exchange_finish(self, handle: tuple[int, int]) -> np.ndarray:
+        number, index = handle
+        if number == self.sent_batches:  # still queued: send the queue (uploads first)
+            self._send()
+            call = self.server.submit_exchanges.remote(ray.put(self.exchanges))
+            self.answers[number] = [call, None, len(self.exchanges)]
+            self.exchanges, self.sent_batches = [], self.sent_batches + 1
+        entry = self.answers[number]
+        if entry[1] is None:
+            entry[1] = ray.get(entry[0])
+        entry[2] -= 1
+        if entry[2] == 0:
+            del self.answers[number]
+        return entry[1][index]
 
     def run_local(
         self, start: int, stop: int | None, only: list[int] | None = None, hold_last: bool = False
@@ -161,6 +179,12 @@ class ServerActor:
         grad = self.host.submit(it, cid, payload)
         self._event().set()
         return grad
+
+    async def submit_exchanges(self, uploads: list[tuple[int, int, Payload]]) -> list:
+        """Several SplitFed batches of one client actor in one call; their dL/dz in order."""
+        grads = [self.host.submit(it, cid, payload) for it, cid, payload in uploads]
+        self._event().set()
+        return grads
 
     async def submit_many(self, uploads: list[tuple[int, int, Payload]]) -> None:
         """Several uploads of one client actor, in one call (each taken as `submit` would)."""
