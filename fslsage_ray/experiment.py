@@ -70,6 +70,14 @@ def build_template(world: WorldSpec) -> SplitModel:
         return family.build(world.task, cfg.model)
 
 
+def check_models(world: WorldSpec) -> None:
+    """Refuse a model the task cannot use, or an unknown model or AM name, without building
+    anything (the run checks this before it starts Ray)."""
+    check = getattr(model_family(world.config.model.name), "check", None)
+    if check is not None:  # a family of one's own may only know how to build
+        check(world.task, world.config.model)
+
+
 def initial_aux(template: SplitModel, seed: int) -> nn.Module:
     """The AM every client starts from: one draw for all, as in the authors' code. Each
     call builds a fresh module with the same weights, so the client, the server and the

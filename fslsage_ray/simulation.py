@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from fslsage_ray.errors import RunInterrupted, RunStopped
 from fslsage_ray.experiment import (
     WorldSpec,
     build_template,
+    check_models,
     initial_aux,
     load_data,
     model_sizes,
@@ -71,7 +73,7 @@ from fslsage_ray.system.devices import available
 from fslsage_ray.system.events import ROUND, Message, sorted_messages
 from fslsage_ray.system.flops import count_step_flops
 from fslsage_ray.system.timing import SystemModel, sim_columns, uploaded_samples
-from fslsage_ray.tasks.base import Arrays
+from fslsage_ray.tasks.base import Arrays, TaskData
 
 log = logging.getLogger("fslsage_ray")
 
@@ -99,6 +101,7 @@ class Prepared:
     initial_parts: Parts
     files: tuple[str, ...] = ()  # data files read (their hashes go into provenance.json)
     load_s: float = 0.0  # seconds spent reading (and decoding) the data
+    models_s: float = 0.0  # seconds spent building the models
 
     @property
     def client_sizes(self) -> list[int]:
@@ -115,24 +118,44 @@ def sizes_text(sizes: list[int], listed: int = 20) -> str:
     return f"min {ordered[0]}, median {median}, max {ordered[-1]}, total {sum(sizes)}"
 
 
-def prepare(config: Config) -> Prepared:
+@dataclass
+class DataRead:
+    """The data read and split: everything a bad data folder or partition is refused at."""
+
+    data: TaskData
+    parts: list[np.ndarray]
+    load_s: float  # seconds spent reading (and decoding)
+
+
+def read_data(config: Config) -> DataRead:
     started = time.perf_counter()
     data = load_data(config)
     load_s = time.perf_counter() - started
-    parts = partition(config, data.train_keys)
-    world = WorldSpec(config, data.task)
+    return DataRead(data, partition(config, data.train_keys), load_s)
+
+
+def build_models(config: Config, read: DataRead) -> Prepared:
+    """The model template, its sizes and the initial global parts."""
+    started = time.perf_counter()
+    world = WorldSpec(config, read.data.task)
     template = build_template(world)
     algorithm = get_algorithm(config)
+    initial = algorithm.initial_parts(template, initial_aux(template, config.run.seed))
     return Prepared(
         world,
-        data.train,
-        data.test,
-        parts,
+        read.data.train,
+        read.data.test,
+        read.parts,
         model_sizes(world, template),
-        algorithm.initial_parts(template, initial_aux(template, config.run.seed)),
-        data.files,
-        load_s,
+        initial,
+        read.data.files,
+        read.load_s,
+        time.perf_counter() - started,
     )
+
+
+def prepare(config: Config) -> Prepared:
+    return build_models(config, read_data(config))
 
 
 class Simulation:
@@ -172,18 +195,11 @@ class Simulation:
                     delete(join(where, name))
                 self._mirror.fetch([PROVENANCE_FILE])
         check_tracker(config.run)  # a missing tracker library is refused before any work
-        started = time.perf_counter()
-        self.prepared = prepare(config)  # bad data or config fails here, before any Ray work
-        # Devices (a bad trace fails here) and FLOPs per sample; None: no system model.
-        self.system = system_model(config, get_algorithm(config), self.prepared)
-        # Seconds each start-up phase took, logged when the run starts (benchmarks/startup.py).
-        self.startup = {
-            "data": self.prepared.load_s,
-            "models": time.perf_counter() - started - self.prepared.load_s,
-        }
-        task = self.prepared.world.task
+        read = read_data(config)  # bad data or partition fails here, before any Ray work
+        task = read.data.task
+        check_models(WorldSpec(config, task))  # and a model the task cannot use
         if resume:
-            changed = changed_data(target, data_hashes(self.prepared.files))
+            changed = changed_data(target, data_hashes(read.data.files))
             if changed and not allow_data_change:
                 raise ConfigError(
                     f"data files differ from those {self.location} was made with ({changed[0]}"
@@ -204,26 +220,40 @@ class Simulation:
         )
         self.backend = make_backend(config)
         self.run_dir: Path | None = None
-        started = time.perf_counter()
-        try:  # resources the cluster can never provide: an error now, not a pending actor
-            self.backend.validate(len(self.prepared.parts))  # Ray: reserves the actors' share
-            self.provenance: dict[str, Any] = {}
-            if write_outputs or self.tracker:
-                self.provenance = provenance_entry(
-                    config.run.seed,
-                    self.prepared.files,
-                    self.backend.describe(),
-                    self.backend.cluster_nodes(),
-                )
-            if write_outputs:
-                self.run_dir = target if resume else prepare_run_dir(target, config, overwrite)
-                task.save_artifacts(self.run_dir)
-                append_provenance(self.run_dir, self.provenance)
-                self._sync()
-        except BaseException:  # release the reservation: a refused run holds nothing
-            self.backend.close()
-            raise
-        self.startup["cluster"] = time.perf_counter() - started
+        # The models are built in a thread while Ray starts: Ray's start waits on the
+        # processes it launches, and the building (mostly imports) fills that time.
+        with ThreadPoolExecutor(1, thread_name_prefix="fslsage-models") as pool:
+            building = pool.submit(build_models, config, read)
+            started = time.perf_counter()
+            try:  # resources the cluster can never provide: an error now, not a pending actor
+                self.backend.validate(len(read.parts))  # Ray: reserves the actors' share
+                cluster_s = time.perf_counter() - started
+                self.prepared = building.result()
+                # Devices (a bad trace fails here) and FLOPs per sample; None: no system model.
+                self.system = system_model(config, get_algorithm(config), self.prepared)
+                self.provenance: dict[str, Any] = {}
+                if write_outputs or self.tracker:
+                    self.provenance = provenance_entry(
+                        config.run.seed,
+                        self.prepared.files,
+                        self.backend.describe(),
+                        self.backend.cluster_nodes(),
+                    )
+                if write_outputs:
+                    self.run_dir = target if resume else prepare_run_dir(target, config, overwrite)
+                    task.save_artifacts(self.run_dir)
+                    append_provenance(self.run_dir, self.provenance)
+                    self._sync()
+            except BaseException:  # release the reservation: a refused run holds nothing
+                self.backend.close()
+                raise
+        # Seconds each start-up phase took, logged when the run starts (benchmarks/startup.py);
+        # the models were built while the cluster started.
+        self.startup = {
+            "data": self.prepared.load_s,
+            "models": self.prepared.models_s,
+            "cluster": cluster_s,
+        }
         self.show_progress = progress
         self.algorithm: Algorithm = get_algorithm(config)
         self.metrics = MetricsTable(headline=task.headline, goal=task.goal)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from fslsage_ray.algorithms.optim import step_and_release
 from fslsage_ray.algorithms.snapshot import to_cpu
 
 if TYPE_CHECKING:
@@ -167,7 +168,7 @@ def fit_group(
                 loss = (g_hat - g_star).pow(2).sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                optimizer.step()
+                step_and_release(optimizer)
         after = errors()
     finally:
         architecture.train(was_training)

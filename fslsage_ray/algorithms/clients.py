@@ -19,7 +19,7 @@ from fslsage_ray.algorithms.base import (
     load_transfer_state,
     transfer_state,
 )
-from fslsage_ray.algorithms.optim import make_optimizer
+from fslsage_ray.algorithms.optim import make_optimizer, step_and_release
 from fslsage_ray.algorithms.snapshot import to_cpu
 from fslsage_ray.tasks.base import forward
 
@@ -55,7 +55,7 @@ class FullModelClient(SinglePartClient):
         loss = self.task.loss(forward(self.model, batch.inputs, batch.context), batch.targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.optimizer.step()
+        step_and_release(self.optimizer)
         self.stats.loss_sum += float(loss.detach())
         self.stats.steps += 1
 
@@ -92,7 +92,7 @@ class GradientReturnClient(SinglePartClient):
     def _descend(self, smashed: torch.Tensor, grad: np.ndarray) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         smashed.backward(torch.as_tensor(grad, device=self.device))
-        self.optimizer.step()
+        step_and_release(self.optimizer)
         self.stats.steps += 1
 
 
@@ -145,8 +145,8 @@ class LocalLossClient(Client):
         self.optimizer.zero_grad(set_to_none=True)
         self.aux_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.optimizer.step()
-        self.aux_optimizer.step()
+        step_and_release(self.optimizer)
+        step_and_release(self.aux_optimizer)
         self.stats.loss_sum += float(loss.detach())
         self.stats.steps += 1
 

@@ -30,7 +30,12 @@ from fslsage_ray.algorithms.gradients import (
 )
 from fslsage_ray.algorithms.jobs import JobReport
 from fslsage_ray.algorithms.ledger import state_bytes
-from fslsage_ray.algorithms.optim import dropout_rng, make_optimizer, steps_taken
+from fslsage_ray.algorithms.optim import (
+    dropout_rng,
+    make_optimizer,
+    step_and_release,
+    steps_taken,
+)
 from fslsage_ray.algorithms.phases import LocalPhase, Phase, ServerJobPhase
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
 from fslsage_ray.algorithms.state_store import StateStore, StateView, budget_bytes
@@ -102,7 +107,7 @@ class FslSageClient(SinglePartClient):
         )
         self.optimizer.zero_grad(set_to_none=True)
         smashed.backward(g_hat)
-        self.optimizer.step()
+        step_and_release(self.optimizer)
         self.stats.loss_sum += float(aux_loss)
         self.stats.steps += 1
 
@@ -198,7 +203,7 @@ def fit_aux_model(
             loss = alignment_loss(aux, z, y, g_star, task, context)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            step_and_release(optimizer)
     return before, estimation_error(aux, chunks, task)
 
 

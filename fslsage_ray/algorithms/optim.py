@@ -24,6 +24,14 @@ def steps_taken(optimizer: torch.optim.Optimizer) -> int:
     return 0
 
 
+def step_and_release(optimizer: torch.optim.Optimizer) -> None:
+    """One optimizer step, then its gradients freed. A host steps many clients' models in
+    turn, and each would otherwise keep a model-sized gradient until its next step; every
+    step sets them to None before its backward anyway, so the numbers do not change."""
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 class LinearSchedule:
     """lr = base x step / warmup during warm-up, then linear decay to zero at `total` steps."""
 

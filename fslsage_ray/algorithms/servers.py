@@ -12,7 +12,12 @@ from torch import nn
 
 from fslsage_ray.algorithms.aggregate import sample_weights, weighted_average
 from fslsage_ray.algorithms.base import Server
-from fslsage_ray.algorithms.optim import dropout_rng, make_optimizer, steps_taken
+from fslsage_ray.algorithms.optim import (
+    dropout_rng,
+    make_optimizer,
+    step_and_release,
+    steps_taken,
+)
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
 from fslsage_ray.algorithms.state_store import StateStore, StateView, budget_bytes
 from fslsage_ray.config.schema import Config
@@ -41,7 +46,7 @@ def server_step(
         loss = task.loss(forward(model, z, context), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-    optimizer.step()
+    step_and_release(optimizer)
     grad = z.grad.detach().cpu().numpy() if want_grad else None
     return float(loss.detach()), grad
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from fslsage_ray.config.schema import ModelConfig
 from fslsage_ray.models.errors import ModelError
-from fslsage_ray.models.registry import build_split_model
+from fslsage_ray.models.registry import build_split_model, check_names
 from fslsage_ray.models.split import SplitModel
 from fslsage_ray.tasks.base import Task
 from fslsage_ray.tasks.classification import ImageClassification
@@ -24,13 +24,19 @@ class ModelFamily:
 
     task_type: type[Task]
     build_parts: Callable[[Task, ModelConfig], SplitModel]
+    check_names: Callable[[ModelConfig], None] = lambda model: None
 
-    def build(self, task: Task, model: ModelConfig) -> SplitModel:
+    def check(self, task: Task, model: ModelConfig) -> None:
+        """What can be refused without building anything (the task type, names)."""
         if not isinstance(task, self.task_type):
             raise ModelError(
                 f"model {model.name!r} serves {self.task_type.__name__} tasks; the data set "
                 f"gives a {type(task).__name__} task"
             )
+        self.check_names(model)
+
+    def build(self, task: Task, model: ModelConfig) -> SplitModel:
+        self.check(task, model)
         return replace(self.build_parts(task, model), task=task)
 
 
@@ -40,7 +46,7 @@ def _image_model(name: str) -> ModelFamily:
             name, task.num_classes, task.in_channels, task.image_size, aux=model.aux
         )
 
-    return ModelFamily(ImageClassification, build)
+    return ModelFamily(ImageClassification, build, lambda model: check_names(name, model.aux))
 
 
 CNN = _image_model("cnn")

@@ -45,6 +45,15 @@ def list_aux(model: str) -> list[str]:
     return list(AUX_MODELS[model])
 
 
+def check_names(name: str, aux: str) -> None:
+    """Refuse an unknown model or AM name (cheap: nothing is built)."""
+    _check_model(name)
+    if aux not in AUX_MODELS[name]:
+        raise ModelError(
+            f"unknown aux model {aux!r} for {name}; choose one of: {', '.join(AUX_MODELS[name])}"
+        )
+
+
 def build_split_model(
     name: str, num_classes: int, in_channels: int, image_size: int, aux: str = DEFAULT_AUX
 ) -> SplitModel:
@@ -52,11 +61,7 @@ def build_split_model(
 
     Everything is checked before any weight is drawn, so a ModelError leaves the RNG untouched.
     """
-    _check_model(name)
-    if aux not in AUX_MODELS[name]:
-        raise ModelError(
-            f"unknown aux model {aux!r} for {name}; choose one of: {', '.join(AUX_MODELS[name])}"
-        )
+    check_names(name, aux)
     for label, value in (
         ("num_classes", num_classes),
         ("in_channels", in_channels),

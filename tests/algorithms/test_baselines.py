@@ -16,6 +16,7 @@ from fslsage_ray.algorithms.clients import GradientReturnClient, LocalLossClient
 from fslsage_ray.algorithms.cse_fsl import CseFsl
 from fslsage_ray.algorithms.fedavg import FedAvg
 from fslsage_ray.algorithms.fsl_an import FslAn
+from fslsage_ray.algorithms.fsl_sage import FslSage
 from fslsage_ray.algorithms.servers import ServerCopies, SingleServer
 from fslsage_ray.algorithms.sflv1 import SplitFedMS
 from fslsage_ray.algorithms.sflv2 import SplitFedSS
@@ -152,3 +153,21 @@ def test_what_each_baseline_shares_and_how_it_talks(cls, parts, ordered, returns
     assert cls.returns_gradients == returns
     assert cls.sequential_clients == sequential
     assert cls.name in algorithm_names()
+
+
+@pytest.mark.parametrize("algorithm", [FedAvg, SplitFedMS, CseFsl, FslSage], ids=lambda a: a.name)
+def test_a_client_holds_no_gradients_between_its_steps(algorithm) -> None:
+    """A host steps many clients in turn: each must drop its model-sized gradients after its
+    step (every step sets them to None before its backward, so nothing reads them)."""
+    config = _config(batch_size=8, upload_every=1)
+    split = _split()
+    client = algorithm(config).make_client(
+        0, _data(16), split, split.make_aux(), torch.Generator().manual_seed(0), CPU
+    )
+    client.start_round(algorithm(config).initial_parts(split, split.make_aux()))
+    before = {n: p.detach().clone() for n, p in client.model.named_parameters()}
+    client.step(0, RecordingChannel())
+    models = [client.model, getattr(client, "aux", client.model)]
+    assert all(p.grad is None for m in models for p in m.parameters())
+    changed = [n for n, p in client.model.named_parameters() if not torch.equal(p, before[n])]
+    assert changed, "the step must still have moved the model"

@@ -30,18 +30,31 @@ CIFAR_PLAN = [
 ]
 
 
+RAY_INITS: list[tuple] = []  # every ray.init call of the current test
+
+
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No cluster to attach to, no telemetry, and a cwd where stray run folders would show."""
+    """No cluster to attach to, no telemetry, and a cwd where stray run folders would show;
+    ray.init is watched (a Ray started and shut down again leaves no other trace)."""
     monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.chdir(tmp_path)
+    real_init = ray.init
+
+    def watched_init(*args: object, **kwargs: object) -> object:
+        RAY_INITS.append(args)
+        return real_init(*args, **kwargs)
+
+    RAY_INITS.clear()
+    monkeypatch.setattr(ray, "init", watched_init)
 
 
 def _refused(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
     ray_before = ray.is_initialized()  # another test's session Ray may already be up
     code = main(argv)
+    assert not RAY_INITS, "a refused command must not start Ray, even for a moment"
     err = capsys.readouterr().err
     assert code == 2, err
     lines = err.strip().splitlines()
