@@ -23,7 +23,7 @@ from fslsage_ray.algorithms.phases import LocalPhase, Phase
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
 from fslsage_ray.config.schema import Config
 from fslsage_ray.models import SplitModel
-from fslsage_ray.tasks.base import Batch, Payload, PayloadSizes, Task
+from fslsage_ray.tasks.base import Batch, Host, Payload, PayloadSizes, Task
 
 State = dict[str, torch.Tensor]
 Parts = dict[str, State]  # e.g. {"client": state} or {"client": ..., "aux": ...}
@@ -38,8 +38,14 @@ class Channel(Protocol):
     def upload(self, it: int, cid: int, payload: Payload) -> None:
         """Send and go on: the server's answer, if any, is not awaited."""
 
-    def exchange(self, it: int, cid: int, payload: Payload) -> np.ndarray:
-        """Send and wait for dL/dz (SplitFed)."""
+    def exchange(self, it: int, cid: int, payload: Payload) -> Host:
+        """Send and wait for dL/dz (SplitFed), as numpy or, in-process, a tensor."""
+
+
+def keeps_tensors(channel: Channel) -> bool:
+    """A channel to a server in the same process (`keeps_tensors = True`) takes the client's
+    tensors as they are, on a GPU too; one to another process takes numpy."""
+    return bool(getattr(channel, "keeps_tensors", False))
 
 
 class PipelinedChannel(Channel, Protocol):
@@ -50,7 +56,7 @@ class PipelinedChannel(Channel, Protocol):
     def exchange_start(self, it: int, cid: int, payload: Payload) -> Any:
         """Send; returns what exchange_finish waits on."""
 
-    def exchange_finish(self, handle: Any) -> np.ndarray:
+    def exchange_finish(self, handle: Any) -> Host:
         """Wait for the answer (dL/dz) to an exchange_start."""
 
 
@@ -131,21 +137,23 @@ class Client(ABC):
     ) -> np.ndarray | None:
         """Upload this batch's cut-layer payload (booked here, where it is sent); with
         `wait`, return the server's dL/dz."""
-        payload = self.booked_payload(it, smashed, batch)
+        payload = self.booked_payload(it, smashed, batch, keeps_tensors(channel))
         if not wait:
             channel.upload(it, self.cid, payload)
             return None
         return self.booked_answer(it, channel.exchange(it, self.cid, payload))
 
-    def booked_payload(self, it: int, smashed: torch.Tensor, batch: Batch) -> Payload:
-        """What goes up for this batch, booked as sent."""
-        payload = Payload.of(smashed, batch)
+    def booked_payload(
+        self, it: int, smashed: torch.Tensor, batch: Batch, in_process: bool = False
+    ) -> Payload:
+        """What goes up for this batch, booked as sent (the same bytes either way)."""
+        payload = Payload.of(smashed, batch, to_host=not in_process)
         self.stats.charge("smashed.up", payload.smashed_nbytes, it)
         if self.config.run.count_labels:
             self.stats.charge("labels.up", payload.targets_nbytes, it)
         return payload
 
-    def booked_answer(self, it: int, grad: np.ndarray) -> np.ndarray:
+    def booked_answer(self, it: int, grad: Host) -> Host:
         self.stats.charge("grad.down", grad.nbytes, it)
         return grad
 
@@ -194,7 +202,7 @@ class Server(ABC):
         self.uploads = 0
 
     @abstractmethod
-    def process_upload(self, cid: int, payload: Payload) -> np.ndarray | None:
+    def process_upload(self, cid: int, payload: Payload) -> Host | None:
         """Apply one upload; return dL/dz when the algorithm sends it back."""
 
     def end_round(self) -> None:  # noqa: B027 - optional hook; most servers have no round end

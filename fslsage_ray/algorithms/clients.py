@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -16,12 +15,13 @@ from fslsage_ray.algorithms.base import (
     Parts,
     PipelinedChannel,
     State,
+    keeps_tensors,
     load_transfer_state,
     transfer_state,
 )
 from fslsage_ray.algorithms.optim import make_optimizer, step_and_release
 from fslsage_ray.algorithms.snapshot import to_cpu
-from fslsage_ray.tasks.base import forward
+from fslsage_ray.tasks.base import Host, forward
 
 
 class SinglePartClient(Client):
@@ -82,14 +82,14 @@ class GradientReturnClient(SinglePartClient):
     def start_step(self, it: int, channel: PipelinedChannel) -> PendingStep:
         batch = self.next_batch(it)
         smashed = forward(self.model, batch.inputs, batch.context)
-        payload = self.booked_payload(it, smashed, batch)
+        payload = self.booked_payload(it, smashed, batch, keeps_tensors(channel))
         return PendingStep(it, smashed, channel.exchange_start(it, self.cid, payload))
 
     def finish_step(self, pending: PendingStep, channel: PipelinedChannel) -> None:
         grad = self.booked_answer(pending.it, channel.exchange_finish(pending.handle))
         self._descend(pending.smashed, grad)
 
-    def _descend(self, smashed: torch.Tensor, grad: np.ndarray) -> None:
+    def _descend(self, smashed: torch.Tensor, grad: Host) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         smashed.backward(torch.as_tensor(grad, device=self.device))
         step_and_release(self.optimizer)

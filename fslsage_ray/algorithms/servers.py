@@ -47,7 +47,10 @@ def server_step(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
     step_and_release(optimizer)
-    grad = z.grad.detach().cpu().numpy() if want_grad else None
+    grad = None
+    if want_grad:  # answered in the form the batch came in (a tensor only in-process)
+        in_process = isinstance(payload.smashed, torch.Tensor)
+        grad = z.grad.detach() if in_process else z.grad.detach().cpu().numpy()
     return float(loss.detach()), grad
 
 

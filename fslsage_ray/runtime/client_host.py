@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fslsage_ray.algorithms.base import Channel, Client, Parts, State
+from fslsage_ray.algorithms.base import Channel, Client, Parts, State, keeps_tensors
 from fslsage_ray.algorithms.client_view import ClientView
 from fslsage_ray.algorithms.evaluate import evaluate_batches
 from fslsage_ray.algorithms.registry import get_algorithm
@@ -32,6 +32,7 @@ class TimedChannel:
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
+        self.keeps_tensors = keeps_tensors(channel)
         self.seconds = 0.0
 
     def upload(self, it: int, cid: int, payload: Payload) -> None:

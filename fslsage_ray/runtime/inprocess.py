@@ -19,7 +19,10 @@ from fslsage_ray.tasks.base import Payload
 
 
 class DirectChannel:
-    """Hands uploads straight to the server object in the same process."""
+    """Hands uploads straight to the server object in the same process, as the client's
+    tensors (on its device: no copy to the host and back)."""
+
+    keeps_tensors = True
 
     def __init__(self, server: ServerHost) -> None:
         self.server = server
@@ -27,7 +30,7 @@ class DirectChannel:
     def upload(self, it: int, cid: int, payload: Payload) -> None:
         self.server.submit(it, cid, payload)
 
-    def exchange(self, it: int, cid: int, payload: Payload) -> np.ndarray:
+    def exchange(self, it: int, cid: int, payload: Payload) -> torch.Tensor:
         return self.server.submit(it, cid, payload)
 
 

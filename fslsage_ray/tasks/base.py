@@ -35,21 +35,28 @@ class Batch:
         return int(self.targets.shape[0])
 
 
+Host = np.ndarray | torch.Tensor  # a payload's array: numpy to cross processes, else a tensor
+
+
 @dataclass
 class Payload:
-    """An upload: everything the server needs to continue the forward pass, as numpy.
+    """An upload: everything the server needs to continue the forward pass.
 
-    Numpy arrays cross Ray zero-copy. Bytes are booked as the spec counts them: the smashed
-    activations and the context (e.g. the attention mask) as `smashed`, the targets as
-    `labels` (only when run.count_labels is set).
+    Between processes (Ray) it holds numpy arrays, which cross zero-copy. Within one process
+    (the in-process backend) it holds the client's tensors where they are, on a GPU too, so
+    an upload costs no copy to the host and back. Bytes are booked as the spec counts them:
+    the smashed activations and the context (e.g. the attention mask) as `smashed`, the
+    targets as `labels` (only when run.count_labels is set).
     """
 
-    smashed: np.ndarray
-    targets: np.ndarray
-    context: dict[str, np.ndarray] = field(default_factory=dict)
+    smashed: Host
+    targets: Host
+    context: dict[str, Host] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, smashed: torch.Tensor, batch: Batch) -> Payload:
+    def of(cls, smashed: torch.Tensor, batch: Batch, to_host: bool = True) -> Payload:
+        if not to_host:
+            return cls(smashed.detach(), batch.targets, dict(batch.context))
         return cls(
             smashed.detach().cpu().numpy(),
             batch.targets.cpu().numpy(),
@@ -67,11 +74,18 @@ class Payload:
     def tensors(
         self, device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """(smashed, targets, context) on `device`, copied out of read-only Ray buffers."""
-        z = torch.as_tensor(np.array(self.smashed), device=device)
-        y = torch.as_tensor(np.array(self.targets, dtype=np.int64), device=device)
-        context = {k: torch.as_tensor(np.array(v), device=device) for k, v in self.context.items()}
+        """(smashed, targets, context) on `device`, always copies: Ray's buffers are read-only,
+        and a client's own tensors must not change if the server works on them in place."""
+        z = _copy_to(self.smashed, device)
+        y = _copy_to(self.targets, device, torch.int64)
+        context = {k: _copy_to(v, device) for k, v in self.context.items()}
         return z, y, context
+
+
+def _copy_to(x: Host, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):  # strides kept (channels-last stays channels-last)
+        return x.to(device=device, dtype=dtype, copy=True)
+    return torch.as_tensor(np.array(x), dtype=dtype, device=device)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from fslsage_ray.algorithms.sflv2 import SplitFedSS
 from fslsage_ray.config import AlgorithmConfig, Config
 from fslsage_ray.models import build_split_model
 from fslsage_ray.registry import algorithm_names
+from fslsage_ray.runtime.inprocess import DirectChannel
 from fslsage_ray.tasks import ImageClassification, ImageSpec, Payload
 
 TASK = ImageClassification(ImageSpec(255.0, (0.5,), (0.25,), False), 10, 1, 8)
@@ -171,3 +172,53 @@ def test_a_client_holds_no_gradients_between_its_steps(algorithm) -> None:
     assert all(p.grad is None for m in models for p in m.parameters())
     changed = [n for n, p in client.model.named_parameters() if not torch.equal(p, before[n])]
     assert changed, "the step must still have moved the model"
+
+
+def test_in_process_exchanges_keep_the_clients_tensors_and_the_numbers() -> None:
+    """In one process a SplitFed batch goes to the server as the client's own tensor (no
+    copy to the host and back, which on a GPU is two transfers per batch) and dL/dz comes
+    back as a tensor; the steps are bit-identical to the numpy path that Ray takes."""
+    config = _config(batch_size=8)
+    seen: list = []
+
+    def pair():
+        split = _split()
+        client = GradientReturnClient(
+            0, _data(16), config, torch.Generator().manual_seed(3), CPU, split.client
+        )
+        server = SingleServer(split.server, TASK, config, CPU, returns_gradients=True)
+        client.start_round({"client": client.model.state_dict()})
+        return client, server
+
+    class ServerHere:  # what DirectChannel calls: ServerHost.submit, here without ordering
+        def __init__(self, server) -> None:
+            self.server = server
+
+        def submit(self, it, cid, payload):
+            answer = self.server.process_upload(cid, payload)
+            seen.append((payload, answer))
+            return answer
+
+    direct_client, direct_server = pair()
+    direct = DirectChannel(ServerHere(direct_server))
+    via_numpy_client, via_numpy_server = pair()
+    for it in range(direct_client.num_batches):
+        direct_client.step(it, direct)
+        via_numpy_client.step(it, RecordingChannel(via_numpy_server))
+    payload, answer = seen[0]
+    assert isinstance(payload.smashed, torch.Tensor) and isinstance(answer, torch.Tensor)
+    assert direct_client.stats.bytes == via_numpy_client.stats.bytes  # same bytes booked
+    for one, other in ((direct_client, via_numpy_client), (direct_server, via_numpy_server)):
+        pairs = zip(one.model.parameters(), other.model.parameters(), strict=True)
+        assert all(torch.equal(a, b) for a, b in pairs)
+
+
+def test_payload_tensors_are_copies_that_keep_their_layout() -> None:
+    """The server may work on an upload in place: it gets a copy, channels-last kept."""
+    z = torch.randn(4, 3, 5, 5).to(memory_format=torch.channels_last)
+    y = torch.arange(4, dtype=torch.int32)
+    for payload in (Payload(z, y), Payload(z.numpy(), y.numpy())):
+        got_z, got_y, _ = payload.tensors(CPU)
+        assert torch.equal(got_z, z) and got_z.data_ptr() != z.data_ptr()
+        assert got_z.is_contiguous(memory_format=torch.channels_last)
+        assert got_y.dtype == torch.int64 and torch.equal(got_y, y.long())
