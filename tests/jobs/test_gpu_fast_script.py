@@ -1,0 +1,68 @@
+"""jobs/gpu_fast_check.sh (issue 12's GPU check) runs end to end on the CPU, shrunk.
+
+It is meant for a borrowed GPU machine with minutes of budget and no second chance, so its
+plumbing (the two layouts, output names, the summary, the exit status) is checked here.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "jobs" / "gpu_fast_check.sh"
+# Two client actors instead of ten (2 cores here); the Ray layout's GPU shares still apply.
+SHRINK = (
+    "data.train_subset=200 data.test_subset=100 algorithm.batch_size=32 alignment.epochs=2 "
+    "alignment.buffer_size=32 runtime.num_actors=2"
+)
+
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+
+
+def _run(tmp_path: Path, data: Path, extra: str) -> subprocess.CompletedProcess:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "DEVICE": "cpu",
+        "ROUNDS": "2",
+        "CPUS": "4",
+        "EXTRA": extra,
+        "RUNS_DIR": str(tmp_path / "runs"),
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    }
+    return subprocess.run(
+        ["bash", str(SCRIPT), str(data), str(tmp_path / "out"), sys.executable],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+
+
+def test_both_layouts_run_and_the_summary_compares_them(tmp_path: Path, shared_data: Path):
+    proc = _run(tmp_path, shared_data, SHRINK)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = tmp_path / "out"
+    for name in ("ray", "inprocess"):
+        rows = pq.read_table(out / f"{name}.metrics.parquet").to_pylist()
+        assert [r["round"] for r in rows] == [0, 1]
+        assert rows[0]["aligned"] and not rows[1]["aligned"]  # round 0 aligns
+        assert f"== {name}" in proc.stdout
+    assert "ray: 2 client actor(s)" in (out / "ray.run.log").read_text()
+    summary = (out / "summary.txt").read_text()
+    assert "ledgers identical" in summary
+    assert summary.count("samples/s in local steps") == 2
+
+
+def test_a_failing_run_fails_the_script(tmp_path: Path, shared_data: Path) -> None:
+    proc = _run(tmp_path, shared_data, SHRINK + " algorithm.batch_size=0")
+    assert proc.returncode != 0
+    assert "algorithm.batch_size" in (tmp_path / "out" / "ray.stdout").read_text()
+    assert not (tmp_path / "out" / "summary.txt").exists()
