@@ -277,6 +277,9 @@ class Algorithm(ABC):
     follows_server_order: ClassVar[bool] = False  # algorithm.server_order changes its order
     returns_gradients: ClassVar[bool] = False
     server_holds_aux: ClassVar[bool] = False  # the server keeps and fits one AM per client
+    # False: nothing is ever sent to a main server (FedAvg); on Ray its round bookkeeping and
+    # evaluation models then live on the driver, not in a server actor of their own.
+    uses_server: ClassVar[bool] = True
     # What a client waits for in simulated time (system/clock.py): "local" (steps through
     # its own AM, uploads not awaited), "exchange" (dL/dz every batch), "full" (no server).
     waits_for: ClassVar[str] = "local"

@@ -24,6 +24,7 @@ class FedAvg(Algorithm):
     name = "fedavg"
     label = "FedAvg"
     shared_parts = ("full",)
+    uses_server = False
     waits_for = "full"
 
     def client_module(self, template: SplitModel) -> nn.Module:

@@ -21,6 +21,7 @@ import torch
 
 from fslsage_ray.algorithms.base import State
 from fslsage_ray.algorithms.jobs import JobReport
+from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.config.schema import ConfigError, RuntimeConfig
 from fslsage_ray.experiment import WorldSpec
 from fslsage_ray.runtime.actors import ClientActor, ServerActor
@@ -35,6 +36,7 @@ from fslsage_ray.runtime.reservation import (
     release,
     reserve,
 )
+from fslsage_ray.runtime.server_host import ServerHost
 from fslsage_ray.tasks.base import add_sums, batch_ranges
 
 log = logging.getLogger("fslsage_ray")
@@ -50,7 +52,8 @@ class RayBackend(Backend):
         self.plan: ActorPlan | None = None
         self.group = None  # the placement group holding every actor's bundle
         self.placed: list[str] = []  # the node each bundle landed on
-        self.server = None
+        self.server = None  # the server actor; None for an algorithm without a server
+        self.driver_server: ServerHost | None = None  # its stand-in work then, on the driver
         self.actors: list = []
         self.devices: list[str] = []  # server first, then each client actor
         self.timeout_s = runtime.call_timeout_s
@@ -79,17 +82,23 @@ class RayBackend(Backend):
 
     def _create_actors(self) -> None:
         plan, sizes = self.plan, {c: len(p) for c, p in enumerate(self._parts)}
-        server = ray_options(plan.server_request)
-        if plan.server_bundle is not None:  # a server asking for nothing needs no bundle
-            server |= in_bundle(self.group, plan.server_bundle)
-        self.server = ServerActor.options(**server).remote(self._world, self._test_ref, sizes)
+        if get_algorithm(self._world.config).uses_server:
+            server = ray_options(plan.server_request)
+            if plan.server_bundle is not None:  # a server asking for nothing needs no bundle
+                server |= in_bundle(self.group, plan.server_bundle)
+            self.server = ServerActor.options(**server).remote(self._world, self._test_ref, sizes)
+        else:  # FedAvg: no process of its own for a server that only hands out eval models
+            self.server = None
+            self.driver_server = ServerHost(self._world, self._test, sizes, torch.device("cpu"))
         self.actors = [
             ClientActor.options(
                 **ray_options(plan.actor_request), **in_bundle(self.group, plan.actor_bundle(i))
             ).remote(self._world, self._train_ref, {c: self._parts[c] for c in group}, self.server)
             for i, group in enumerate(plan.groups)
         ]
-        waits = [self.server.ready.remote()] + [a.num_batches.remote() for a in self.actors]
+        waits = [a.num_batches.remote() for a in self.actors]
+        if self.server is not None:
+            waits.append(self.server.ready.remote())
         ready, _ = ray.wait(waits, num_returns=len(waits), timeout=STARTUP_TIMEOUT_S)
         if len(ready) < len(waits):
             raise ConfigError(
@@ -97,9 +106,9 @@ class RayBackend(Backend):
                 f"the cluster cannot place {self.plan.describe()}"
             )
         ray.get(ready)
-        self.devices = ray.get(
-            [self.server.device.remote()] + [a.device.remote() for a in self.actors]
-        )
+        clients = ray.get([a.device.remote() for a in self.actors])
+        server = "none" if self.server is None else ray.get(self.server.device.remote())
+        self.devices = [server, *clients]
 
     def _elastic(self) -> bool:
         return self.runtime.num_actors is None and self.runtime.clients_per_actor is None
@@ -186,7 +195,11 @@ class RayBackend(Backend):
     def start_round(self, parts: Mapping[str, State], expected, participants) -> None:
         self.participants = list(participants)
         parts_ref = ray.put(dict(parts))  # once in the object store, read by every actor
-        self._get(self.server.begin_round.remote(None if expected is None else list(expected)))
+        expected = None if expected is None else list(expected)
+        if self.server is None:
+            self.driver_server.begin_round(expected)
+        else:
+            self._get(self.server.begin_round.remote(expected))
         self._get([a.start_round.remote(parts_ref, self.participants) for a in self.actors])
 
     def run_local(
@@ -256,9 +269,12 @@ class RayBackend(Backend):
         return request.get("CPU", 0.0) > 0 or request.get("GPU", 0.0) > 0
 
     def finish_round(self) -> tuple[list[ClientResult], ServerStats]:
-        self._get(self.server.wait_processed.remote(None, self.timeout_s))
-        loss, uploads = self._get(self.server.end_round.remote())
-        busy = self._get(self.server.take_busy.remote())
+        if self.server is None:
+            (loss, uploads), busy = self.driver_server.end_round(), self.driver_server.take_busy()
+        else:
+            self._get(self.server.wait_processed.remote(None, self.timeout_s))
+            loss, uploads = self._get(self.server.end_round.remote())
+            busy = self._get(self.server.take_busy.remote())
         per_actor = self._get([a.finish_round.remote() for a in self.actors])
         results = [r for part in per_actor for r in part]
         return sorted(results, key=lambda r: r.cid), ServerStats(loss, uploads, busy)
@@ -268,12 +284,24 @@ class RayBackend(Backend):
         (`runtime.eval_on=workers`; the batch terms are added up in batch order, so the
         metrics are the same)."""
         task = self._world.task
+        if self.server is None:  # no server actor: the client actors evaluate
+            if not task.batched_evaluation:
+                return self.driver_server.evaluate(client_state)
+            return self._evaluate_on(self.actors, client_state)
         workers = [*self.actors, *([self.server] if self._server_has_compute() else [])]
         if self.runtime.eval_on == "server" or not task.batched_evaluation or len(workers) < 2:
             return self._get(self.server.evaluate.remote(dict(client_state)))
+        return self._evaluate_on(workers, client_state)
+
+    def _evaluate_on(self, workers: list, client_state: Mapping[str, torch.Tensor]):
+        """The test batches shared out over `workers`, their sums added in batch order."""
+        task = self._world.task
         rows = task.num_samples(self._test)
         ranges = batch_ranges(rows, self._world.config.run.eval_batch_size)
-        (models_ref,) = self._get(self.server.eval_models.remote(dict(client_state)))
+        if self.server is None:
+            models_ref = ray.put(self.driver_server.eval_models(client_state))
+        else:
+            (models_ref,) = self._get(self.server.eval_models.remote(dict(client_state)))
         shares = [s for s in np.array_split(np.arange(len(ranges)), len(workers)) if len(s)]
         refs = []
         # Fewer batches than workers: the last workers get none.
@@ -291,18 +319,22 @@ class RayBackend(Backend):
         clients: dict[int, Any] = {}
         for part in self._get([a.snapshot.remote() for a in self.actors]):
             clients.update(part)
+        if self.server is None:
+            return {"clients": clients, "server": self.driver_server.snapshot()}
         return {"clients": clients, "server": self._get(self.server.snapshot.remote())}
 
     def restore(self, snap: Mapping[str, Any]) -> None:
         clients = snap["clients"]
-        self._get(
-            [
-                # a client absent from the snapshot never ran: its initial state
-                actor.restore.remote({cid: clients[cid] for cid in group if cid in clients})
-                for actor, group in zip(self.actors, self.plan.groups, strict=True)
-            ]
-            + [self.server.restore.remote(snap["server"])]
-        )
+        refs = [
+            # a client absent from the snapshot never ran: its initial state
+            actor.restore.remote({cid: clients[cid] for cid in group if cid in clients})
+            for actor, group in zip(self.actors, self.plan.groups, strict=True)
+        ]
+        if self.server is None:
+            self.driver_server.restore(snap["server"])
+        else:
+            refs.append(self.server.restore.remote(snap["server"]))
+        self._get(refs)
 
     def cluster_nodes(self) -> list[dict[str, float]]:
         return [node.resources for node in alive_nodes()]
@@ -313,12 +345,17 @@ class RayBackend(Backend):
         text = f"ray: {self.plan.describe()}"
         if self.placed:  # where Ray put the bundles
             counts = Counter(self.placed[self.plan.actor_bundle(0) :])
-            if self.plan.server_bundle is not None:
+            if self.plan.server_bundle is not None and self.server is not None:
                 text += f"; server on {self.placed[self.plan.server_bundle]}"
             text += "; client actors on " + ", ".join(f"{n} x{k}" for n, k in counts.items())
         if self.devices:  # where the work really runs, as the actors saw it at start
             server, *clients = self.devices
-            text += f"; computing on: server {server}, clients {', '.join(sorted(set(clients)))}"
+            where = ", ".join(sorted(set(clients)))
+            if self.server is None:
+                text += "; no server actor (nothing goes to a main server: the driver averages)"
+                text += f"; computing on: clients {where}"
+            else:
+                text += f"; computing on: server {server}, clients {where}"
         return text
 
 

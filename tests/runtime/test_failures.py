@@ -50,6 +50,28 @@ def test_a_killed_server_actor_is_replaced_from_the_checkpoint(tmp_path, ray_loc
     assert_same_learning(reference, rows)
 
 
+def test_fedavg_runs_without_a_server_actor_and_recovers_from_a_lost_client_actor(
+    tmp_path, ray_local, monkeypatch
+):
+    """FedAvg sends nothing to a main server, so no server actor is started (its round
+    bookkeeping and evaluation models are the driver's); a lost actor is still replaced
+    and the numbers are the in-process ones."""
+    fedavg = ["algorithm.name=fedavg", *ROUNDS]
+    reference = run_small(tmp_path / "ref", "runtime.backend=inprocess", *fedavg)
+    servers: list = []
+
+    def kill(backend: RayBackend) -> None:
+        servers.append(backend.server)
+        ray.kill(backend.actors[0])
+
+    calls = _inject(monkeypatch, kill)
+    rows = run_small(tmp_path / "killed", "runtime.num_actors=2", *fedavg)
+    assert len(calls) == 5 and servers == [None]
+    assert_same_learning(reference, rows)
+    log = (tmp_path / "killed" / "run.log").read_text()
+    assert "no server actor" in log and "worker lost" in log
+
+
 @pytest.mark.slow  # the kill/replace tests above keep the recovery path in the quick suite
 def test_a_hung_actor_is_detected_by_timeout(tmp_path, ray_local, monkeypatch):
     reference = run_small(tmp_path / "ref", "runtime.backend=inprocess", *ROUNDS)
