@@ -123,6 +123,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    from fslsage_ray.algorithms.registry import get_algorithm
     from fslsage_ray.runtime.cluster import alive_nodes, cluster_address, connect
     from fslsage_ray.runtime.layout import explain_layout
     from fslsage_ray.runtime.placement import plan_actors
@@ -149,7 +150,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
             [n.name for n in nodes],
         )
         print(f"actor plan: {plan.describe()}")
-        for line in explain_layout(config.runtime, plan.server_request):
+        uses_server = get_algorithm(config).uses_server
+        for line in explain_layout(config.runtime, plan.server_request, uses_server):
             print(f"layout: {line}")
         print(
             f"placement group ({runtime.placement_strategy}, reserved before training, "

@@ -6,9 +6,12 @@ from fslsage_ray.config.schema import RuntimeConfig
 from fslsage_ray.runtime.allocator import torch_threads
 
 
-def explain_layout(runtime: RuntimeConfig, server_request: dict[str, float]) -> list[str]:
+def explain_layout(
+    runtime: RuntimeConfig, server_request: dict[str, float], uses_server: bool = True
+) -> list[str]:
     """One line each: threads per process, where the server computes, where AMs are
-    fitted, where the test set is evaluated."""
+    fitted, where the test set is evaluated (`uses_server`: the algorithm sends anything to
+    a main server; FedAvg does not, and gets no server actor)."""
     threads = torch_threads(runtime)
     why = (
         "runtime.torch_threads"
@@ -35,6 +38,12 @@ def explain_layout(runtime: RuntimeConfig, server_request: dict[str, float]) -> 
         else "test batches shared out over every worker that fits AMs, terms added in batch "
         "order (runtime.eval_on=workers)"
     )
+    if not uses_server:
+        server = (
+            "none: the algorithm sends nothing to a main server, so no server actor is "
+            "started; the driver averages and builds the evaluation models"
+        )
+        evaluation = "test batches shared out over the client actors, terms added in batch order"
     return [
         f"torch threads per process: {threads}, from {why}; fixed at start in config.yaml",
         f"server: {server}",

@@ -46,3 +46,11 @@ def test_info_explains_a_server_without_cpus_and_one_with():
     assert not any("share on the server" in line for line in shared)
     own = explain_layout(load_config(None, ["runtime.server_num_cpus=1"]).runtime, {"CPU": 1.0})
     assert any("an equal share on the server actor" in line for line in own)
+
+
+def test_info_says_fedavg_starts_no_server_actor():
+    runtime = load_config(None, ["algorithm.name=fedavg"]).runtime
+    lines = explain_layout(runtime, {}, uses_server=False)
+    server = next(line for line in lines if line.startswith("server:"))
+    assert "no server actor" in server
+    assert not any("server actor" in line for line in lines if not line.startswith("server:"))
