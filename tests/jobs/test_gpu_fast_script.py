@@ -46,6 +46,7 @@ def _run(tmp_path: Path, data: Path, extra: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # two real runs (~40 s); the paper script's test keeps such plumbing quick
 def test_both_layouts_run_and_the_summary_compares_them(tmp_path: Path, shared_data: Path):
     proc = _run(tmp_path, shared_data, SHRINK)
     assert proc.returncode == 0, proc.stdout + proc.stderr
