@@ -143,14 +143,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
         for node in nodes:
             print(f"  {node.name}: {_resources_line(node.resources)}")
         runtime = config.runtime
+        uses_server = get_algorithm(config).uses_server
         plan = plan_actors(
             runtime,
             config.algorithm.num_clients,
             [n.resources for n in nodes],
             [n.name for n in nodes],
+            uses_server=uses_server,
         )
         print(f"actor plan: {plan.describe()}")
-        uses_server = get_algorithm(config).uses_server
         for line in explain_layout(config.runtime, plan.server_request, uses_server):
             print(f"layout: {line}")
         print(

@@ -84,9 +84,10 @@ def make_backend(config: Config) -> Backend:
         from fslsage_ray.runtime.inprocess import InProcessBackend
 
         return InProcessBackend(choose_device(config.runtime.device))
+    from fslsage_ray.algorithms.registry import get_algorithm
     from fslsage_ray.runtime.ray_backend import RayBackend
 
-    return RayBackend(config.runtime)
+    return RayBackend(config.runtime, uses_server=get_algorithm(config).uses_server)
 
 
 @dataclass

@@ -51,6 +51,7 @@ class ActorPlan:
     nodes: tuple[str, ...] = ()  # node names, as the slots index them
     node_ids: tuple[str, ...] = ()  # Ray's ids of those nodes, to pin each bundle to its node
     slots: tuple[Slot, ...] = ()  # one per bundle: the server's (if it asks for any), actors'
+    has_server: bool = True  # False: the algorithm sends nothing to a server (FedAvg)
 
     @property
     def num_actors(self) -> int:
@@ -76,9 +77,10 @@ class ActorPlan:
         waiting = sum(s.node == NEW_NODE for s in self.slots)
         more = f" and {waiting} bundle(s) on nodes yet to be added" if waiting else ""
         server = fmt_request(self.server_request) if self.server_request else "{} (no bundle)"
+        server = f"server actor x {server}" if self.has_server else "no server actor"
         return (
             f"{self.num_actors} client actor(s) x {fmt_request(self.actor_request)} "
-            f"({per} clients each; room for {self.capacity}), server actor x {server}; "
+            f"({per} clients each; room for {self.capacity}), {server}; "
             f"{self.strategy} on {used} of {len(self.nodes)} node(s){more}"
         )
 
@@ -245,13 +247,17 @@ def plan_actors(
     names: Sequence[str] | None = None,
     ids: Sequence[str] = (),
     may_grow: bool = False,
+    uses_server: bool = True,
 ) -> ActorPlan:
     """The server's bundle goes on the node that leaves room for the most client actors;
     then as many client actors as fit (or as asked for), clients split evenly over them.
     `names` (for people) and `ids` (for Ray) of the nodes are carried into the plan. Where
     the cluster `may_grow` (an autoscaler), client actors asked for beyond what the nodes
-    hold are planned on no node: their bundles wait for the nodes the autoscaler adds."""
-    actor, server = actor_request(runtime), server_request(runtime)
+    hold are planned on no node: their bundles wait for the nodes the autoscaler adds. An
+    algorithm that `uses_server` not (FedAvg) gets no server actor, so its runtime.server_*
+    request reserves nothing."""
+    actor = actor_request(runtime)
+    server = server_request(runtime) if uses_server else {}
     strategy = runtime.placement_strategy
     names = tuple(names) if names is not None else tuple(f"node {i}" for i in range(len(nodes)))
     shown = list(dict.fromkeys(["CPU", "GPU", *actor, *server]))
@@ -288,4 +294,6 @@ def plan_actors(
     groups = tuple(tuple(int(c) for c in g) for g in np.array_split(np.arange(num_clients), wanted))
     slots += [Slot(NEW_NODE)] * (wanted - capacity)
     chosen = ([server_slot] if server_slot else []) + slots[:wanted]
-    return ActorPlan(groups, actor, server, capacity, strategy, names, tuple(ids), tuple(chosen))
+    return ActorPlan(
+        groups, actor, server, capacity, strategy, names, tuple(ids), tuple(chosen), uses_server
+    )

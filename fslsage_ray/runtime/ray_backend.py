@@ -21,7 +21,6 @@ import torch
 
 from fslsage_ray.algorithms.base import State
 from fslsage_ray.algorithms.jobs import JobReport
-from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.config.schema import ConfigError, RuntimeConfig
 from fslsage_ray.experiment import WorldSpec
 from fslsage_ray.runtime.actors import ClientActor, ServerActor
@@ -46,8 +45,9 @@ _LOST = (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError)
 
 class RayBackend(Backend):
     # --- life cycle ---------------------------------------------------------------------
-    def __init__(self, runtime: RuntimeConfig) -> None:
+    def __init__(self, runtime: RuntimeConfig, uses_server: bool = True) -> None:
         self.runtime = runtime
+        self.uses_server = uses_server  # False (FedAvg): no server actor, no server bundle
         self.started_ray = False
         self.plan: ActorPlan | None = None
         self.group = None  # the placement group holding every actor's bundle
@@ -62,7 +62,7 @@ class RayBackend(Backend):
         """Plan for the nodes alive now and reserve the plan: refused here, before any run
         folder or actor exists, if it cannot be placed."""
         self.started_ray = connect(self.runtime) or self.started_ray
-        self._reserve(plan_on_cluster(self.runtime, num_clients))
+        self._reserve(plan_on_cluster(self.runtime, num_clients, self.uses_server))
 
     def _reserve(self, plan: ActorPlan) -> None:
         self.plan = plan
@@ -82,7 +82,7 @@ class RayBackend(Backend):
 
     def _create_actors(self) -> None:
         plan, sizes = self.plan, {c: len(p) for c, p in enumerate(self._parts)}
-        if get_algorithm(self._world.config).uses_server:
+        if self.uses_server:
             server = ray_options(plan.server_request)
             if plan.server_bundle is not None:  # a server asking for nothing needs no bundle
                 server |= in_bundle(self.group, plan.server_bundle)
@@ -119,7 +119,7 @@ class RayBackend(Backend):
         if not self._elastic():
             return False
         try:
-            plan = plan_on_cluster(self.runtime, len(self._parts))
+            plan = plan_on_cluster(self.runtime, len(self._parts), self.uses_server)
         except ConfigError:
             return False  # nothing fits right now: keep the actors we have
         if plan.num_actors == self.plan.num_actors:
@@ -155,7 +155,7 @@ class RayBackend(Backend):
             if now == last:
                 break
             last = now
-        return plan_on_cluster(self.runtime, len(self._parts))
+        return plan_on_cluster(self.runtime, len(self._parts), self.uses_server)
 
     def _release(self) -> None:
         """End every actor and give back their placement group."""

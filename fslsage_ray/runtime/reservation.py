@@ -27,7 +27,9 @@ from fslsage_ray.runtime.placement import ActorPlan, fmt_nodes, plan_actors
 NODE_ID_LABEL = "ray.io/node-id"  # a default label of every Ray node (Ray >= 2.49)
 
 
-def plan_on_cluster(runtime: RuntimeConfig, num_clients: int) -> ActorPlan:
+def plan_on_cluster(
+    runtime: RuntimeConfig, num_clients: int, uses_server: bool = True
+) -> ActorPlan:
     """The plan for the nodes alive now, and for nodes an autoscaler may add (Ray must be
     initialised)."""
     nodes = alive_nodes()
@@ -38,6 +40,7 @@ def plan_on_cluster(runtime: RuntimeConfig, num_clients: int) -> ActorPlan:
         [n.name for n in nodes],
         [n.node_id for n in nodes],
         may_grow=autoscales(),
+        uses_server=uses_server,
     )
 
 

@@ -61,12 +61,15 @@ def test_fedavg_runs_without_a_server_actor_and_recovers_from_a_lost_client_acto
     servers: list = []
 
     def kill(backend: RayBackend) -> None:
-        servers.append(backend.server)
+        servers.append((backend.server, backend.plan.server_bundle, len(backend.plan.bundles())))
         ray.kill(backend.actors[0])
 
     calls = _inject(monkeypatch, kill)
-    rows = run_small(tmp_path / "killed", "runtime.num_actors=2", *fedavg)
-    assert len(calls) == 5 and servers == [None]
+    # A server CPU asked for is not reserved: no actor would use it.
+    rows = run_small(
+        tmp_path / "killed", "runtime.num_actors=2", "runtime.server_num_cpus=1", *fedavg
+    )
+    assert len(calls) == 5 and servers == [(None, None, 2)]
     assert_same_learning(reference, rows)
     log = (tmp_path / "killed" / "run.log").read_text()
     assert "no server actor" in log and "worker lost" in log

@@ -49,6 +49,15 @@ def test_quarter_gpus_and_a_server_that_takes_one_whole_gpu():
     assert _plan(ONE_NODE, actor_num_gpus=0.3, server_num_gpus=1).num_actors == 9
 
 
+def test_an_algorithm_without_a_server_reserves_nothing_for_one():
+    asks = {"actor_num_gpus": 0.25, "actor_num_cpus": 0.5, "server_num_gpus": 1}
+    fedavg = plan_actors(RuntimeConfig(**asks), 100, ONE_NODE, uses_server=False)
+    assert fedavg.num_actors == 16 and fedavg.server_bundle is None  # the GPU is not set aside
+    assert len(fedavg.bundles()) == 16
+    assert "no server actor" in fedavg.describe() and "server actor x" not in fedavg.describe()
+    assert "server actor x {GPU: 1}" in _plan(ONE_NODE, **asks).describe()
+
+
 def test_an_actor_larger_than_every_node_is_refused_naming_node_shapes_and_request():
     with pytest.raises(ConfigError) as info:
         _plan(TWO_SMALL, actor_num_cpus=3)  # summed, 4 - 1 CPUs would "fit" one
