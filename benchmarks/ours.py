@@ -23,7 +23,16 @@ from proctree import TreeRun, clean_env, psutil_module, run_tree
 from workload import CONFIG, REPO
 
 GIB = 2**30
-ROUND_COLUMNS = ("round", "wall_s", "local_s", "align_s", "eval_s", "test_acc", "test_loss")
+ROUND_COLUMNS = (
+    "round",
+    "wall_s",
+    "local_s",
+    "align_s",
+    "eval_s",
+    "test_acc",
+    "test_loss",
+    "comm_bytes",
+)
 
 
 @dataclass

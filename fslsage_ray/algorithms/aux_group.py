@@ -24,6 +24,7 @@ from torch.func import functional_call
 
 from fslsage_ray.algorithms.optim import step_and_release
 from fslsage_ray.algorithms.snapshot import to_cpu
+from fslsage_ray.tasks.compute import autocast_for
 
 if TYPE_CHECKING:
     from fslsage_ray.algorithms.fsl_sage import AlignJob, AlignOutcome
@@ -146,7 +147,8 @@ def fit_group(
         def one(p, b, zz, yy, ctx):
             return task.loss(functional_call(architecture, (p, b), (zz,), ctx), yy)
 
-        per_member = torch.vmap(one)(params, buffers, z, y, context)
+        with autocast_for(architecture, z.device.type):  # model.precision, as forward()
+            per_member = torch.vmap(one)(params, buffers, z, y, context).float()
         (g_hat,) = torch.autograd.grad(per_member.sum(), z, create_graph=create_graph)
         return g_hat
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from fslsage_ray.tasks.base import Task
+from fslsage_ray.tasks.base import Task, forward
 from fslsage_ray.tasks.classification import CROSS_ENTROPY
 
 Context = Mapping[str, torch.Tensor]
@@ -32,7 +32,7 @@ def gradient_estimate(
     step (the spec: clients never update the AM). Returns (g_hat, loss).
     """
     z = smashed.detach().requires_grad_(True)
-    loss = task.loss(aux_model(z, **(context or {})), targets)
+    loss = task.loss(forward(aux_model, z, context or {}), targets)
     (g_hat,) = torch.autograd.grad(loss, z, create_graph=create_graph)
     return g_hat, loss.detach()
 
@@ -46,7 +46,7 @@ def true_cut_gradient(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """g*(z, y) = d/dz loss(s(z), y) with the server model as it is now; no parameter step."""
     z = smashed.detach().requires_grad_(True)
-    loss = task.loss(server_model(z, **(context or {})), targets)
+    loss = task.loss(forward(server_model, z, context or {}), targets)
     (g_star,) = torch.autograd.grad(loss, z)
     return g_star.detach(), loss.detach()
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from fslsage_ray.config.errors import ConfigError
 from fslsage_ray.config.system import SystemConfig
 from fslsage_ray.registry import algorithm_names, dataset_names, model_names
+from fslsage_ray.tasks.compute import PRECISIONS
 
 
 def _require(ok: bool, message: str) -> None:
@@ -114,11 +115,18 @@ class ModelConfig:
     transfer: str = "trainable"  # what a model transfer sends (and the ledger counts): the
     # state without frozen parameters (LoRA: the adapters), or "all" of it (the authors' count)
     gpt2: Gpt2Config = field(default_factory=Gpt2Config)
+    precision: str = "fp32"  # fp32 | bf16: autocast in every part's forward pass (the
+    # cut's activations and gradients stay float32, so the bytes sent do not change)
+    channels_last: bool = False  # images: NHWC memory for inputs and convolution weights
 
     def __post_init__(self) -> None:
         known = model_names()
         _require(self.name in known, f"model.name must be one of {known}, got {self.name!r}")
         _require(self.transfer in TRANSFERS, f"model.transfer must be one of {TRANSFERS}")
+        _require(
+            self.precision in PRECISIONS,
+            f"model.precision must be one of {PRECISIONS}, got {self.precision!r}",
+        )
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from fslsage_ray.models.registry import build_split_model, check_names
 from fslsage_ray.models.split import SplitModel
 from fslsage_ray.tasks.base import Task
 from fslsage_ray.tasks.classification import ImageClassification
+from fslsage_ray.tasks.compute import Compute, configure, configured
 from fslsage_ray.tasks.language_model import LanguageModelling
 
 
@@ -33,11 +34,25 @@ class ModelFamily:
                 f"model {model.name!r} serves {self.task_type.__name__} tasks; the data set "
                 f"gives a {type(task).__name__} task"
             )
+        if model.channels_last and not issubclass(self.task_type, ImageClassification):
+            raise ModelError(
+                f"model.channels_last applies to image models; {model.name!r} takes "
+                f"{self.task_type.__name__} inputs"
+            )
         self.check_names(model)
 
     def build(self, task: Task, model: ModelConfig) -> SplitModel:
+        """The parts, each set to compute as model.precision and model.channels_last say."""
         self.check(task, model)
-        return replace(self.build_parts(task, model), task=task)
+        parts = self.build_parts(task, model)
+        compute = Compute(model.precision, model.channels_last)
+        return replace(
+            parts,
+            client=configure(parts.client, compute),
+            server=configure(parts.server, compute),
+            make_aux=configured(parts.make_aux, compute),
+            task=task,
+        )
 
 
 def _image_model(name: str) -> ModelFamily:

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from fslsage_ray.tasks.compute import as_float32, autocast_for, compute_of, prepare_input
+
 Arrays = Mapping[str, np.ndarray]  # a split's named arrays, all with the samples first
 
 
@@ -183,8 +185,12 @@ class Task(ABC):
 
 
 def forward(module: nn.Module, inputs: torch.Tensor, context: Mapping[str, torch.Tensor]):
-    """`module(inputs, **context)`: every split part takes the batch's context."""
-    return module(inputs, **context)
+    """`module(inputs, **context)`: every split part takes the batch's context. A part built
+    to compute in bf16 or channels-last (tasks.compute) does so here, and returns float32."""
+    if compute_of(module).plain:
+        return module(inputs, **context)
+    with autocast_for(module, inputs.device.type):
+        return as_float32(module(prepare_input(module, inputs), **context))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fslsage_ray.data.transforms import make_batch
-from fslsage_ray.tasks.base import Arrays, Batch, PayloadSizes, Sums, Task
+from fslsage_ray.tasks.base import Arrays, Batch, PayloadSizes, Sums, Task, forward
 
 IMAGES, LABELS = "images", "labels"  # the arrays of an image split
 # Rows per forward pass inside an evaluation batch. glibc serves every allocation above
@@ -70,7 +70,9 @@ class ImageClassification(Task):
         """Summed cross-entropy and correct predictions; the AMs are never used at test time."""
         x = make_batch(arrays[IMAGES][start:stop], self.spec, False, None).to(device)
         y = torch.from_numpy(np.asarray(arrays[LABELS][start:stop], np.int64)).to(device)
-        logits = torch.cat([server(client(part)) for part in x.split(EVAL_CHUNK_ROWS)])
+        logits = torch.cat(
+            [forward(server, forward(client, part, {}), {}) for part in x.split(EVAL_CHUNK_ROWS)]
+        )
         return {
             "loss_sum": float(F.cross_entropy(logits, y, reduction="sum")),
             "correct": int((logits.argmax(1) == y).sum()),

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fslsage_ray.tasks.base import Arrays, Batch, PayloadSizes, Sums, Task
+from fslsage_ray.tasks.base import Arrays, Batch, PayloadSizes, Sums, Task, forward
 from fslsage_ray.tasks.text_loss import IGNORE_INDEX, token_loss_terms
 
 INPUT_IDS, ATTENTION_MASK, LABELS = "input_ids", "attention_mask", "labels"
@@ -59,7 +59,7 @@ class LanguageModelling(Task):
     ) -> Sums:
         """Summed cross-entropy over the batch's target tokens, and how many there are."""
         batch = self.batch(arrays, np.arange(start, stop), None, False, device)
-        logits = server(client(batch.inputs, **batch.context), **batch.context)
+        logits = forward(server, forward(client, batch.inputs, batch.context), batch.context)
         part_sum, part_count = token_loss_terms(logits, batch.targets)
         return {"loss_sum": float(part_sum), "tokens": part_count}
 

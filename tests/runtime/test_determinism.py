@@ -84,6 +84,24 @@ def test_grouped_alignment_gives_the_same_metrics_on_any_layout(tmp_path, ray_lo
     assert reference[0]["am_rel_error_after"] < reference[0]["am_rel_error_before"]
 
 
+@pytest.mark.ray
+def test_bf16_channels_last_runs_agree_on_any_layout_and_send_float32_bytes(tmp_path, ray_local):
+    """model.precision=bf16 with channels-last changes the arithmetic (not the numbers'
+    independence from the layout) and not the wire: the cut stays float32."""
+    compute = ("model.precision=bf16", "model.channels_last=true")
+    fp32 = _run(tmp_path, "fp32", "runtime.backend=inprocess")
+    reference = _run(tmp_path, "inproc", "runtime.backend=inprocess", *compute)
+    three = _run(tmp_path, "three", "runtime.num_actors=3", *compute)
+    assert _same(_learning_columns(reference), _learning_columns(three))
+    assert [r["test_loss"] for r in reference] != [r["test_loss"] for r in fp32]
+
+    def sent(rows: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if k.startswith(("bytes_", "comm_"))} for r in rows]
+
+    assert sent(reference) == sent(fp32)
+    assert reference[-1]["test_acc"] > 0.5
+
+
 BASELINES = ["fedavg", "sflv1", "sflv2", "cse_fsl", "fsl_an", "fsl_sage_lazy"]
 
 
