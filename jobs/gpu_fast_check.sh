@@ -12,7 +12,8 @@
 # OUT_DIR receives ray.* and inprocess.* (stdout, run.log, metrics.parquet, gpu.csv: the
 # GPU's utilisation and memory each second of that run, from nvidia-smi) and summary.txt.
 # DEVICE=cpu checks the plumbing on a machine without a GPU; EXTRA adds overrides to both
-# runs (applied last, e.g. a smaller subset).
+# runs (applied last, e.g. a smaller subset; EXTRA='model.precision=bf16
+# model.channels_last=true' measures the compute options against a plain run).
 set -u
 DATA=${1:?data folder with cifar10-train.parquet and cifar10-test.parquet}
 OUT=${2:?output folder}

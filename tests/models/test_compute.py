@@ -60,7 +60,8 @@ def test_channels_last_parts_keep_their_state_dict_and_copies_keep_the_setting()
     conv = split.client.conv1.weight
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     assert list(split.client.state_dict()) == list(plain.client.state_dict())
-    for a, b in zip(split.server.state_dict().values(), plain.server.state_dict().values()):
+    pairs = zip(split.server.state_dict().values(), plain.server.state_dict().values(), strict=True)
+    for a, b in pairs:
         assert torch.equal(a, b)  # same weights, another memory layout
     copied = copy.deepcopy(split.client)
     z = forward(copied, torch.randn(2, 3, 32, 32), {})
