@@ -7,7 +7,7 @@ buffers. Kinds are named `<what>.<direction>` so any figure can be redrawn from 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -56,31 +56,16 @@ class Ledger:
         self._messages: list[tuple[int, int, str, int]] = []
 
     def record(self, cid: int, step: int, kind: str, nbytes: int) -> None:
-        self.add(kind, nbytes)
+        if kind not in KINDS:
+            raise KeyError(f"unknown message kind {kind!r}; known: {KINDS}")
+        self._round[kind] += int(nbytes)
         self._messages.append((cid, step, kind, int(nbytes)))
 
     def take_messages(self) -> list[tuple[int, int, str, int]]:
         messages, self._messages = self._messages, []
         return messages
 
-    def add(self, kind: str, nbytes: int, times: int = 1) -> None:
-        if kind not in KINDS:
-            raise KeyError(f"unknown message kind {kind!r}; known: {KINDS}")
-        self._round[kind] += int(nbytes) * times
-
-    def merge(self, counts: Mapping[str, int]) -> None:
-        for kind, nbytes in counts.items():
-            self.add(kind, nbytes)
-
     def close_round(self) -> dict[str, int]:
         counts = {k: self._round[k] for k in KINDS if self._round.get(k)}
         self._round = defaultdict(int)
         return counts
-
-
-def merge_counts(parts: Iterable[Mapping[str, int]]) -> dict[str, int]:
-    total: dict[str, int] = defaultdict(int)
-    for part in parts:
-        for kind, nbytes in part.items():
-            total[kind] += nbytes
-    return {k: total[k] for k in KINDS if total.get(k)}
