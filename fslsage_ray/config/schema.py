@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from fslsage_ray.config.errors import ConfigError
 from fslsage_ray.config.system import SystemConfig
 from fslsage_ray.registry import algorithm_names, dataset_names, model_names
-from fslsage_ray.tasks.compute import PRECISIONS
 
 
 def _require(ok: bool, message: str) -> None:
@@ -106,6 +105,7 @@ class Gpt2Config:
 
 
 TRANSFERS = ("trainable", "all")
+PRECISIONS = ("fp32", "bf16")  # how the parts compute (tasks/compute.py)
 
 
 @dataclass(frozen=True)

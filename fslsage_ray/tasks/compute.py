@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-PRECISIONS = ("fp32", "bf16")
 _ATTRIBUTE = "_fslsage_compute"  # a plain attribute: copied by deepcopy, absent from state_dict
 
 
