@@ -74,6 +74,7 @@ from fslsage_ray.system.events import ROUND, Message, sorted_messages
 from fslsage_ray.system.flops import count_step_flops
 from fslsage_ray.system.timing import SystemModel, sim_columns, uploaded_samples
 from fslsage_ray.tasks.base import Arrays, TaskData
+from fslsage_ray.tasks.compute import Compute
 
 log = logging.getLogger("fslsage_ray")
 
@@ -313,6 +314,8 @@ class Simulation:
             log.info("start-up: %s", ", ".join(f"{k} {v:.1f}s" for k, v in self.startup.items()))
             sizes = sizes_text(p.client_sizes)
             log.info("clients: %d, samples per client: %s", len(p.parts), sizes)
+            model = self.config.model
+            log.info("compute: %s", Compute(model.precision, model.channels_last).describe())
             if self._resume_from is not None:
                 checkpoint = self._resume_from
                 log.info("resuming after round %d", checkpoint["round"])

@@ -13,7 +13,9 @@
 # GPU's utilisation and memory each second of that run, from nvidia-smi) and summary.txt.
 # DEVICE=cpu checks the plumbing on a machine without a GPU; EXTRA adds overrides to both
 # runs (applied last, e.g. a smaller subset; EXTRA='model.precision=bf16
-# model.channels_last=true' measures the compute options against a plain run).
+# model.channels_last=true' measures the compute options against a plain run). RAY_KIT
+# names a Ray archive made by jobs/device_kit.py, unpacked to RAY_SITE and put on PYTHONPATH
+# first (the device machine has no Ray and no registry; the kit says which calls carry what).
 set -u
 DATA=${1:?data folder with cifar10-train.parquet and cifar10-test.parquet}
 OUT=${2:?output folder}
@@ -25,6 +27,17 @@ CPUS=${CPUS:-$(nproc)}
 EXTRA=${EXTRA:-}
 export PYTHONUNBUFFERED=1 RAY_USAGE_STATS_ENABLED=0
 mkdir -p "$OUT" "$RUNS"
+for f in cifar10-train.parquet cifar10-test.parquet; do
+    [ -f "$DATA/$f" ] || { echo "no $DATA/$f: carry the data first (jobs/device_kit.py)"; exit 2; }
+done
+if [ -n "${RAY_KIT:-}" ]; then  # Ray packed by jobs/device_kit.py for a machine without it
+    site=${RAY_SITE:-/tmp/fslsage-ray-site}
+    if [ ! -f "$site/ray/__init__.py" ]; then
+        mkdir -p "$site" && tar -xJf "$RAY_KIT" -C "$site" || exit 2
+    fi
+    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+"$PY" -c "import ray; print('ray', ray.__version__, 'from', ray.__file__)" || exit 2
 common=(--config configs/cifar10/fsl_sage.yaml --quiet --overwrite "data.data_dir=$DATA"
     "runtime.device=$DEVICE" "run.rounds=$ROUNDS" run.checkpoint_every=0)
 layouts=(

@@ -29,6 +29,11 @@ class Compute:
     def plain(self) -> bool:
         return self.precision == "fp32" and not self.channels_last
 
+    def describe(self) -> str:
+        """For run.log: what the parts compute in (the cut stays float32 either way)."""
+        words = ["bf16 autocast" if self.precision == "bf16" else "fp32"]
+        return ", ".join(words + ["channels-last"] * self.channels_last)
+
 
 def configure(module: nn.Module, compute: Compute) -> nn.Module:
     """Mark `module` (in place) to compute as `compute` says; returns it."""

@@ -7,48 +7,32 @@ plumbing (the two layouts, output names, the summary, the exit status) is checke
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "jobs" / "gpu_fast_check.sh"
-# Two client actors instead of ten (2 cores here); the Ray layout's GPU shares still apply.
-SHRINK = (
-    "data.train_subset=200 data.test_subset=100 algorithm.batch_size=32 alignment.epochs=2 "
-    "alignment.buffer_size=32 runtime.num_actors=2"
-)
+from job_scripts import SHRINK_FAST, run_script
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
 
-def _run(tmp_path: Path, data: Path, extra: str) -> subprocess.CompletedProcess:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "DEVICE": "cpu",
-        "ROUNDS": "2",
-        "CPUS": "4",
-        "EXTRA": extra,
-        "RUNS_DIR": str(tmp_path / "runs"),
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    }
-    return subprocess.run(
-        ["bash", str(SCRIPT), str(data), str(tmp_path / "out"), sys.executable],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
+def _run(tmp_path: Path, data: Path, extra: str):
+    out = str(tmp_path / "out")
+    return run_script(
+        "gpu_fast_check.sh",
+        [str(data), out],
+        tmp_path,
+        400,
+        DEVICE="cpu",
+        ROUNDS="2",
+        CPUS="4",
+        EXTRA=extra,
     )
 
 
 @pytest.mark.slow  # two real runs (~40 s); the paper script's test keeps such plumbing quick
 def test_both_layouts_run_and_the_summary_compares_them(tmp_path: Path, shared_data: Path):
-    proc = _run(tmp_path, shared_data, SHRINK)
+    proc = _run(tmp_path, shared_data, SHRINK_FAST)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = tmp_path / "out"
     for name in ("ray", "inprocess"):
@@ -63,7 +47,7 @@ def test_both_layouts_run_and_the_summary_compares_them(tmp_path: Path, shared_d
 
 
 def test_a_failing_run_fails_the_script(tmp_path: Path, shared_data: Path) -> None:
-    proc = _run(tmp_path, shared_data, SHRINK + " algorithm.batch_size=0")
+    proc = _run(tmp_path, shared_data, SHRINK_FAST + " algorithm.batch_size=0")
     assert proc.returncode != 0
     assert "algorithm.batch_size" in (tmp_path / "out" / "ray.stdout").read_text()
     assert not (tmp_path / "out" / "summary.txt").exists()

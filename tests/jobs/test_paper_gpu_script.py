@@ -7,15 +7,12 @@ its plumbing (overrides, output names, the refresh loop, the exit status) is che
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from job_scripts import run_script
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "jobs" / "paper_cifar10_gpu.sh"
 SHRINK = (
     "runtime.device=cpu data.train_subset=200 data.test_subset=100 algorithm.batch_size=32 "
     "alignment.epochs=2 alignment.buffer_size=32 run.rounds=2"
@@ -24,22 +21,9 @@ SHRINK = (
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
 
-def _run(tmp_path: Path, data: Path, extra: str) -> subprocess.CompletedProcess:
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "EXTRA": extra,
-        "ALGS": "fsl_sage cse_fsl",
-        "RUNS_DIR": str(tmp_path / "runs"),
-    }
-    return subprocess.run(
-        ["bash", str(SCRIPT), str(data), str(tmp_path / "out"), "5", sys.executable],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def _run(tmp_path: Path, data: Path, extra: str):
+    args = [str(data), str(tmp_path / "out"), "5"]
+    return run_script("paper_cifar10_gpu.sh", args, tmp_path, EXTRA=extra, ALGS="fsl_sage cse_fsl")
 
 
 def test_both_runs_finish_and_their_outputs_come_back(tmp_path: Path, shared_data: Path) -> None:
@@ -62,21 +46,9 @@ def test_a_failing_run_fails_the_script(tmp_path: Path, shared_data: Path) -> No
 
 def test_gpu_ray_check_script_plumbing_on_cpu(tmp_path: Path) -> None:
     """jobs/gpu_ray_check.sh with DEVICE=cpu: Ray's logical GPUs, the same comparison."""
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "DEVICE": "cpu",
-        "ROUNDS": "3",  # 3 rounds reach 92.8%; the script wants > 90%
-        "RUNS_DIR": str(tmp_path / "runs"),
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    }
-    proc = subprocess.run(
-        ["bash", str(REPO / "jobs" / "gpu_ray_check.sh"), str(tmp_path / "out"), sys.executable],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    # 3 rounds reach 92.8%; the script wants > 90%
+    proc = run_script(
+        "gpu_ray_check.sh", [str(tmp_path / "out")], tmp_path, DEVICE="cpu", ROUNDS="3"
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "GPU: 0.2" in proc.stdout and "computing on: server cpu" in proc.stdout

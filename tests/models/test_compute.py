@@ -14,6 +14,7 @@ from fslsage_ray.models.errors import ModelError
 from fslsage_ray.models.families import GPT2, RESNET18
 from fslsage_ray.tasks import forward
 from fslsage_ray.tasks.classification import ImageClassification, ImageSpec
+from fslsage_ray.tasks.compute import Compute
 from fslsage_ray.tasks.language_model import LanguageModelling
 
 CIFAR_LIKE = ImageClassification(ImageSpec(1.0, (0.0,) * 3, (1.0,) * 3, False), 10, 3, 32)
@@ -88,3 +89,10 @@ def test_unknown_precision_and_channels_last_text_models_are_refused() -> None:
         ModelConfig(precision="fp16")
     with pytest.raises(ModelError, match="channels_last"):
         GPT2.check(LanguageModelling(8, 16), ModelConfig(name="gpt2", channels_last=True))
+
+
+def test_run_log_names_what_the_parts_compute_in() -> None:
+    assert Compute().describe() == "fp32"
+    assert Compute("bf16").describe() == "bf16 autocast"
+    assert Compute("bf16", True).describe() == "bf16 autocast, channels-last"
+    assert Compute("fp32", True).describe() == "fp32, channels-last"
