@@ -22,7 +22,8 @@ def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(
-    "script", ["soak.py", "scaling.py", "step_overhead.py", "flower_fedavg.py", "precision.py"]
+    "script",
+    ["soak.py", "scaling.py", "step_overhead.py", "flower_fedavg.py", "precision.py", "am_step.py"],
 )
 def test_help(script, tmp_path):
     proc = _run([str(BENCH / script), "--help"], tmp_path)
