@@ -33,7 +33,9 @@ done
 if [ -n "${RAY_KIT:-}" ]; then  # Ray packed by jobs/device_kit.py for a machine without it
     site=${RAY_SITE:-/tmp/fslsage-ray-site}
     if [ ! -f "$site/ray/__init__.py" ]; then
-        mkdir -p "$site" && tar -xJf "$RAY_KIT" -C "$site" || exit 2
+        # Python's tarfile, not tar -J: a bare image may lack the xz program
+        "$PY" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter="tar")' \
+            "$RAY_KIT" "$site" || exit 2
     fi
     export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
