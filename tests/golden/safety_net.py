@@ -86,7 +86,7 @@ RUNS: dict[str, list[str]] = {
         "data.alpha=0.5",
         "algorithm.clients_per_round=3",
     ],
-    "fsl_sage-simtime": [*DIGITS, *INPROC, "system.enabled=true"],
+    "fsl_sage-simtime": [*DIGITS, *INPROC, "system.profile=mobile", "system.availability=0.8"],
     "fsl_sage-ray2-align-clients": [*DIGITS, "runtime.num_actors=2", "runtime.align_on=clients"],
     "fsl_sage-ray2-align-server": [*DIGITS, "runtime.num_actors=2", "runtime.align_on=server"],
     "sflv1-ray3": [*DIGITS, "runtime.num_actors=3", "algorithm.name=sflv1"],
