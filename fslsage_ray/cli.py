@@ -123,57 +123,16 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from fslsage_ray.algorithms.registry import get_algorithm
-    from fslsage_ray.runtime.cluster import alive_nodes, cluster_address, connect
-    from fslsage_ray.runtime.layout import explain_layout
-    from fslsage_ray.runtime.placement import plan_actors
-
     config = _config(args)
     print(dump_config(config))
     if config.runtime.backend == "inprocess":
         print("backend: in-process (no Ray)")
         return 0
-    import ray
+    from fslsage_ray.runtime.cluster_info import cluster_lines
 
-    started = connect(config.runtime)
-    try:
-        nodes = alive_nodes()
-        where = cluster_address(config.runtime) or "private local Ray on 127.0.0.1"
-        print(f"ray cluster: {where}, {len(nodes)} node(s)")
-        for node in nodes:
-            print(f"  {node.name}: {_resources_line(node.resources)}")
-        runtime = config.runtime
-        uses_server = get_algorithm(config).uses_server
-        plan = plan_actors(
-            runtime,
-            config.algorithm.num_clients,
-            [n.resources for n in nodes],
-            [n.name for n in nodes],
-            uses_server=uses_server,
-        )
-        print(f"actor plan: {plan.describe()}")
-        for line in explain_layout(config.runtime, plan.server_request, uses_server):
-            print(f"layout: {line}")
-        print(
-            f"placement group ({runtime.placement_strategy}, reserved before training, "
-            f"{runtime.placement_timeout_s:g}s to place it), planned:"
-        )
-        for line in plan.bundle_lines():
-            print(f"  {line}")
-        for i, group in enumerate(plan.groups):
-            print(f"  client actor {i}: clients {group[0]}..{group[-1]} ({len(group)})")
-    finally:
-        if started:
-            ray.shutdown()
+    for line in cluster_lines(config):
+        print(line)
     return 0
-
-
-def _resources_line(resources: dict[str, float]) -> str:
-    """A node's resources as a person reads them: memory in GiB, Ray's own names left out."""
-    shown = {k: v for k, v in sorted(resources.items()) if not k.startswith(("node:", "accel"))}
-    return ", ".join(
-        f"{k}={v / 2**30:.1f}GiB" if "memory" in k else f"{k}={v:g}" for k, v in shown.items()
-    )
 
 
 def _budgets(text: str | None) -> tuple[float, ...]:

@@ -25,6 +25,7 @@ from fslsage_ray.outputs.resume import held_job, job_spec, write_job
 from fslsage_ray.outputs.run_dir import METRICS_FILE, check_run_dir
 from fslsage_ray.outputs.storage import Where, is_file, join, output_folder, read_bytes
 from fslsage_ray.outputs.trackers import check_tracker, make_tracker
+from fslsage_ray.runtime.task_pool import as_finished
 
 SPEC_FILE = "compare.json"  # the comparison and its finished runs, for resuming it
 DEFAULT_METHODS = ("fsl_sage", "cse_fsl", "fsl_an", "sflv1", "sflv2", "fedavg")
@@ -168,13 +169,17 @@ def _results(
     progress: bool,
     parallel: bool,
 ) -> Iterator[tuple[str, pa.Table]]:
-    """(name, metrics table) of each run as it finishes: one after another, or as Ray tasks."""
+    """(name, metrics table) of each run as it finishes: one after another, or as Ray tasks
+    (runtime/task_pool: one CPU each, as many as the cluster holds). Every run sent as a
+    task fixes its thread count first (resolve_at_start), so it learns exactly what it
+    learns when run alone."""
+    from fslsage_ray.simulation import Simulation, resolve_at_start
+
     if parallel:
-        done = run_as_tasks([(cfg, join(out_dir, name)) for name, cfg in runs], overwrite)
-        for i, table in done:
+        sent = [(resolve_at_start(cfg), join(out_dir, name), overwrite) for name, cfg in runs]
+        for i, table in as_finished(_run_in_task, sent):
             yield runs[i][0], table
         return
-    from fslsage_ray.simulation import Simulation
 
     for name, cfg in runs:
         yield (
@@ -206,28 +211,6 @@ def _run_in_task(config: Config, run_dir: Where, overwrite: bool) -> pa.Table:
     return Simulation(config, run_dir, overwrite=overwrite, progress=False).run()
 
 
-def run_as_tasks(
-    runs: Sequence[tuple[Config, Where]], overwrite: bool
-) -> Iterator[tuple[int, pa.Table]]:
-    """Independent in-process runs at the same time as Ray tasks, as many as the cluster's
-    CPUs hold (one CPU and the config's torch threads each); yields (index, table) as each
-    finishes, so a caller can record it before the others end. Every run fixes its thread
-    count before it is sent (resolve_at_start), so a run learns exactly what it learns when
-    run alone."""
-    import ray
-
-    from fslsage_ray.simulation import resolve_at_start
-
-    task = ray.remote(num_cpus=1)(_run_in_task)
-    pending = {
-        task.remote(resolve_at_start(cfg), where, overwrite): i
-        for i, (cfg, where) in enumerate(runs)
-    }
-    while pending:
-        (ready,), _ = ray.wait(list(pending), num_returns=1)
-        yield pending.pop(ready), ray.get(ready)
-
-
 def _connect_once(config: Config, parallel: bool = False) -> bool:
     """Start Ray once for all runs instead of once per run."""
     if config.runtime.backend != "ray" and not parallel:
@@ -244,7 +227,6 @@ __all__ = [
     "parse_seeds",
     "parse_sweep",
     "plan_runs",
-    "run_as_tasks",
     "run_comparison",
     "track_comparison",
 ]

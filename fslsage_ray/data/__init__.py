@@ -1,7 +1,8 @@
-"""Data layer: loading, validation, subsetting, client partitioning and batch transforms.
+"""Data layer: loading, validation, subsetting and client partitioning, as numpy arrays.
 
-Names are imported on first use (PEP 562), so a torch-free submodule such as `dataset` or
-`file_hash` can be imported without pulling torch in through `transforms`.
+Names are imported on first use (PEP 562), so a light submodule such as `dataset` or
+`file_hash` can be imported without the others. Batch transforms (torch) belong to the
+image task: `fslsage_ray.tasks.image_transforms`.
 """
 
 from __future__ import annotations
@@ -18,14 +19,10 @@ _EXPORTS = {
     "load_cifar": "cifar",
     "load_digits_data": "digits",
     "load_parquet_images": "parquet_images",
-    "make_batch": "transforms",
-    "normalize": "transforms",
     "partition_dirichlet": "partition",
     "partition_iid": "partition",
     "partition_shards": "partition",
-    "random_crop_flip": "transforms",
     "take_subset": "subset",
-    "to_tensor_batch": "transforms",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

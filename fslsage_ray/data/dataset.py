@@ -27,7 +27,7 @@ class ImageData:
     """One split: uint8 images NHWC and int64 labels, kept compact (decoded once).
 
     Images stay uint8 (4x smaller than float32) so every client can hold its share cheaply;
-    conversion to float happens per batch in :mod:`fslsage_ray.data.transforms`.
+    conversion to float happens per batch in :mod:`fslsage_ray.tasks.image_transforms`.
     """
 
     images: np.ndarray  # uint8, shape (N, H, W, C)

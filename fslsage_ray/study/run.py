@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from fslsage_ray.config import ConfigError
 from fslsage_ray.outputs.resume import held_job, job_spec, write_job
 from fslsage_ray.runtime.session_memory import SessionMemory
+from fslsage_ray.runtime.task_pool import as_finished
 from fslsage_ray.study.measure import measure_run
 from fslsage_ray.study.plan import StudyRun
 
@@ -111,20 +112,15 @@ def _measure_in_task(run: StudyRun, run_dir: Path, every: float) -> dict[str, An
 def _in_tasks(
     todo: Sequence[StudyRun], out_dir: Path, _progress: bool, every: float, done: int, total: int
 ) -> Iterator[dict[str, Any]]:
-    """The runs at the same time as Ray tasks, one CPU each and a fresh worker per run (no
-    memory left over from another run); rows as runs finish. Each run's thread count is fixed
-    before it is sent, so it learns exactly what it learns alone (compare.run_as_tasks)."""
-    import ray
-
+    """The runs at the same time as Ray tasks (runtime/task_pool), one CPU each and a fresh
+    worker per run (no memory left over from another run); rows as runs finish. Each run's
+    thread count is fixed before it is sent, so it learns exactly what it learns alone."""
     from fslsage_ray.simulation import resolve_at_start
 
-    task = ray.remote(num_cpus=1, max_calls=1)(_measure_in_task)
-    pending = {}
+    sent = []
     for i, run in enumerate(todo, 1):
         print(f"[{done + i}/{total}] {run.name} (Ray task)", flush=True)
-        sent = replace(run, config=resolve_at_start(run.config))
-        pending[task.remote(sent, out_dir / run.name, every)] = run.name
-    while pending:
-        (ready,), _ = ray.wait(list(pending), num_returns=1)
-        print(f"finished {pending.pop(ready)}", flush=True)
-        yield ray.get(ready)
+        sent.append((replace(run, config=resolve_at_start(run.config)), out_dir / run.name, every))
+    for i, row in as_finished(_measure_in_task, sent, fresh_worker=True):
+        print(f"finished {todo[i].name}", flush=True)
+        yield row

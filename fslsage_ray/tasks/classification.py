@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fslsage_ray.data.transforms import make_batch
 from fslsage_ray.tasks.base import Arrays, Batch, PayloadSizes, Sums, Task, forward
+from fslsage_ray.tasks.image_transforms import make_batch
 
 IMAGES, LABELS = "images", "labels"  # the arrays of an image split
 # Rows per forward pass inside an evaluation batch. glibc serves every allocation above

@@ -6,8 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fslsage_ray.data import make_batch, normalize, random_crop_flip, to_tensor_batch
-from fslsage_ray.data.transforms import to_float_batch
+from fslsage_ray.tasks.image_transforms import (
+    make_batch,
+    normalize,
+    random_crop_flip,
+    to_float_batch,
+    to_tensor_batch,
+)
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fslsage_ray.data.transforms import make_batch
+from fslsage_ray.tasks.image_transforms import make_batch
 from fslsage_ray.models import build_split_model
 from fslsage_ray.tasks.classification import (
     EVAL_CHUNK_ROWS,

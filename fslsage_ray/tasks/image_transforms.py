@@ -1,4 +1,7 @@
-"""Batch-level tensor transforms.
+"""Batch-level tensor transforms: how uint8 images become an image task's model input.
+
+They live with the tasks, not the data sources: the data layer hands over numpy arrays
+(and imports no torch), a task turns rows into tensors.
 
 Augmentation randomness comes only from the caller's ``torch.Generator``, so a client that
 owns its generator gets the same crops and flips whichever process or actor it runs in.
@@ -15,7 +18,7 @@ import torch.nn.functional as F
 
 
 class NormalizationSpec(Protocol):
-    """What :func:`make_batch` needs from a data set (``DataBundle`` satisfies it)."""
+    """What :func:`make_batch` needs from a data set (``ImageSpec`` and ``DataBundle`` satisfy it)."""
 
     max_value: float
     mean: tuple[float, ...]
