@@ -156,11 +156,11 @@ def study_config(args: argparse.Namespace, backend: str):
 def one_study(args: argparse.Namespace, backend: str, folder: Path) -> list[dict[str, Any]]:
     """The study on one backend (in a process of its own); its table's rows."""
     from fslsage_ray.compare import parse_methods
-    from fslsage_ray.study.plan import parse_counts, plan_study
+    from fslsage_ray.study.design import design_study, parse_counts
     from fslsage_ray.study.report import write_report
     from fslsage_ray.study.run import run_study
 
-    runs = plan_study(
+    runs = design_study(
         study_config(args, backend),
         parse_methods(args.methods),
         parse_counts(args.clients),

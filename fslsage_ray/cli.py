@@ -232,7 +232,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_scale(args: argparse.Namespace) -> int:
     from fslsage_ray.compare import parse_methods, parse_seeds
-    from fslsage_ray.study.plan import parse_counts, plan_study
+    from fslsage_ray.study.design import design_study, parse_counts
     from fslsage_ray.study.run import TABLE_FILE, run_study
 
     config = _config(args)
@@ -242,7 +242,7 @@ def _cmd_scale(args: argparse.Namespace) -> int:
     out_dir = args.out or join(config.run.out_dir, f"scale-{config.run.name}")
     if is_uri(out_dir):
         raise ConfigError("scale writes to a local folder; copy it to storage afterwards")
-    runs = plan_study(config, methods, counts, seeds, args.data, args.samples_per_client)
+    runs = design_study(config, methods, counts, seeds, args.data, args.samples_per_client)
     table = run_study(
         runs, Path(out_dir), args.overwrite, not args.quiet, args.sample_every, args.parallel
     )

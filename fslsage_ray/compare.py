@@ -77,7 +77,7 @@ def with_overrides(config: Config, overrides: Sequence[str]) -> Config:
     return config_from_dict(raw)
 
 
-def plan_runs(
+def design_comparison(
     config: Config,
     methods: Sequence[str],
     sweep: tuple[str, list[str]] | None,
@@ -118,7 +118,7 @@ def run_comparison(
         raise ConfigError(
             "--parallel runs each run in-process inside a Ray task; set runtime.backend=inprocess"
         )
-    runs = plan_runs(config, methods, sweep, seeds)
+    runs = design_comparison(config, methods, sweep, seeds)
     check_tracker(config.run)
     spec = job_spec(runs)
     held = None if overwrite else held_job(out_dir, SPEC_FILE, spec, "comparison")
@@ -226,7 +226,7 @@ __all__ = [
     "parse_methods",
     "parse_seeds",
     "parse_sweep",
-    "plan_runs",
+    "design_comparison",
     "run_comparison",
     "track_comparison",
 ]

@@ -23,7 +23,7 @@ from fslsage_ray.algorithms.phases import LocalPhase, Phase
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
 from fslsage_ray.config.schema import Config
 from fslsage_ray.models import SplitModel
-from fslsage_ray.tasks.base import Batch, Host, Payload, PayloadSizes, Task
+from fslsage_ray.tasks.base import Batch, Payload, PayloadArray, PayloadSizes, Task
 
 State = dict[str, torch.Tensor]
 Parts = dict[str, State]  # e.g. {"client": state} or {"client": ..., "aux": ...}
@@ -38,7 +38,7 @@ class Channel(Protocol):
     def upload(self, it: int, cid: int, payload: Payload) -> None:
         """Send and go on: the server's answer, if any, is not awaited."""
 
-    def exchange(self, it: int, cid: int, payload: Payload) -> Host:
+    def exchange(self, it: int, cid: int, payload: Payload) -> PayloadArray:
         """Send and wait for dL/dz (SplitFed), as numpy or, in-process, a tensor."""
 
 
@@ -56,7 +56,7 @@ class PipelinedChannel(Channel, Protocol):
     def exchange_start(self, it: int, cid: int, payload: Payload) -> Any:
         """Send; returns what exchange_finish waits on."""
 
-    def exchange_finish(self, handle: Any) -> Host:
+    def exchange_finish(self, handle: Any) -> PayloadArray:
         """Wait for the answer (dL/dz) to an exchange_start."""
 
 
@@ -153,7 +153,7 @@ class Client(ABC):
             self.stats.charge("labels.up", payload.targets_nbytes, it)
         return payload
 
-    def booked_answer(self, it: int, grad: Host) -> Host:
+    def booked_answer(self, it: int, grad: PayloadArray) -> PayloadArray:
         self.stats.charge("grad.down", grad.nbytes, it)
         return grad
 
@@ -202,7 +202,7 @@ class Server(ABC):
         self.uploads = 0
 
     @abstractmethod
-    def process_upload(self, cid: int, payload: Payload) -> Host | None:
+    def process_upload(self, cid: int, payload: Payload) -> PayloadArray | None:
         """Apply one upload; return dL/dz when the algorithm sends it back."""
 
     def end_round(self) -> None:  # noqa: B027 - optional hook; most servers have no round end

@@ -21,7 +21,7 @@ from fslsage_ray.algorithms.base import (
 )
 from fslsage_ray.algorithms.optim import make_optimizer, step_and_release
 from fslsage_ray.algorithms.snapshot import to_cpu
-from fslsage_ray.tasks.base import Host, forward
+from fslsage_ray.tasks.base import PayloadArray, forward
 
 
 class SinglePartClient(Client):
@@ -89,7 +89,7 @@ class GradientReturnClient(SinglePartClient):
         grad = self.booked_answer(pending.it, channel.exchange_finish(pending.handle))
         self._descend(pending.smashed, grad)
 
-    def _descend(self, smashed: torch.Tensor, grad: Host) -> None:
+    def _descend(self, smashed: torch.Tensor, grad: PayloadArray) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         smashed.backward(torch.as_tensor(grad, device=self.device))
         step_and_release(self.optimizer)

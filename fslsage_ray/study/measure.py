@@ -16,7 +16,7 @@ from fslsage_ray.outputs.headline import HeadlineMetric
 from fslsage_ray.outputs.metrics import MetricsTable
 from fslsage_ray.outputs.storage import Where
 from fslsage_ray.runtime.session_memory import SessionMemory
-from fslsage_ray.study.plan import StudyRun
+from fslsage_ray.study.design import StudyRun
 
 GIB = 2**30
 

@@ -21,8 +21,8 @@ from fslsage_ray.config import ConfigError
 from fslsage_ray.outputs.resume import held_job, job_spec, write_job
 from fslsage_ray.runtime.session_memory import SessionMemory
 from fslsage_ray.runtime.task_pool import as_finished
+from fslsage_ray.study.design import StudyRun
 from fslsage_ray.study.measure import measure_run
-from fslsage_ray.study.plan import StudyRun
 
 TABLE_FILE = "scaling.parquet"
 SPEC_FILE = "study.json"

@@ -37,7 +37,8 @@ class Batch:
         return int(self.targets.shape[0])
 
 
-Host = np.ndarray | torch.Tensor  # a payload's array: numpy to cross processes, else a tensor
+# A payload's array: numpy to cross processes, the client's own tensor within one.
+PayloadArray = np.ndarray | torch.Tensor
 
 
 @dataclass
@@ -51,9 +52,9 @@ class Payload:
     targets as `labels` (only when run.count_labels is set).
     """
 
-    smashed: Host
-    targets: Host
-    context: dict[str, Host] = field(default_factory=dict)
+    smashed: PayloadArray
+    targets: PayloadArray
+    context: dict[str, PayloadArray] = field(default_factory=dict)
 
     @classmethod
     def of(cls, smashed: torch.Tensor, batch: Batch, to_host: bool = True) -> Payload:
@@ -84,7 +85,9 @@ class Payload:
         return z, y, context
 
 
-def _copy_to(x: Host, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+def _copy_to(
+    x: PayloadArray, device: torch.device, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     if isinstance(x, torch.Tensor):  # strides kept (channels-last stays channels-last)
         return x.to(device=device, dtype=dtype, copy=True)
     return torch.as_tensor(np.array(x), dtype=dtype, device=device)

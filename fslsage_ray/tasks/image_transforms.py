@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 
 class NormalizationSpec(Protocol):
-    """What :func:`make_batch` needs from a data set (``ImageSpec`` and ``DataBundle`` satisfy it)."""
+    """What :func:`make_batch` needs from a data set (``ImageSpec`` satisfies it)."""
 
     max_value: float
     mean: tuple[float, ...]

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fslsage_ray.cli import main
-from fslsage_ray.compare import parse_methods, parse_seeds, parse_sweep, plan_runs
+from fslsage_ray.compare import design_comparison, parse_methods, parse_seeds, parse_sweep
 from fslsage_ray.config import ConfigError, load_config
 
 QUICK = [
@@ -50,7 +50,7 @@ def test_compare_writes_runs_table_figures_and_summary(tmp_path, capsys):
 
 def test_sweep_names_one_run_per_method_and_value():
     config = load_config(None, ["data.partition=dirichlet"])
-    runs = plan_runs(config, ["fsl_sage", "cse_fsl"], parse_sweep("data.alpha=1,100"))
+    runs = design_comparison(config, ["fsl_sage", "cse_fsl"], parse_sweep("data.alpha=1,100"))
     assert [name for name, _ in runs] == [
         "fsl_sage-alpha1",
         "cse_fsl-alpha1",
@@ -65,7 +65,10 @@ def test_sweep_names_one_run_per_method_and_value():
     [
         (lambda: parse_methods("fsl_sage,flower"), "unknown method"),
         (lambda: parse_sweep("data.alpha"), "must look like"),
-        (lambda: plan_runs(load_config(), ["fsl_sage"], ("data.alpha", ["-1"])), "data.alpha"),
+        (
+            lambda: design_comparison(load_config(), ["fsl_sage"], ("data.alpha", ["-1"])),
+            "data.alpha",
+        ),
     ],
 )
 def test_bad_compare_input_is_refused(call, message):
@@ -80,7 +83,7 @@ def test_plot_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
 
 def test_seeds_repeat_every_run_and_bad_seeds_are_refused():
     config = load_config(None, [])
-    runs = plan_runs(config, ["fedavg"], parse_sweep("algorithm.num_clients=4,8"), [7, 8])
+    runs = design_comparison(config, ["fedavg"], parse_sweep("algorithm.num_clients=4,8"), [7, 8])
     assert [name for name, _ in runs] == [
         "fedavg-num_clients4-seed7",
         "fedavg-num_clients4-seed8",

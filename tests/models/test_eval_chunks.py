@@ -9,7 +9,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fslsage_ray.tasks.image_transforms import make_batch
 from fslsage_ray.models import build_split_model
 from fslsage_ray.tasks.classification import (
     EVAL_CHUNK_ROWS,
@@ -18,6 +17,7 @@ from fslsage_ray.tasks.classification import (
     ImageClassification,
     ImageSpec,
 )
+from fslsage_ray.tasks.image_transforms import make_batch
 
 ROWS = 2 * EVAL_CHUNK_ROWS + 45  # three chunks, the last one short
 

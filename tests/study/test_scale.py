@@ -9,7 +9,7 @@ import pytest
 
 from fslsage_ray.cli import main
 from fslsage_ray.config import ConfigError, load_config
-from fslsage_ray.study.plan import parse_counts, plan_study
+from fslsage_ray.study.design import design_study, parse_counts
 
 TINY = [
     "runtime.backend=inprocess",
@@ -82,15 +82,15 @@ def test_a_study_with_other_settings_is_not_mixed_in(tmp_path, capsys):
         (lambda: parse_counts("10,10"), "distinct >= 1 integers"),
         (lambda: parse_counts("0,5"), "distinct >= 1 integers"),
         (
-            lambda: plan_study(load_config(), ["fedavg"], [10, 1000], None, "per_client", 50),
+            lambda: design_study(load_config(), ["fedavg"], [10, 1000], None, "per_client", 50),
             "1000 clients x 50 samples need 50000 training samples; digits has",
         ),
         (
-            lambda: plan_study(load_config(), ["fedavg"], [10], None, "per_client", None),
+            lambda: design_study(load_config(), ["fedavg"], [10], None, "per_client", None),
             "--samples-per-client",
         ),
         (
-            lambda: plan_study(load_config(), ["fedavg"], [10], None, "split", 5),
+            lambda: design_study(load_config(), ["fedavg"], [10], None, "split", 5),
             "per_client only",
         ),
     ],
@@ -101,7 +101,7 @@ def test_impossible_studies_are_refused(call, message):
 
 
 def test_per_client_gives_each_client_n_samples():
-    runs = plan_study(load_config(), ["fsl_sage"], [2, 8], [1], "per_client", 20)
+    runs = design_study(load_config(), ["fsl_sage"], [2, 8], [1], "per_client", 20)
     assert [(r.config.algorithm.num_clients, r.config.data.train_subset) for r in runs] == [
         (2, 40),
         (8, 160),

@@ -1,4 +1,4 @@
-"""What a scaling study runs: the same experiment at each client count, per method and seed.
+"""A scaling study's design: the same experiment at each client count, per method and seed.
 
 Two ways to grow the client count: `split` divides the same training set over more clients
 (a round's compute stays about the same, the per-client work a simulator adds grows), and
@@ -48,7 +48,7 @@ def train_size(config: Config) -> int:
     return len(load_data(whole).train_keys)
 
 
-def plan_study(
+def design_study(
     config: Config,
     methods: Sequence[str],
     counts: Sequence[int],
