@@ -106,7 +106,7 @@ def register_model(name: str, target: Any, label: str | None = None) -> None:
 
 
 def register_dataset(name: str, target: Any, label: str | None = None) -> None:
-    """A data source, `f(config) -> DataBundle` (or "module:function"), under `data.name`."""
+    """A data source, `f(config) -> TaskData` (or "module:function"), under `data.name`."""
     _register(_DATASETS, "data set", name, target, label)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fslsage_ray.algorithms.base import Algorithm
 from fslsage_ray.config.schema import Config
-from fslsage_ray.registry import algorithm_class, algorithm_names
+from fslsage_ray.registry import algorithm_class
 
 
 def resolved_name(config: Config) -> str:
@@ -21,8 +21,3 @@ def get_algorithm(config: Config) -> Algorithm:
             "is not an Algorithm subclass"
         )
     return cls(config)
-
-
-def all_algorithms() -> dict[str, type[Algorithm]]:
-    """Every registered algorithm class by name (imports them)."""
-    return {name: algorithm_class(name) for name in algorithm_names()}

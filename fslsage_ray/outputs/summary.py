@@ -13,7 +13,6 @@ from typing import Any
 from fslsage_ray.outputs.headline import HeadlineMetric
 from fslsage_ray.outputs.runs import (
     RunRecord,
-    best_within_budget,
     common_headline,
     gib_to_target,
     has_sim_time,
@@ -60,10 +59,6 @@ def summarize(records: Sequence[RunRecord], target: float | None) -> list[dict[s
                 row["sim_s_to_target"] = None if None in took else mean_spread(took)[0]
         rows.append(row)
     return rows
-
-
-def best_within(records: Sequence[RunRecord], budget_gib: float) -> dict[str, float | None]:
-    return {r.method_label: best_within_budget(r, budget_gib) for r in records}
 
 
 def _fmt_value(metric: HeadlineMetric, value: float | None, spread: float | None = None) -> str:

@@ -41,11 +41,6 @@ class StepFlops:
         """FedAvg: the whole model on the client."""
         return self.client_fwd + self.client_bwd + self.server_step
 
-    @property
-    def local_step(self) -> float:
-        """CSE-FSL, FSL-AN and FSL-SAGE: the client part through its AM."""
-        return self.client_fwd + self.client_bwd + self.aux_step
-
 
 class _FlopCount(TorchDispatchMode):
     """Adds up torch's FLOP formulas over every operator that runs inside it."""
