@@ -13,9 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from fslsage_ray.config import load_config
-from fslsage_ray.simulation import Simulation
-
 GOLDEN = Path(__file__).parent / "golden" / "digits_3rounds.json"
 METHODS = ["fsl_sage", "fsl_sage_lazy", "cse_fsl", "fsl_an", "sflv1", "sflv2", "fedavg"]
 SETTINGS = [
@@ -33,15 +30,15 @@ SETTINGS = [
 KEYS = ["test_acc", "test_loss", "train_loss", "client_loss", "comm_bytes", "uploads"]
 
 
-def _metrics(method: str, tmp_path: Path) -> list[dict]:
-    config = load_config(None, [*SETTINGS, f"algorithm.name={method}"])
-    rows = Simulation(config, run_dir=tmp_path / method, progress=False).run().to_pylist()
+def _metrics(method: str, run_cache) -> list[dict]:
+    """The golden keys of the method's run (tests/conftest.RunCache: once per session)."""
+    rows = run_cache([*SETTINGS, f"algorithm.name={method}"])
     return [{k: r[k] for k in KEYS} for r in rows]
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_metrics_match_the_golden_run(method, tmp_path):
-    got = _metrics(method, tmp_path)
+def test_metrics_match_the_golden_run(method, run_cache):
+    got = _metrics(method, run_cache)
     if os.environ.get("FSLSAGE_WRITE_GOLDEN"):
         table = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
         table[method] = got

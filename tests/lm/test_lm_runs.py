@@ -28,9 +28,9 @@ INPROCESS = "runtime.backend=inprocess"
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_every_algorithm_learns_and_its_ledger_equals_the_plan(method, tmp_path):
+def test_every_algorithm_learns_and_its_ledger_equals_the_plan(method, run_cache):
     need_e2e()
-    rows = run_tiny(tmp_path / method, INPROCESS, f"algorithm.name={method}")
+    rows = run_cache([*TINY, INPROCESS, f"algorithm.name={method}"])
     # An untrained model scores about ln(vocabulary) per token (6.9 for 1,024 tokens).
     assert rows[-1]["test_loss"] < 6.0, [r["test_loss"] for r in rows]
     assert rows[-1]["test_loss"] < rows[0]["test_loss"]
@@ -67,11 +67,11 @@ def test_lora_sends_only_the_adapters(tmp_path):
 
 @pytest.mark.ray
 @pytest.mark.parametrize("method", ["fsl_sage", pytest.param("sflv1", marks=pytest.mark.slow)])
-def test_inprocess_one_actor_and_three_actors_agree_exactly(method, tmp_path, ray_local):
+def test_inprocess_one_actor_and_three_actors_agree_exactly(method, tmp_path, ray_local, run_cache):
     """Dropout included: every step seeds it from (client or server, step count)."""
     need_e2e()
     alg = f"algorithm.name={method}"
-    reference = run_tiny(tmp_path / "in", INPROCESS, alg)
+    reference = run_cache([*TINY, INPROCESS, alg])
     assert_same_learning(reference, run_tiny(tmp_path / "one", alg, "runtime.num_actors=1"))
     assert_same_learning(reference, run_tiny(tmp_path / "three", alg, "runtime.num_actors=3"))
 

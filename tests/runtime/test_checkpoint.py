@@ -25,7 +25,11 @@ def test_three_rounds_then_resume_equals_six_straight(tmp_path, method):
 
 @pytest.mark.ray
 def test_resume_on_ray_with_a_different_actor_count(tmp_path, ray_local):
-    straight = run_small(tmp_path / "straight", "run.checkpoint_every=2", "run.rounds=4")
+    # The uninterrupted run in-process: it learns what it learns on Ray (test_determinism),
+    # and the resumed run still starts on one actor and ends on three.
+    straight = run_small(
+        tmp_path / "straight", "runtime.backend=inprocess", "run.checkpoint_every=2", "run.rounds=4"
+    )
     run_small(
         tmp_path / "stopped", "run.checkpoint_every=2", "run.rounds=2", "runtime.num_actors=1"
     )

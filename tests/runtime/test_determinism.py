@@ -38,6 +38,11 @@ def _run(tmp_path, name: str, *extra: str) -> list[dict]:
     return sim.run().to_pylist()
 
 
+def _reference(run_cache, *extra: str) -> list[dict]:
+    """The in-process run that several tests compare with (computed once per session)."""
+    return run_cache([*OVERRIDES, "runtime.backend=inprocess", *extra])
+
+
 def _learning_columns(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
 
@@ -54,8 +59,8 @@ def _same(a: list[dict], b: list[dict]) -> bool:
 
 
 @pytest.mark.ray
-def test_inprocess_one_actor_and_three_actors_agree_exactly(tmp_path, ray_local):
-    reference = _learning_columns(_run(tmp_path, "inproc", "runtime.backend=inprocess"))
+def test_inprocess_one_actor_and_three_actors_agree_exactly(tmp_path, ray_local, run_cache):
+    reference = _learning_columns(_reference(run_cache))
     # With a CPU share of its own, the server also fits AMs and evaluates test batches;
     # without one (the default), only the client actors do.
     one = _learning_columns(_run(tmp_path, "one", "runtime.num_actors=1"))
@@ -85,11 +90,13 @@ def test_grouped_alignment_gives_the_same_metrics_on_any_layout(tmp_path, ray_lo
 
 
 @pytest.mark.ray
-def test_bf16_channels_last_runs_agree_on_any_layout_and_send_float32_bytes(tmp_path, ray_local):
+def test_bf16_channels_last_runs_agree_on_any_layout_and_send_float32_bytes(
+    tmp_path, ray_local, run_cache
+):
     """model.precision=bf16 with channels-last changes the arithmetic (not the numbers'
     independence from the layout) and not the wire: the cut stays float32."""
     compute = ("model.precision=bf16", "model.channels_last=true")
-    fp32 = _run(tmp_path, "fp32", "runtime.backend=inprocess")
+    fp32 = _reference(run_cache)
     reference = _run(tmp_path, "inproc", "runtime.backend=inprocess", *compute)
     three = _run(tmp_path, "three", "runtime.num_actors=3", *compute)
     assert _same(_learning_columns(reference), _learning_columns(three))
@@ -107,9 +114,11 @@ BASELINES = ["fedavg", "sflv1", "sflv2", "cse_fsl", "fsl_an", "fsl_sage_lazy"]
 
 @pytest.mark.ray
 @pytest.mark.parametrize("name", BASELINES)
-def test_every_algorithm_gives_the_same_metrics_on_three_actors(tmp_path, ray_local, name):
+def test_every_algorithm_gives_the_same_metrics_on_three_actors(
+    tmp_path, ray_local, run_cache, name
+):
     algorithm = f"algorithm.name={name}"
-    reference = _learning_columns(_run(tmp_path, "inproc", "runtime.backend=inprocess", algorithm))
+    reference = _learning_columns(_reference(run_cache, algorithm))
     three = _learning_columns(_run(tmp_path, "three", "runtime.num_actors=3", algorithm))
     assert _same(reference, three)
     assert reference[-1]["test_acc"] > 0.5  # each learns on digits (chance: 0.1)
@@ -128,18 +137,18 @@ def test_pipelined_splitfed_exchanges_give_the_same_metrics(tmp_path, ray_local)
     assert _same(reference, piped)
 
 
-def test_splitfed_ms_equals_fedavg_exactly(tmp_path):
+def test_splitfed_ms_equals_fedavg_exactly(run_cache):
     """SFLv1 with true gradients, per-client server copies and per-part Adam is FedAvg."""
-    fedavg = _run(tmp_path, "fedavg", "runtime.backend=inprocess", "algorithm.name=fedavg")
-    sflv1 = _run(tmp_path, "sflv1", "runtime.backend=inprocess", "algorithm.name=sflv1")
+    fedavg = _reference(run_cache, "algorithm.name=fedavg")
+    sflv1 = _reference(run_cache, "algorithm.name=sflv1")
     for a, b in zip(fedavg, sflv1, strict=True):
         assert a["test_acc"] == b["test_acc"]
         assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-5)
 
 
 @pytest.mark.parametrize("name", ["fsl_sage", *BASELINES])
-def test_real_ledger_equals_the_plan(tmp_path, name):
-    rows = _run(tmp_path, "ledger", "runtime.backend=inprocess", f"algorithm.name={name}")
+def test_real_ledger_equals_the_plan(run_cache, name):
+    rows = _reference(run_cache, f"algorithm.name={name}")
     config = load_config(None, [*OVERRIDES, f"algorithm.name={name}"])
     client_sizes, sizes = planned_sizes(config)
     plan = plan_rounds(config, client_sizes, sizes, ROUNDS)
@@ -160,10 +169,10 @@ def test_ledger_counts_labels_only_when_asked(tmp_path):
 
 
 @pytest.mark.ray
-def test_arrival_order_is_an_opt_in_that_still_learns(tmp_path, ray_local):
+def test_arrival_order_is_an_opt_in_that_still_learns(tmp_path, ray_local, run_cache):
     """runtime.upload_order=arrival applies uploads as they come: not reproducible across
     layouts (documented), but the same algorithm: it must learn and book the same bytes."""
-    reference = _run(tmp_path, "ordered", "runtime.backend=inprocess")
+    reference = _reference(run_cache)
     arrival = _run(tmp_path, "arrival", "runtime.num_actors=3", "runtime.upload_order=arrival")
     assert arrival[-1]["test_acc"] > 0.5
     assert [r["comm_bytes"] for r in arrival] == [r["comm_bytes"] for r in reference]

@@ -11,7 +11,7 @@ import time
 
 import pytest
 import ray
-from run_helpers import assert_same_learning, run_small
+from run_helpers import SMALL, assert_same_learning, run_small
 
 from fslsage_ray.runtime.ray_backend import RayBackend
 
@@ -34,8 +34,10 @@ def _inject(monkeypatch, fault) -> list[int]:
     return calls
 
 
-def test_a_killed_client_actor_is_replaced_and_its_round_redone(tmp_path, ray_local, monkeypatch):
-    reference = run_small(tmp_path / "ref", "runtime.backend=inprocess", *ROUNDS)
+def test_a_killed_client_actor_is_replaced_and_its_round_redone(
+    tmp_path, ray_local, monkeypatch, run_cache
+):
+    reference = run_cache([*SMALL, "runtime.backend=inprocess", *ROUNDS])
     calls = _inject(monkeypatch, lambda backend: ray.kill(backend.actors[1]))
     rows = run_small(tmp_path / "killed", "runtime.num_actors=2", *ROUNDS)
     assert len(calls) == 5  # rounds 0, 1, 2 (killed), 2 again, 3
@@ -43,8 +45,10 @@ def test_a_killed_client_actor_is_replaced_and_its_round_redone(tmp_path, ray_lo
     assert "worker lost" in (tmp_path / "killed" / "run.log").read_text()
 
 
-def test_a_killed_server_actor_is_replaced_from_the_checkpoint(tmp_path, ray_local, monkeypatch):
-    reference = run_small(tmp_path / "ref", "runtime.backend=inprocess", *ROUNDS)
+def test_a_killed_server_actor_is_replaced_from_the_checkpoint(
+    tmp_path, ray_local, monkeypatch, run_cache
+):
+    reference = run_cache([*SMALL, "runtime.backend=inprocess", *ROUNDS])
     _inject(monkeypatch, lambda backend: ray.kill(backend.server))
     rows = run_small(tmp_path / "killed", "runtime.num_actors=2", *ROUNDS)
     assert_same_learning(reference, rows)
@@ -76,8 +80,8 @@ def test_fedavg_runs_without_a_server_actor_and_recovers_from_a_lost_client_acto
 
 
 @pytest.mark.slow  # the kill/replace tests above keep the recovery path in the quick suite
-def test_a_hung_actor_is_detected_by_timeout(tmp_path, ray_local, monkeypatch):
-    reference = run_small(tmp_path / "ref", "runtime.backend=inprocess", *ROUNDS)
+def test_a_hung_actor_is_detected_by_timeout(tmp_path, ray_local, monkeypatch, run_cache):
+    reference = run_cache([*SMALL, "runtime.backend=inprocess", *ROUNDS])
 
     def hang(backend):  # the actor runs one call at a time: this blocks its next call
         backend.actors[0].__ray_call__.remote(lambda actor: time.sleep(120))

@@ -37,9 +37,9 @@ def test_impossible_participation_is_refused(value):
 
 
 @pytest.mark.parametrize("method", ["fsl_sage", "sflv1", "sflv2", "fedavg"])
-def test_partial_rounds_cost_what_the_plan_says(tmp_path, method):
+def test_partial_rounds_cost_what_the_plan_says(run_cache, method):
     extra = ["runtime.backend=inprocess", f"algorithm.name={method}", *PARTIAL]
-    rows = run_small(tmp_path / "run", *extra)
+    rows = run_cache([*SMALL, *extra])
     assert [r["participants"] for r in rows] == [3, 3, 3]
     config = load_config(None, [*SMALL, *extra])
     sizes, model = planned_sizes(config)
@@ -48,7 +48,7 @@ def test_partial_rounds_cost_what_the_plan_says(tmp_path, method):
 
 
 @pytest.mark.ray
-def test_partial_participation_is_identical_on_three_actors(tmp_path, ray_local):
-    reference = run_small(tmp_path / "inproc", "runtime.backend=inprocess", *PARTIAL)
+def test_partial_participation_is_identical_on_three_actors(tmp_path, ray_local, run_cache):
+    reference = run_cache([*SMALL, "runtime.backend=inprocess", *PARTIAL])
     three = run_small(tmp_path / "three", "runtime.num_actors=3", *PARTIAL)
     assert_same_learning(reference, three)

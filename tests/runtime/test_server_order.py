@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from run_helpers import assert_same_learning, run_small
+from run_helpers import SMALL, assert_same_learning, run_small
 
 from fslsage_ray.algorithms.fsl_sage import FslSageClient, FslSageServer
 from fslsage_ray.config import load_config
@@ -102,7 +102,7 @@ def test_client_major_runs_each_client_whole_and_aligns_after_its_first_upload(
 @pytest.mark.ray
 @pytest.mark.parametrize("method", ["fsl_sage", pytest.param("cse_fsl", marks=pytest.mark.slow)])
 def test_client_major_is_the_same_in_process_and_on_one_or_three_actors(
-    method, tmp_path, ray_local
+    method, tmp_path, ray_local, run_cache
 ):
     # three rounds: rounds 0 and 2 align, so both fitting orders are covered
     alg = (f"algorithm.name={method}", "run.rounds=3")
@@ -111,5 +111,5 @@ def test_client_major_is_the_same_in_process_and_on_one_or_three_actors(
     three = run_small(tmp_path / "three", "runtime.num_actors=3", CLIENT_MAJOR, *alg)
     assert_same_learning(reference, one)
     assert_same_learning(reference, three)
-    interleaved = run_small(tmp_path / "inter", "runtime.backend=inprocess", *alg)
+    interleaved = run_cache([*SMALL, "runtime.backend=inprocess", *alg])
     assert reference[-1]["test_loss"] != interleaved[-1]["test_loss"]  # the order matters
