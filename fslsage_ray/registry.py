@@ -73,7 +73,18 @@ class Entry:
 
 
 _ALIGNMENT = "fslsage_ray.algorithms.alignment_settings:AlignmentConfig"
-_CIFAR_SIZE = "fslsage_ray.data.sources:cifar_train_size"
+
+
+def _cifar(label: str, num_classes: int, accuracy_target: float) -> Entry:
+    return Entry(
+        "fslsage_ray.data.sources:load_cifar_source",
+        label,
+        shape=DataShape(50_000, num_classes),
+        accuracy_target=accuracy_target,
+        known_train_size="fslsage_ray.data.sources:cifar_train_size",
+    )
+
+
 _ALGORITHMS: dict[str, Entry] = {
     "fsl_sage": Entry(
         "fslsage_ray.algorithms.fsl_sage:FslSage", "FSL-SAGE", _ALIGNMENT, "alignment"
@@ -99,20 +110,9 @@ _MODELS: dict[str, Entry] = {
 }
 _DATASETS: dict[str, Entry] = {
     "digits": Entry("fslsage_ray.data.sources:load_digits_source", "Digits"),
-    "cifar10": Entry(
-        "fslsage_ray.data.sources:load_cifar_source",
-        "CIFAR-10",
-        shape=DataShape(50_000, 10),
-        accuracy_target=0.81,
-        known_train_size=_CIFAR_SIZE,
-    ),
-    "cifar100": Entry(
-        "fslsage_ray.data.sources:load_cifar_source",
-        "CIFAR-100",
-        shape=DataShape(50_000, 100),
-        accuracy_target=0.50,
-        known_train_size=_CIFAR_SIZE,
-    ),
+    # CIFAR: 50,000 training images of 3x32x32; the paper's comparisons read 81% and 50%.
+    "cifar10": _cifar("CIFAR-10", 10, 0.81),
+    "cifar100": _cifar("CIFAR-100", 100, 0.50),
     "parquet": Entry("fslsage_ray.data.sources:load_parquet_source", "Parquet images"),
     "e2e": Entry("fslsage_ray.data.sources:load_e2e_source", "E2E NLG"),
 }
@@ -161,60 +161,38 @@ def _register(table: dict[str, Entry], kind: str, name: str, entry: Entry) -> No
     table[name] = entry
 
 
-def _section(settings: Any, section: str | None, name: str) -> str | None:
-    return None if settings is None else (section or name)
-
-
-def register_algorithm(
+def _entry(
     name: str,
     target: Any,
-    label: str | None = None,
+    label: str | None,
     settings: Any = None,
     section: str | None = None,
-) -> None:
-    """An Algorithm subclass (or "module:Class") under `algorithm.name`, with its own frozen
-    settings dataclass read from `algorithm.<section>` (default section: the name)."""
-    entry = Entry(target, label or name, settings, _section(settings, section, name))
-    _register(_ALGORITHMS, "algorithm", name, entry)
+    **data: Any,
+) -> Entry:
+    """An entry; its settings (if any) in the sub-section `section`, by default the name."""
+    where = None if settings is None else (section or name)
+    return Entry(target, label or name, settings, where, **data)
 
 
-def register_model(
-    name: str,
-    target: Any,
-    label: str | None = None,
-    settings: Any = None,
-    section: str | None = None,
-) -> None:
-    """A ModelFamily (or "module:attribute") under `model.name`, with its own settings read
-    from `model.<section>` (default section: the name)."""
-    entry = Entry(target, label or name, settings, _section(settings, section, name))
-    _register(_MODELS, "model family", name, entry)
+def register_algorithm(name: str, target: Any, label: str | None = None, **owned: Any) -> None:
+    """An Algorithm subclass (or "module:Class") under `algorithm.name`. `settings=`: a frozen
+    dataclass of its own, read from `algorithm.<section>` (`section=`, default: the name)."""
+    _register(_ALGORITHMS, "algorithm", name, _entry(name, target, label, **owned))
 
 
-def register_dataset(
-    name: str,
-    target: Any,
-    label: str | None = None,
-    settings: Any = None,
-    section: str | None = None,
-    shape: DataShape | None = None,
-    accuracy_target: float | None = None,
-    known_train_size: Any = None,
-) -> None:
-    """A data source, `f(config) -> TaskData` (or "module:function"), under `data.name`:
-    optionally its own settings (from `data.<section>`), its shape when known without
-    reading it, the accuracy comparisons are read at, and f(config) -> its training size
-    when known without decoding (a scaling study asks; None: the study loads it)."""
-    entry = Entry(
-        target,
-        label or name,
-        settings,
-        _section(settings, section, name),
-        shape,
-        accuracy_target,
-        known_train_size,
-    )
-    _register(_DATASETS, "data set", name, entry)
+def register_model(name: str, target: Any, label: str | None = None, **owned: Any) -> None:
+    """A ModelFamily (or "module:attribute") under `model.name`; `settings=`/`section=` as
+    for an algorithm, read from `model.<section>`."""
+    _register(_MODELS, "model family", name, _entry(name, target, label, **owned))
+
+
+def register_dataset(name: str, target: Any, label: str | None = None, **owned: Any) -> None:
+    """A data source, `f(config) -> TaskData` (or "module:function"), under `data.name`.
+    Besides `settings=`/`section=` (read from `data.<section>`): `shape=DataShape(...)` when
+    known without reading the data, `accuracy_target=` (the accuracy comparisons are read
+    at) and `known_train_size=` f(config) -> its training size when known without decoding
+    (a scaling study asks; None: the study loads the data)."""
+    _register(_DATASETS, "data set", name, _entry(name, target, label, **owned))
 
 
 _TABLES = {ALGORITHM: _ALGORITHMS, MODEL: _MODELS, DATA: _DATASETS}

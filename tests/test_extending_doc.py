@@ -55,9 +55,7 @@ def test_registered_family_dataset_and_algorithm_run_in_process(tmp_path, monkey
     assert [r["comm_bytes"] for r in rows] == [r["total"] for r in plan["rounds"]]
 
 
-def test_the_plugin_algorithm_reads_its_own_settings_from_yaml_and_overrides(
-    tmp_path, monkeypatch
-):
+def test_the_plugin_algorithm_reads_its_own_settings_from_yaml_and_overrides(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(_module_from_doc(tmp_path)))
     config_file = tmp_path / "iris.yaml"
     config_file.write_text(yaml.safe_dump(SETTINGS))
