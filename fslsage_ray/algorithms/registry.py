@@ -1,14 +1,14 @@
-"""Algorithms by name (`algorithm.name` in a config), through the torch-free name registry."""
+"""Algorithms by name (`algorithm.name` in a config), through the one torch-free registry."""
 
 from __future__ import annotations
 
 from fslsage_ray.algorithms.base import Algorithm
 from fslsage_ray.config.schema import Config
-from fslsage_ray.registry import algorithm_class, algorithm_names
+from fslsage_ray.registry import algorithm_class
 
 
 def resolved_name(config: Config) -> str:
-    """fsl_sage with alignment.lazy=true runs as fsl_sage_lazy."""
+    """fsl_sage with algorithm.alignment.lazy=true runs as fsl_sage_lazy."""
     name = config.algorithm.name
     return "fsl_sage_lazy" if name == "fsl_sage" and config.alignment.lazy else name
 
@@ -21,8 +21,3 @@ def get_algorithm(config: Config) -> Algorithm:
             "is not an Algorithm subclass"
         )
     return cls(config)
-
-
-def all_algorithms() -> dict[str, type[Algorithm]]:
-    """Every registered algorithm class by name (imports them)."""
-    return {name: algorithm_class(name) for name in algorithm_names()}
