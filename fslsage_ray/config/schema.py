@@ -1,7 +1,9 @@
-"""The experiment as a tree of frozen dataclasses: every knob in one place.
+"""The experiment as a tree of frozen dataclasses: the sections every run has.
 
 Each section validates itself at construction, so an impossible value is refused before any
-data is read or any Ray process starts.
+data is read or any Ray process starts. Each field is marked with what it does to a run
+(config/effects.py). Settings that belong to one algorithm, model family or data source live
+with their owner and are registered with it (config/owned.py, fslsage_ray/registry.py).
 """
 
 from __future__ import annotations
@@ -81,6 +83,11 @@ class DataConfig:
             )
             _require(self.num_classes is not None, "data.name=parquet needs data.num_classes")
 
+    @property
+    def settings(self) -> Any:
+        """The chosen data source's own settings (None: it has none)."""
+        return chosen_settings("data", self.name, self.sections)
+
 
 TRANSFERS = ("trainable", "all")
 PRECISIONS = ("fp32", "bf16")  # how the parts compute (tasks/compute.py)
@@ -96,7 +103,6 @@ class ModelConfig:
     precision: str = results("fp32")  # fp32 | bf16: autocast in every part's forward pass (the
     # cut's activations and gradients stay float32, so the bytes sent do not change)
     channels_last: bool = results(False)  # images: NHWC memory for inputs and convolution weights
-
     sections: dict[str, Any] = results(factory=dict)  # model families' own settings, by
     # sub-section (`model: {name: gpt2, gpt2: {...}}`); YAML holds them in place
     gpt2: InitVar[Any] = None  # code may still pass ModelConfig(gpt2=Gpt2Config(...))
@@ -132,7 +138,8 @@ ModelConfig.gpt2 = property(_gpt2)  # type: ignore[assignment] # after the InitV
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam for every model (client, server); the spec's setting for the image experiments."""
+    """The optimizer of every model part (client, server, AMs): Adam, the spec's for the image
+    experiments, or AdamW, the text setting's."""
 
     name: str = results("adam")  # adam (weight decay as L2) | adamw (decoupled, the text setting)
     lr: float = results(1e-3)

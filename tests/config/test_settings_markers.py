@@ -194,3 +194,31 @@ def test_a_saved_run_folder_is_not_refused_for_what_it_holds(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="optim.warmup_steps"):
         load_config(path, ["optim.warmup_steps=3"], saved=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Width:
+    hidden: int = 16  # unmarked: counts as changing results
+
+    def __post_init__(self):
+        if self.hidden < 1:
+            raise ConfigError("model.mlp.hidden must be >= 1")
+
+
+def test_a_model_family_and_a_data_set_of_ones_own_carry_settings(monkeypatch):
+    monkeypatch.setitem(registry._MODELS, "mlp", registry._entry("mlp", "x:Y", None, _Width))
+    monkeypatch.setitem(
+        registry._DATASETS,
+        "iris",
+        registry._entry("iris", "x:load", None, _Width, section="rows", accuracy_target=0.9),
+    )
+    config = load_config(None, ["model.name=mlp", "model.mlp.hidden=8", "data.name=iris"])
+    assert config.model.settings == _Width(8)
+    assert config.data.settings == _Width(16)  # the owner's defaults when none are given
+    assert config_to_dict(config)["data"]["rows"] == {"hidden": 16}
+    assert effect_of("model.mlp.hidden") is Effect.RESULTS
+    assert registry.accuracy_target("iris") == 0.9
+    with pytest.raises(ConfigError, match="model.mlp.hidden must be >= 1"):
+        load_config(None, ["model.name=mlp", "model.mlp.hidden=0"])
+    with pytest.raises(ConfigError, match="did you mean 'data.rows'"):
+        load_config(None, ["data.name=iris", "data.row.hidden=3"])
