@@ -17,7 +17,7 @@ from fslsage_ray.config.schema import Config
 from fslsage_ray.data import client_sizes, partition_dirichlet, partition_iid, partition_shards
 from fslsage_ray.data.subset import config_subset
 from fslsage_ray.models import SplitModel, state_nbytes
-from fslsage_ray.registry import dataset_source, model_family
+from fslsage_ray.registry import DATA, dataset_source, entry, model_family
 from fslsage_ray.seeding import seeded_init
 from fslsage_ray.tasks.base import Task, TaskData
 from fslsage_ray.tasks.classification import ImageClassification, ImageSpec
@@ -100,20 +100,19 @@ def model_sizes(world: WorldSpec, template: SplitModel | None = None) -> ModelSi
     )
 
 
-# (training images, classes): enough to plan CIFAR without decoding it.
-CIFAR_SHAPES = {"cifar10": (50_000, 10), "cifar100": (50_000, 100)}
-
-
 def planned_sizes(config: Config) -> tuple[list[int], ModelSizes]:
-    """Client sample counts and model byte sizes, without decoding CIFAR when avoidable."""
+    """Client sample counts and model byte sizes, without decoding the data set where its
+    registration gives its shape (CIFAR's)."""
     data = config.data
-    if data.name in CIFAR_SHAPES and data.partition != "shards":
-        n_train, num_classes = CIFAR_SHAPES[data.name]
+    registered = entry(DATA, data.name)
+    shape = registered.shape if registered is not None else None
+    if shape is not None and data.partition != "shards":
+        n_train = shape.train_size
         if data.train_subset is not None:
             n_train = min(n_train, data.train_subset)
         sizes = client_sizes(n_train, config.algorithm.num_clients)
-        spec = ImageSpec(255.0, (0.0,) * 3, (1.0,) * 3, False)
-        task = ImageClassification(spec, num_classes, 3, 32)
+        spec = ImageSpec(255.0, (0.0,) * shape.channels, (1.0,) * shape.channels, False)
+        task = ImageClassification(spec, shape.num_classes, shape.channels, shape.image_size)
         return [int(s) for s in sizes], model_sizes(WorldSpec(config, task))
     task_data = load_data(config)
     parts = partition(config, task_data.train_keys)

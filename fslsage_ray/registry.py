@@ -1,15 +1,22 @@
 """Every name a config may use (algorithms, model families, data sets), in one torch-free place.
 
-Built-in entries are "module:attribute" strings, so reading the names (config validation,
-run folders, plots) imports no torch. A user adds their own from their own module:
+This is the one registry: the CLI, the config loader and run-folder readers ask it for names
+and labels; the run asks it for the class, family or source behind a name. Built-in entries
+are "module:attribute" strings, so reading the names (config validation, run folders, plots)
+imports no torch. A user adds their own from their own module:
 
     from fslsage_ray.registry import register_algorithm
-    register_algorithm("my_method", "my_package.my_module:MyAlgorithm", label="My method")
+    register_algorithm("my_method", "my_package.my_module:MyAlgorithm", label="My method",
+                       settings=MySettings)
 
 and names that module in the config's top-level `plugins: [my_package.my_module]`, so that
 every process (the driver and each Ray actor) imports it before it reads the config.
 Installed packages may instead declare an entry point in the group `fslsage_ray.plugins`
 (the module is imported when the registry is first read).
+
+An entry may own a frozen settings dataclass: its fields are read from a sub-section of the
+owner's config section, named `section` (by default the entry's name), e.g.
+`algorithm: {name: fsl_sage, alignment: {every: 5}}` or `model: {name: gpt2, gpt2: {...}}`.
 """
 
 from __future__ import annotations
@@ -21,26 +28,70 @@ from importlib import metadata
 from typing import Any
 
 ENTRY_POINT_GROUP = "fslsage_ray.plugins"
+ALGORITHM, MODEL, DATA = "algorithm", "model", "data"  # the config sections owners live in
+
+
+def _import(target: Any) -> Any:
+    if not isinstance(target, str):
+        return target
+    module, _, attribute = target.partition(":")
+    obj = importlib.import_module(module)
+    for part in attribute.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What a planner needs of an image data set without reading it: its training size and
+    the shape of one image."""
+
+    train_size: int
+    num_classes: int
+    channels: int = 3
+    image_size: int = 32
 
 
 @dataclass(frozen=True)
 class Entry:
     target: Any  # the object itself, or "module:attribute" to import on first use
     label: str
+    settings: Any = None  # a frozen dataclass (or "module:Class") of the owner's own settings
+    section: str | None = None  # where they live in the owner's section (None: no settings)
+    # Data sets only: the shape known in advance (plans without decoding), the accuracy the
+    # paper's comparisons are quoted at, and "module:function" f(config) -> training-set
+    # size when it is known without decoding (a study sizes itself with it), else None.
+    shape: DataShape | None = None
+    accuracy_target: float | None = None
+    known_train_size: Any = None
 
     def resolve(self) -> Any:
-        if not isinstance(self.target, str):
-            return self.target
-        module, _, attribute = self.target.partition(":")
-        obj = importlib.import_module(module)
-        for part in attribute.split("."):
-            obj = getattr(obj, part)
-        return obj
+        return _import(self.target)
+
+    def settings_class(self) -> type | None:
+        return None if self.settings is None else _import(self.settings)
+
+
+_ALIGNMENT = "fslsage_ray.algorithms.alignment_settings:AlignmentConfig"
+
+
+def _cifar(label: str, num_classes: int, accuracy_target: float) -> Entry:
+    return Entry(
+        "fslsage_ray.data.sources:load_cifar_source",
+        label,
+        shape=DataShape(50_000, num_classes),
+        accuracy_target=accuracy_target,
+        known_train_size="fslsage_ray.data.sources:cifar_train_size",
+    )
 
 
 _ALGORITHMS: dict[str, Entry] = {
-    "fsl_sage": Entry("fslsage_ray.algorithms.fsl_sage:FslSage", "FSL-SAGE"),
-    "fsl_sage_lazy": Entry("fslsage_ray.algorithms.fsl_sage:LazyFslSage", "FSL-SAGE (lazy)"),
+    "fsl_sage": Entry(
+        "fslsage_ray.algorithms.fsl_sage:FslSage", "FSL-SAGE", _ALIGNMENT, "alignment"
+    ),
+    "fsl_sage_lazy": Entry(
+        "fslsage_ray.algorithms.fsl_sage:LazyFslSage", "FSL-SAGE (lazy)", _ALIGNMENT, "alignment"
+    ),
     "fedavg": Entry("fslsage_ray.algorithms.fedavg:FedAvg", "FedAvg"),
     "sflv1": Entry("fslsage_ray.algorithms.sflv1:SplitFedMS", "SplitFed-MS"),
     "sflv2": Entry("fslsage_ray.algorithms.sflv2:SplitFedSS", "SplitFed-SS"),
@@ -50,12 +101,18 @@ _ALGORITHMS: dict[str, Entry] = {
 _MODELS: dict[str, Entry] = {
     "cnn": Entry("fslsage_ray.models.families:CNN", "split CNN"),
     "resnet18": Entry("fslsage_ray.models.families:RESNET18", "split ResNet-18"),
-    "gpt2": Entry("fslsage_ray.models.families:GPT2", "split GPT-2 with LoRA"),
+    "gpt2": Entry(
+        "fslsage_ray.models.families:GPT2",
+        "split GPT-2 with LoRA",
+        "fslsage_ray.models.gpt2_settings:Gpt2Config",
+        "gpt2",
+    ),
 }
 _DATASETS: dict[str, Entry] = {
     "digits": Entry("fslsage_ray.data.sources:load_digits_source", "Digits"),
-    "cifar10": Entry("fslsage_ray.data.sources:load_cifar_source", "CIFAR-10"),
-    "cifar100": Entry("fslsage_ray.data.sources:load_cifar_source", "CIFAR-100"),
+    # CIFAR: 50,000 training images of 3x32x32; the paper's comparisons read 81% and 50%.
+    "cifar10": _cifar("CIFAR-10", 10, 0.81),
+    "cifar100": _cifar("CIFAR-100", 100, 0.50),
     "parquet": Entry("fslsage_ray.data.sources:load_parquet_source", "Parquet images"),
     "e2e": Entry("fslsage_ray.data.sources:load_e2e_source", "E2E NLG"),
 }
@@ -86,28 +143,84 @@ def load_plugins(modules: Iterable[str]) -> None:
             raise RegistryError(f"plugin module {module!r} cannot be imported: {exc}") from exc
 
 
-def _register(table: dict[str, Entry], kind: str, name: str, target: Any, label: str | None):
+def _register(table: dict[str, Entry], kind: str, name: str, entry: Entry) -> None:
     if not name or not name.replace("_", "").isalnum():
         raise RegistryError(f"a {kind} name must be letters, digits and '_', got {name!r}")
     existing = table.get(name)
-    if existing is not None and existing.target != target:
+    if existing is not None and existing.target != entry.target:
         raise RegistryError(f"{kind} {name!r} is already registered ({existing.target!r})")
-    table[name] = Entry(target, label or name)
+    if entry.section is not None:
+        if not entry.section.replace("_", "").isalnum():
+            raise RegistryError(f"{kind} {name!r}: a settings section must be a plain name")
+        for other_name, other in table.items():
+            if other.section == entry.section and other.settings != entry.settings:
+                raise RegistryError(
+                    f"{kind} {name!r}: settings section {entry.section!r} already belongs to "
+                    f"{other_name!r} with other settings ({other.settings!r})"
+                )
+    table[name] = entry
 
 
-def register_algorithm(name: str, target: Any, label: str | None = None) -> None:
-    """An Algorithm subclass (or "module:Class") under `algorithm.name`."""
-    _register(_ALGORITHMS, "algorithm", name, target, label)
+def _entry(
+    name: str,
+    target: Any,
+    label: str | None,
+    settings: Any = None,
+    section: str | None = None,
+    **data: Any,
+) -> Entry:
+    """An entry; its settings (if any) in the sub-section `section`, by default the name."""
+    where = None if settings is None else (section or name)
+    return Entry(target, label or name, settings, where, **data)
 
 
-def register_model(name: str, target: Any, label: str | None = None) -> None:
-    """A ModelFamily (or "module:attribute") under `model.name`."""
-    _register(_MODELS, "model family", name, target, label)
+def register_algorithm(name: str, target: Any, label: str | None = None, **owned: Any) -> None:
+    """An Algorithm subclass (or "module:Class") under `algorithm.name`. `settings=`: a frozen
+    dataclass of its own, read from `algorithm.<section>` (`section=`, default: the name)."""
+    _register(_ALGORITHMS, "algorithm", name, _entry(name, target, label, **owned))
 
 
-def register_dataset(name: str, target: Any, label: str | None = None) -> None:
-    """A data source, `f(config) -> TaskData` (or "module:function"), under `data.name`."""
-    _register(_DATASETS, "data set", name, target, label)
+def register_model(name: str, target: Any, label: str | None = None, **owned: Any) -> None:
+    """A ModelFamily (or "module:attribute") under `model.name`; `settings=`/`section=` as
+    for an algorithm, read from `model.<section>`."""
+    _register(_MODELS, "model family", name, _entry(name, target, label, **owned))
+
+
+def register_dataset(name: str, target: Any, label: str | None = None, **owned: Any) -> None:
+    """A data source, `f(config) -> TaskData` (or "module:function"), under `data.name`.
+    Besides `settings=`/`section=` (read from `data.<section>`): `shape=DataShape(...)` when
+    known without reading the data, `accuracy_target=` (the accuracy comparisons are read
+    at) and `known_train_size=` f(config) -> its training size when known without decoding
+    (a scaling study asks; None: the study loads the data)."""
+    _register(_DATASETS, "data set", name, _entry(name, target, label, **owned))
+
+
+_TABLES = {ALGORITHM: _ALGORITHMS, MODEL: _MODELS, DATA: _DATASETS}
+
+
+def entry(kind: str, name: str) -> Entry | None:
+    """The registration of `name` in the config section `kind` (None: not registered)."""
+    _load_entry_points()
+    return _TABLES[kind].get(name)
+
+
+def settings_sections(kind: str) -> dict[str, Entry]:
+    """Every settings sub-section the owners of `kind` register, with one owner's entry."""
+    _load_entry_points()
+    return {e.section: e for e in _TABLES[kind].values() if e.section is not None}
+
+
+def accuracy_target(dataset: str) -> float | None:
+    found = entry(DATA, dataset)
+    return found.accuracy_target if found else None
+
+
+def known_train_size(config: Any) -> int | None:
+    """The training-set size of the configured data set when known without decoding it."""
+    found = entry(DATA, config.data.name)
+    if found is None or found.known_train_size is None:
+        return None
+    return _import(found.known_train_size)(config)
 
 
 def algorithm_names() -> tuple[str, ...]:

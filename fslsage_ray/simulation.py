@@ -276,9 +276,9 @@ class Simulation:
                 download(str(run_dir), Path(scratch), [CONFIG_FILE])
                 if not (Path(scratch) / CONFIG_FILE).is_file():
                     raise ConfigError(f"{run_dir} is not a run folder: no {CONFIG_FILE} in it")
-                config = load_config(Path(scratch) / CONFIG_FILE, overrides)
+                config = load_config(Path(scratch) / CONFIG_FILE, overrides, saved=True)
         else:
-            config = load_config(Path(run_dir) / CONFIG_FILE, overrides)
+            config = load_config(Path(run_dir) / CONFIG_FILE, overrides, saved=True)
         return cls(
             config, run_dir, progress=progress, resume=True, allow_data_change=allow_data_change
         )

@@ -1,4 +1,4 @@
-"""Algorithms by name (`algorithm.name` in a config), through the torch-free name registry."""
+"""Algorithms by name (`algorithm.name` in a config), through the one torch-free registry."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fslsage_ray.registry import algorithm_class
 
 
 def resolved_name(config: Config) -> str:
-    """fsl_sage with alignment.lazy=true runs as fsl_sage_lazy."""
+    """fsl_sage with algorithm.alignment.lazy=true runs as fsl_sage_lazy."""
     name = config.algorithm.name
     return "fsl_sage_lazy" if name == "fsl_sage" and config.alignment.lazy else name
 

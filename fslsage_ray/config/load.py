@@ -18,7 +18,9 @@ from typing import Any
 
 import yaml
 
+from fslsage_ray.config.owned import settings_class
 from fslsage_ray.config.schema import Config, ConfigError
+from fslsage_ray.config.unused import refuse_unused
 from fslsage_ray.registry import RegistryError, load_plugins
 
 log = logging.getLogger("fslsage_ray")
@@ -31,6 +33,10 @@ MOVED_KEYS = {
     ("algorithm", "buffer_size"): ("alignment", "buffer_size"),
     ("algorithm", "lazy"): ("alignment", "lazy"),
 }
+# Sections that moved under their owner's section: the top-level `alignment` of older files,
+# run folders and checkpoints is FSL-SAGE's own settings, now `algorithm.alignment`.
+MOVED_SECTIONS = {"alignment": ("algorithm", "alignment")}
+SECTIONS_FIELD = "sections"  # where a config section keeps its owners' settings (not a key)
 
 
 def _type_name(tp: Any) -> str:
@@ -105,22 +111,36 @@ def _build(cls: type, raw: Mapping[str, Any], where: str = "") -> Any:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where.rstrip('.') or 'config'}: expected a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != SECTIONS_FIELD}
+    kind = getattr(cls, "OWNER_KIND", None)
+    kwargs: dict[str, Any] = {}
+    sections: dict[str, Any] = {}
     for key, value in raw.items():
+        owned = settings_class(kind, str(key)) if kind and key not in fields else None
+        if owned is not None:  # an algorithm's, model family's or data source's own settings
+            sections[key] = _build(owned, value if value is not None else {}, f"{where}{key}.")
+            continue
         if key not in fields:
-            raise _unknown_key(str(key), list(fields), where)
+            raise _unknown_key(str(key), [*fields, *_section_names(kind)], where)
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value if value is not None else {}, f"{where}{key}.")
         else:
             kwargs[key] = _coerce(value, tp, where + key)
+    if sections:
+        kwargs[SECTIONS_FIELD] = sections
     try:
         return cls(**kwargs)
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where.rstrip('.') or 'config'}: {exc}") from exc
+
+
+def _section_names(kind: str | None) -> list[str]:
+    from fslsage_ray.registry import settings_sections
+
+    return list(settings_sections(kind)) if kind else []
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -180,8 +200,9 @@ def quickstart_path() -> Path:
     return Path(str(resources.files("fslsage_ray") / "presets" / "quickstart.yaml"))
 
 
-def _move_old_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Old keys go to their new place (they win over the new key: they were given last)."""
+def move_old_keys(raw: Mapping[str, Any], say: bool = True) -> dict[str, Any]:
+    """Old keys go to their new place (they win over the new key: they were given last);
+    `say`: log each move (a config being loaded, not a run folder being read)."""
     out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
     for (section, key), (new_section, new_key) in MOVED_KEYS.items():
         old = out.get(section)
@@ -190,13 +211,28 @@ def _move_old_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
             target = out.setdefault(new_section, {})
             if isinstance(target, dict):
                 target[new_key] = value
-            log.info("config: %s.%s is now %s.%s", section, key, new_section, new_key)
+            if say:
+                log.info("config: %s.%s is now %s.%s", section, key, new_section, new_key)
+    for old_section, (owner, section) in MOVED_SECTIONS.items():
+        moved = out.pop(old_section, None)
+        if moved is None:
+            continue
+        parent = out.get(owner)
+        parent = dict(parent) if isinstance(parent, Mapping) else {}
+        given = parent.get(section)
+        if isinstance(given, Mapping) and isinstance(moved, Mapping):
+            moved = {**given, **moved}
+        parent[section] = moved
+        out[owner] = parent
+        if say:
+            log.info("config: the %s section is now %s.%s", old_section, owner, section)
     return out
 
 
-def config_from_dict(raw: Mapping[str, Any]) -> Config:
+def config_from_dict(raw: Mapping[str, Any], saved: bool = False) -> Config:
     """A validated Config; the plugins it names are imported first (they may register the
-    names the rest of it uses)."""
+    names the rest of it uses). A setting given that would have no effect is refused, except
+    in a `saved` config (a run folder's or checkpoint's: it loads as it was made)."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config: expected a mapping, got {raw!r}")
     plugins = _coerce(raw.get("plugins") or [], list[str], "plugins")
@@ -204,19 +240,47 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
         load_plugins(plugins)
     except RegistryError as exc:
         raise ConfigError(str(exc)) from exc
-    return _build(Config, _move_old_keys(raw))
+    moved = move_old_keys(raw)
+    config = _build(Config, moved)
+    if not saved:
+        refuse_unused(config, moved)
+    return config
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: Sequence[str] = (), saved: bool = False
+) -> Config:
     """The file (or, with None, the dataclass defaults: the authors' algorithm settings)
     with command-line overrides applied, validated. For the laptop-sized offline default,
-    pass quickstart_path()."""
-    raw = read_yaml(path) if path is not None else {}
-    return config_from_dict(_merge(raw, parse_overrides(overrides)))
+    pass quickstart_path(). `saved`: the file is a run folder's config.yaml, loaded as it
+    was made (only the overrides are checked for settings without effect)."""
+    raw = move_old_keys(read_yaml(path)) if path is not None else {}
+    extra = move_old_keys(parse_overrides(overrides))
+    config = config_from_dict(_merge(raw, extra), saved=True)
+    refuse_unused(config, extra if saved else _merge(raw, extra))
+    return config
+
+
+def _plain(value: Any) -> Any:
+    """A config value as YAML writes it; a section's owners' settings sit in the section."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(value):
+            item = getattr(value, f.name)
+            if f.name == SECTIONS_FIELD:
+                out.update({k: _plain(v) for k, v in item.items()})
+            else:
+                out[f.name] = _plain(item)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+    return _plain(config)
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,15 +1,21 @@
-"""The experiment as a tree of frozen dataclasses: every knob in one place.
+"""The experiment as a tree of frozen dataclasses: the sections every run has.
 
 Each section validates itself at construction, so an impossible value is refused before any
-data is read or any Ray process starts.
+data is read or any Ray process starts. Each field is marked with what it does to a run
+(config/effects.py). Settings that belong to one algorithm, model family or data source live
+with their owner and are registered with it (config/owned.py, fslsage_ray/registry.py).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field, replace
+from typing import Any, ClassVar
 
+from fslsage_ray import registry
+from fslsage_ray.config.effects import budget, display, layout, results
 from fslsage_ray.config.errors import ConfigError
+from fslsage_ray.config.owned import chosen_settings, complete_sections, settings_class
 from fslsage_ray.config.system import SystemConfig
 from fslsage_ray.registry import algorithm_names, dataset_names, model_names
 
@@ -31,26 +37,32 @@ PLACEMENT_STRATEGIES = ("pack", "spread", "strict_spread")
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = "digits"  # digits | cifar10 | cifar100 | parquet | a registered data set
-    data_dir: str | None = None  # folder with {name}-train/test.parquet or torchvision files
-    train_path: str | None = None  # parquet only: encoded images + labels
-    test_path: str | None = None
-    num_classes: int | None = None  # parquet only (cifar/digits know theirs)
-    train_subset: int | None = None  # use a class-balanced subset of the training set
-    test_subset: int | None = None
-    download: bool = True  # torchvision download when no local copy exists
-    augment: bool | None = None  # None: the data set's default (crop+flip for CIFAR)
-    partition: str = "iid"  # iid | dirichlet | shards (over classes; for e2e, restaurants)
-    alpha: float = 1.0  # Dirichlet concentration (smaller = more heterogeneous)
-    shards_per_client: int = 2
-    seq_len: int = 128  # text: every sequence padded or cut to this many tokens
-    tokenizer_path: str | None = None  # text: a GPT-2 tokenizer folder; None: a byte-level
+    name: str = results("digits")  # digits | cifar10 | cifar100 | parquet | a registered data set
+    data_dir: str | None = results(None)  # folder with {name}-train/test.parquet or torchvision
+    # files
+    train_path: str | None = results(None)  # parquet only: encoded images + labels
+    test_path: str | None = results(None)
+    num_classes: int | None = results(None)  # parquet only (cifar/digits know theirs)
+    train_subset: int | None = results(None)  # use a class-balanced subset of the training set
+    test_subset: int | None = results(None)
+    download: bool = layout(True)  # torchvision download when no local copy exists
+    augment: bool | None = results(None)  # None: the data set's default (crop+flip for CIFAR)
+    partition: str = results("iid")  # iid | dirichlet | shards (over classes; for e2e, restaurants)
+    alpha: float = results(1.0)  # Dirichlet concentration (smaller = more heterogeneous)
+    shards_per_client: int = results(2)
+    seq_len: int = results(128)  # text: every sequence padded or cut to this many tokens
+    tokenizer_path: str | None = results(None)  # text: a GPT-2 tokenizer folder; None: a byte-level
     # BPE trained on the training texts (cached), saved into the run folder
-    vocab_size: int = 4096  # text: the trained BPE's target size (it may come out smaller)
+    vocab_size: int = results(4096)  # text: the trained BPE's target size (it may come out smaller)
+    sections: dict[str, Any] = results(factory=dict)  # data sources' own settings, by sub-section
+    # (`data: {name: iris, iris: {...}}`); YAML holds them in place, not under this name
+
+    OWNER_KIND: ClassVar[str] = registry.DATA
 
     def __post_init__(self) -> None:
         known = dataset_names()
         _require(self.name in known, f"data.name must be one of {known}, got {self.name!r}")
+        object.__setattr__(self, "sections", complete_sections("data", self.name, self.sections))
         _require(
             self.partition in PARTITIONS,
             f"data.partition must be one of {PARTITIONS}, got {self.partition!r}",
@@ -71,37 +83,10 @@ class DataConfig:
             )
             _require(self.num_classes is not None, "data.name=parquet needs data.num_classes")
 
-
-@dataclass(frozen=True)
-class Gpt2Config:
-    """The split GPT-2 (model.name=gpt2); the vocabulary size comes from the tokenizer."""
-
-    n_layer: int = 24  # GPT-2 medium
-    n_embd: int = 1024
-    n_head: int = 16
-    n_positions: int = 1024
-    client_blocks: int = 1  # k: blocks on the client, after the embeddings
-    aux_blocks: int = 3  # fresh blocks in the auxiliary model
-    lora_rank: int = 4  # LoRA on the query and value projections of client and server blocks
-    # (0: no LoRA, the blocks train in full: a model trained from scratch)
-    lora_alpha: float = 32.0
-    lora_dropout: float = 0.1
-    dropout: float = 0.1  # residual, embedding and attention dropout
-    pretrained_path: str | None = None  # a local folder saved with save_pretrained; None: random
-
-    def __post_init__(self) -> None:
-        for key in ("n_layer", "n_embd", "n_head", "n_positions", "client_blocks"):
-            _require(getattr(self, key) >= 1, f"model.gpt2.{key} must be >= 1")
-        _require(self.lora_rank >= 0, "model.gpt2.lora_rank must be >= 0 (0: no LoRA)")
-        _require(self.aux_blocks >= 0, "model.gpt2.aux_blocks must be >= 0")
-        _require(
-            self.client_blocks < self.n_layer,
-            f"model.gpt2.client_blocks ({self.client_blocks}) must leave the server a block "
-            f"(n_layer {self.n_layer})",
-        )
-        _require(self.n_embd % self.n_head == 0, "model.gpt2.n_embd must be a multiple of n_head")
-        for key in ("lora_dropout", "dropout"):
-            _require(0 <= getattr(self, key) < 1, f"model.gpt2.{key} must be in [0, 1)")
+    @property
+    def settings(self) -> Any:
+        """The chosen data source's own settings (None: it has none)."""
+        return chosen_settings("data", self.name, self.sections)
 
 
 TRANSFERS = ("trainable", "all")
@@ -110,43 +95,65 @@ PRECISIONS = ("fp32", "bf16")  # how the parts compute (tasks/compute.py)
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "cnn"  # model family: cnn | resnet18 | gpt2 | a registered family
-    aux: str = "two_blocks"  # image AM shape: linear | one_block | two_blocks | server_copy
-    transfer: str = "trainable"  # what a model transfer sends (and the ledger counts): the
+    name: str = results("cnn")  # model family: cnn | resnet18 | gpt2 | a registered family
+    aux: str = results("two_blocks")  # image AM shape: linear | one_block | two_blocks |
+    # server_copy
+    transfer: str = results("trainable")  # what a model transfer sends (and the ledger counts): the
     # state without frozen parameters (LoRA: the adapters), or "all" of it (the authors' count)
-    gpt2: Gpt2Config = field(default_factory=Gpt2Config)
-    precision: str = "fp32"  # fp32 | bf16: autocast in every part's forward pass (the
+    precision: str = results("fp32")  # fp32 | bf16: autocast in every part's forward pass (the
     # cut's activations and gradients stay float32, so the bytes sent do not change)
-    channels_last: bool = False  # images: NHWC memory for inputs and convolution weights
+    channels_last: bool = results(False)  # images: NHWC memory for inputs and convolution weights
+    sections: dict[str, Any] = results(factory=dict)  # model families' own settings, by
+    # sub-section (`model: {name: gpt2, gpt2: {...}}`); YAML holds them in place
+    gpt2: InitVar[Any] = None  # code may still pass ModelConfig(gpt2=Gpt2Config(...))
 
-    def __post_init__(self) -> None:
+    OWNER_KIND: ClassVar[str] = registry.MODEL
+
+    def __post_init__(self, gpt2: Any) -> None:
         known = model_names()
         _require(self.name in known, f"model.name must be one of {known}, got {self.name!r}")
+        given = self.sections if gpt2 is None else {**self.sections, "gpt2": gpt2}
+        object.__setattr__(self, "sections", complete_sections("model", self.name, given))
         _require(self.transfer in TRANSFERS, f"model.transfer must be one of {TRANSFERS}")
         _require(
             self.precision in PRECISIONS,
             f"model.precision must be one of {PRECISIONS}, got {self.precision!r}",
         )
 
+    @property
+    def settings(self) -> Any:
+        """The chosen family's own settings (None: it has none)."""
+        return chosen_settings("model", self.name, self.sections)
+
+
+def _gpt2(model: ModelConfig) -> Any:
+    """`model.gpt2`, readable as before: the given section, else its defaults."""
+    return model.sections.get("gpt2") or _owned(registry.MODEL, "gpt2")()
+
+
+ModelConfig.gpt2 = property(_gpt2)  # type: ignore[assignment] # after the InitVar's default
+
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam for every model (client, server); the spec's setting for the image experiments."""
+    """The optimizer of every model part (client, server, AMs): Adam, the spec's for the image
+    experiments, or AdamW, the text setting's."""
 
-    name: str = "adam"  # adam (weight decay as L2) | adamw (decoupled, the text setting)
-    lr: float = 1e-3
-    beta1: float = 0.9
-    beta2: float = 0.999
-    weight_decay: float = 1e-4  # L2, as torch.optim.Adam applies it
-    aux_lr: float = 1e-3  # every AM's own Adam (FSL-SAGE alignment; CSE-FSL/FSL-AN local AM)
-    aux_weight_decay: float = 0.0  # every AM's own Adam: FSL-SAGE's alignment, and the local
-    # AM of CSE-FSL and FSL-AN (the authors give it the learning rate only)
-    schedule: str = "constant"  # or "linear": warm-up, then linear decay to zero (client and
-    # server optimizers; each over its own planned steps)
-    warmup_steps: int = 0
-    decay_rounds: int | None = None  # rounds the linear decay spans; None: run.rounds at the
-    # start of the run (kept in the run folder, so a resume with more rounds keeps it)
-    label_smoothing: float = 0.0  # on every training loss; test loss is never smoothed
+    name: str = results("adam")  # adam (weight decay as L2) | adamw (decoupled, the text setting)
+    lr: float = results(1e-3)
+    beta1: float = results(0.9)
+    beta2: float = results(0.999)
+    weight_decay: float = results(1e-4)  # L2, as torch.optim.Adam applies it
+    aux_lr: float = results(1e-3)  # every AM's own Adam (FSL-SAGE alignment; CSE-FSL/FSL-AN local
+    # AM)
+    aux_weight_decay: float = results(0.0)  # every AM's own Adam: FSL-SAGE's alignment, and the
+    # local AM of CSE-FSL and FSL-AN (the authors give it the learning rate only)
+    schedule: str = results("constant")  # or "linear": warm-up, then linear decay to zero (client
+    # and server optimizers; each over its own planned steps)
+    warmup_steps: int = results(0)
+    decay_rounds: int | None = results(None)  # rounds the linear decay spans; None: run.rounds at
+    # the start of the run (kept in the run folder, so a resume with more rounds keeps it)
+    label_smoothing: float = results(0.0)  # on every training loss; test loss is never smoothed
 
     def __post_init__(self) -> None:
         _require(
@@ -171,20 +178,33 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class AlgorithmConfig:
-    name: str = "fsl_sage"  # fsl_sage | fsl_sage_lazy | fedavg | sflv1 | sflv2 | cse_fsl | fsl_an
-    num_clients: int = 10  # m
-    batch_size: int = 256  # B; the last, smaller batch of an epoch is kept
-    upload_every: int = 5  # q: a client uploads its smashed batch when it % q == 0
-    clients_per_round: int | float | None = None  # None: all; int: a count; float: a fraction
-    server_order: str = "interleaved"  # the order the server applies a round's uploads:
+    name: str = results("fsl_sage")  # fsl_sage | fsl_sage_lazy | fedavg | sflv1 | sflv2 | cse_fsl |
+    # fsl_an
+    num_clients: int = results(10)  # m
+    batch_size: int = results(256)  # B; the last, smaller batch of an epoch is kept
+    upload_every: int = results(5)  # q: a client uploads its smashed batch when it % q == 0
+    clients_per_round: int | float | None = results(None)  # None: all; int: a count; float: a
+    # fraction
+    server_order: str = results("interleaved")  # the order the server applies a round's uploads:
     # (iteration, client) as parallel clients reach it, or "client_major": client 0's whole
     # epoch, then client 1's..., as the authors' code runs them (FSL-SAGE then fits AM_i right
     # after client i's first upload, and client i's first step uses it). No effect on FedAvg
     # and SplitFed (their order is fixed by their replies or they have no shared server)
+    sections: dict[str, Any] = results(factory=dict)  # algorithms' own settings, by sub-section
+    # (`algorithm: {name: fsl_sage, alignment: {...}}`); YAML holds them in place
+
+    OWNER_KIND: ClassVar[str] = registry.ALGORITHM
+
+    @property
+    def settings(self) -> Any:
+        """The chosen algorithm's own settings (None: it has none)."""
+        return chosen_settings("algorithm", self.name, self.sections)
 
     def __post_init__(self) -> None:
         known = algorithm_names()
         _require(self.name in known, f"algorithm.name must be one of {known}, got {self.name!r}")
+        sections = complete_sections("algorithm", self.name, self.sections)
+        object.__setattr__(self, "sections", sections)
         _require(
             self.num_clients >= 1, f"algorithm.num_clients must be >= 1, got {self.num_clients}"
         )
@@ -208,71 +228,54 @@ class AlgorithmConfig:
 
 
 @dataclass(frozen=True)
-class AlignmentConfig:
-    """FSL-SAGE's auxiliary-model calibration (spec: "FSL-SAGE", step 3)."""
-
-    every: int = 10  # l: alignment in rounds with t % l == 0 (round 0 included)
-    epochs: int = 100  # passes over the alignment buffer per alignment
-    batch_size: int = 1000  # samples per alignment step
-    buffer_size: int = 1000  # newest uploaded samples kept per client (FIFO)
-    lazy: bool = False  # fit to the gradients stored at upload instead of recomputing them
-    group_size: int = 1  # AMs fitted together as one vectorised model (torch.func.vmap),
-    # consecutive clients by id, the same groups on any layout; for GPUs: on CPU it measured
-    # slower (benchmarks/RESULTS.md). Text and dropout AMs are fitted one at a time
-
-    def __post_init__(self) -> None:
-        _require(self.every >= 1, f"alignment.every (l) must be >= 1, got {self.every}")
-        _require(self.epochs >= 0, "alignment.epochs must be >= 0")
-        _require(self.batch_size >= 1, "alignment.batch_size must be >= 1")
-        _require(self.buffer_size >= 1, "alignment.buffer_size must be >= 1")
-        _require(self.group_size >= 1, "alignment.group_size must be >= 1")
-
-
-@dataclass(frozen=True)
 class RuntimeConfig:
-    backend: str = "ray"  # ray | inprocess (same algorithm, no Ray: debugging and reference)
-    device: str = "auto"  # auto | cpu | cuda. auto: the in-process backend uses CUDA when torch
-    # sees it, a Ray actor when it holds a GPU. cpu: never CUDA. cuda: refuse to run without it
-    address: str | None = (
-        None  # attach to this Ray cluster; None: RAY_ADDRESS or a private local Ray
-    )
-    num_actors: int | None = None  # client actors; None: as many as the resources allow
-    clients_per_actor: int | None = None  # force packing; None: spread clients evenly
-    actor_num_cpus: float = 1.0
-    actor_num_gpus: float = 0.0  # fractions such as 0.25 pack several actors on one GPU
-    actor_memory_gb: float = 0.0  # memory each client actor reserves (0: no reservation)
-    actor_resources: dict[str, float] = field(default_factory=dict)  # custom, e.g. {slot: 1}
-    server_num_cpus: float = 0.0  # 0: the server shares the client actors' cores (it
+    backend: str = layout("ray")  # ray | inprocess (same algorithm, no Ray: debugging and
+    # reference)
+    device: str = layout("auto")  # auto | cpu | cuda. auto: the in-process backend uses CUDA when
+    # torch sees it, a Ray actor when it holds a GPU. cpu: never CUDA. cuda: refuse to run without
+    # it
+    address: str | None = layout(None)  # attach to this Ray cluster; None: RAY_ADDRESS or a
+    # private local Ray
+    num_actors: int | None = layout(None)  # client actors; None: as many as the resources allow
+    clients_per_actor: int | None = layout(None)  # force packing; None: spread clients evenly
+    actor_num_cpus: float = layout(1.0)
+    actor_num_gpus: float = layout(0.0)  # fractions such as 0.25 pack several actors on one GPU
+    actor_memory_gb: float = layout(0.0)  # memory each client actor reserves (0: no reservation)
+    actor_resources: dict[str, float] = layout(factory=dict)  # custom, e.g. {slot: 1}
+    server_num_cpus: float = layout(0.0)  # 0: the server shares the client actors' cores (it
     # computes a fraction of a round and idles in FedAvg); reserve some on a cluster
-    server_num_gpus: float = 0.0
-    server_memory_gb: float = 0.0
-    server_resources: dict[str, float] = field(default_factory=dict)
-    placement_strategy: str = "pack"  # how the actors' bundles (server's included) go onto
+    server_num_gpus: float = layout(0.0)
+    server_memory_gb: float = layout(0.0)
+    server_resources: dict[str, float] = layout(factory=dict)
+    placement_strategy: str = layout("pack")  # how the actors' bundles (server's included) go onto
     # nodes: pack (fewest nodes) | spread (across nodes, best effort) | strict_spread (one a node)
-    placement_timeout_s: float = 30.0  # wait this long for the reservation, then refuse; make it
-    # long on an autoscaling cluster, where the pending reservation is what asks for new nodes
-    local_num_cpus: int | None = None  # CPUs a private local Ray advertises; None: all cores
-    local_num_gpus: int | None = None
-    client_state_budget_gb: float | None = None  # per client actor: idle clients above it
+    placement_timeout_s: float = layout(30.0)  # wait this long for the reservation, then refuse;
+    # make it long on an autoscaling cluster, where the pending reservation is what asks for new
+    # nodes
+    local_num_cpus: int | None = layout(None)  # CPUs a private local Ray advertises; None: all
+    # cores
+    local_num_gpus: int | None = layout(None)
+    client_state_budget_gb: float | None = layout(None)  # per client actor: idle clients above it
     # go to local disk and come back when next scheduled (None: keep all in memory)
-    server_state_budget_gb: float | None = None  # per-client state on the server (FSL-SAGE's
-    # alignment buffers and AM optimizers, SplitFed-MS/FSL-AN's server copies): idle clients'
-    # above it go to local disk and come back when next needed (None: keep all in memory)
-    torch_threads: int | None = None  # per process, equal everywhere so results do not
+    server_state_budget_gb: float | None = layout(None)  # per-client state on the server
+    # (FSL-SAGE's alignment buffers and AM optimizers, SplitFed-MS/FSL-AN's server copies): idle
+    # clients' above it go to local disk and come back when next needed (None: keep all in memory)
+    torch_threads: int | None = layout(None)  # per process, equal everywhere so results do not
     # depend on layout; None: from the client actor's CPU share, fixed at start (config.yaml)
-    pin_malloc: bool = True  # fix glibc's mmap threshold in every process (runtime/allocator.py):
-    # without it a fresh Ray worker maps and zero-fills every activation (ResNet-18: 15% slower)
-    upload_order: str = "deterministic"  # or "arrival": faster, not reproducible
-    max_inflight_uploads: int = 8  # back-pressure: a client host waits beyond this many
+    pin_malloc: bool = layout(True)  # fix glibc's mmap threshold in every process
+    # (runtime/allocator.py): without it a fresh Ray worker maps and zero-fills every activation
+    # (ResNet-18: 15% slower)
+    upload_order: str = results("deterministic")  # or "arrival": faster, not reproducible
+    max_inflight_uploads: int = layout(8)  # back-pressure: a client host waits beyond this many
     # (SplitFed: this many of an actor's clients' batches go in one call, then their dL/dz back)
-    dashboard: bool = False
-    align_on: str = "workers"  # where AMs are fitted, same results anywhere: "workers"
+    dashboard: bool = layout(False)
+    align_on: str = layout("workers")  # where AMs are fitted, same results anywhere: "workers"
     # (every client actor, plus the server actor when it reserves CPUs or GPUs of its own),
     # "clients" (client actors only) or "server" (the server actor, one after another)
-    eval_on: str = "workers"  # "workers": the test batches shared out over every worker
+    eval_on: str = layout("workers")  # "workers": the test batches shared out over every worker
     # that fits AMs (same metrics: terms added in batch order); "server": the server alone
-    call_timeout_s: float = 3600.0  # an actor silent this long counts as lost
-    max_restarts: int = 3  # lost workers replaced this many times before the run stops
+    call_timeout_s: float = layout(3600.0)  # an actor silent this long counts as lost
+    max_restarts: int = layout(3)  # lost workers replaced this many times before the run stops
 
     def __post_init__(self) -> None:
         _require(self.backend in BACKENDS, f"runtime.backend must be one of {BACKENDS}")
@@ -363,24 +366,26 @@ class RuntimeConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    name: str = "run"
-    rounds: int = 20
-    seed: int = 200
-    out_dir: str = "runs"
-    max_gib: float | None = None  # stop once this much communication is spent
-    count_labels: bool = False  # count uploaded labels in the ledger (the paper does not)
-    eval_batch_size: int = 1000
-    checkpoint_every: int = 10  # rounds between checkpoints (0: never); resume continues exactly
-    stop_at_accuracy: float | None = None  # stop after the first round at or above this test
-    # accuracy (a fraction, e.g. 0.81): "GiB to reach X%" runs need nothing beyond that round
-    stop_at_loss: float | None = None  # the same for tasks judged by test loss (text)
-    max_minutes: float | None = None  # stop after the round that passes this wall time
-    tracker: str = "none"  # none | mlflow | tensorboard | wandb: also log to a tracker (offline;
-    # each is an extra: pip install 'fslsage-ray[mlflow]')
-    tracker_uri: str | None = None  # mlflow: tracking URI (default: file store mlruns/ next to
-    # the run folder); tensorboard: log folder (default: <run folder>/tensorboard); wandb: its
-    # dir (default: the run folder). Credentials go in the tracker's env variables, never here
-    tracker_project: str = "fslsage-ray"  # MLflow experiment / W&B project
+    name: str = display("run")
+    rounds: int = budget(20)
+    seed: int = results(200)
+    out_dir: str = display("runs")
+    max_gib: float | None = budget(None)  # stop once this much communication is spent
+    count_labels: bool = results(False)  # count uploaded labels in the ledger (the paper does not)
+    eval_batch_size: int = results(1000)
+    checkpoint_every: int = display(10)  # rounds between checkpoints (0: never); resume continues
+    # exactly
+    stop_at_accuracy: float | None = budget(None)  # stop after the first round at or above this
+    # test accuracy (a fraction, e.g. 0.81): "GiB to reach X%" runs need nothing beyond that round
+    stop_at_loss: float | None = budget(None)  # the same for tasks judged by test loss (text)
+    max_minutes: float | None = budget(None)  # stop after the round that passes this wall time
+    tracker: str = display("none")  # none | mlflow | tensorboard | wandb: also log to a tracker
+    # (offline; each is an extra: pip install 'fslsage-ray[mlflow]')
+    tracker_uri: str | None = display(None, logged=False)  # mlflow: tracking URI (default: file
+    # store mlruns/ next to the run folder); tensorboard: log folder (default: <run
+    # folder>/tensorboard); wandb: its dir (default: the run folder). Credentials go in the
+    # tracker's env variables, never here
+    tracker_project: str = display("fslsage-ray")  # MLflow experiment / W&B project
 
     def __post_init__(self) -> None:
         _require(self.rounds >= 1, f"run.rounds must be >= 1, got {self.rounds}")
@@ -418,14 +423,17 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
-    alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     run: RunConfig = field(default_factory=RunConfig)
     system: SystemConfig = field(default_factory=SystemConfig)  # simulated time (off: none)
-    plugins: list[str] = field(default_factory=list)  # modules that register algorithms,
-    # models or data sets (fslsage_ray.registry); imported first, in every process
+    plugins: list[str] = results(factory=list)  # modules that register algorithms, models or
+    # data sets (fslsage_ray.registry); imported first, in every process
+    alignment: InitVar[Any] = None  # code may still pass Config(alignment=AlignmentConfig(...))
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, alignment: Any) -> None:
+        if alignment is not None:
+            sections = {**self.algorithm.sections, "alignment": alignment}
+            object.__setattr__(self, "algorithm", replace(self.algorithm, sections=sections))
         _require(
             not (
                 self.algorithm.server_order == "client_major"
@@ -434,3 +442,30 @@ class Config:
             "algorithm.server_order=client_major is a fixed order; it cannot be combined with "
             "runtime.upload_order=arrival",
         )
+
+
+def _owned(kind: str, section: str) -> type:
+    """A settings class by its registered section (through the registry: config sits below
+    the algorithms and models that own these classes, so it names them, never imports them)."""
+    found = settings_class(kind, section)
+    if found is None:
+        raise AttributeError(f"no settings are registered as {kind}.{section}")
+    return found
+
+
+def _alignment(config: Config) -> Any:
+    """`config.alignment`, readable as before: FSL-SAGE's settings (algorithm.alignment) as
+    given, else their defaults, whichever algorithm runs."""
+    return config.algorithm.sections.get("alignment") or _owned(registry.ALGORITHM, "alignment")()
+
+
+Config.alignment = property(_alignment)  # type: ignore[assignment] # after the InitVar's default
+
+
+def __getattr__(name: str) -> Any:
+    """Old import paths: the owners' settings now live with their owners."""
+    if name == "AlignmentConfig":
+        return _owned(registry.ALGORITHM, "alignment")
+    if name == "Gpt2Config":
+        return _owned(registry.MODEL, "gpt2")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from fslsage_ray.config.effects import results
 from fslsage_ray.config.errors import ConfigError
 
 COMPUTE_MODES = ("flops", "measured")
@@ -68,19 +69,22 @@ def parse_quantity(value: float | str, where: str) -> tuple[str, float, float]:
 
 @dataclass(frozen=True)
 class SystemConfig:
-    profile: str = "none"  # none (off) | datacenter | broadband | mobile
-    uplink_mbps: float | str | None = None  # per client; None: the profile's
-    downlink_mbps: float | str | None = None
-    latency_ms: float | str | None = None  # one way, per message
-    client_gflops: float | str | None = None  # compute rate (flops mode)
-    trace: str | None = None  # CSV, one row per client (README: columns)
-    server_mbps: float = 100_000.0  # the server's link, each direction, shared equally
-    server_latency_ms: float = 0.0  # added to every message
-    server_gflops: float = 10_000.0
-    server_parallel: int = 1  # server steps (and alignments) running at once
-    compute: str = "flops"  # flops: FLOPs / rate, reproducible | measured: NOT reproducible
-    speed_factor: float = 1.0  # measured: simulated = measured seconds / speed_factor
-    availability: float = 1.0  # chance a client can take part in a round (seeded draw)
+    """Every knob changes the simulated-time columns (or, availability, who takes part)."""
+
+    profile: str = results("none")  # none (off) | datacenter | broadband | mobile
+    uplink_mbps: float | str | None = results(None)  # per client; None: the profile's
+    downlink_mbps: float | str | None = results(None)
+    latency_ms: float | str | None = results(None)  # one way, per message
+    client_gflops: float | str | None = results(None)  # compute rate (flops mode)
+    trace: str | None = results(None)  # CSV, one row per client (README: columns)
+    server_mbps: float = results(100_000.0)  # the server's link, each direction, shared equally
+    server_latency_ms: float = results(0.0)  # added to every message
+    server_gflops: float = results(10_000.0)
+    server_parallel: int = results(1)  # server steps (and alignments) running at once
+    compute: str = results("flops")  # flops: FLOPs / rate, reproducible | measured: NOT
+    # reproducible
+    speed_factor: float = results(1.0)  # measured: simulated = measured seconds / speed_factor
+    availability: float = results(1.0)  # chance a client can take part in a round (seeded draw)
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILE_NAMES:

@@ -18,6 +18,7 @@ from fslsage_ray.data.dataset import DataBundle
 from fslsage_ray.data.digits import load_digits_data
 from fslsage_ray.data.parquet_images import load_parquet_images
 from fslsage_ray.data.subset import config_subset
+from fslsage_ray.registry import DATA, entry
 from fslsage_ray.tasks.base import TaskData
 from fslsage_ray.tasks.classification import IMAGES, LABELS, ImageClassification, ImageSpec
 
@@ -63,6 +64,18 @@ def load_cifar_source(config: Config) -> TaskData:
     if data.data_dir is not None:
         files = tuple(str(p) for p in parquet_paths(data.name, data.data_dir) if p.is_file())
     return image_task_data(bundle, data, files)
+
+
+def cifar_train_size(config: Config) -> int | None:
+    """CIFAR's training size when its parquet files are in place (nothing to download or
+    check then); None: the study loads the data, which also refuses a bad data_dir."""
+    data = config.data
+    if data.data_dir is None:
+        return None
+    if not all(p.is_file() for p in parquet_paths(data.name, data.data_dir)):
+        return None
+    shape = entry(DATA, data.name).shape
+    return shape.train_size if shape is not None else None
 
 
 def load_parquet_source(config: Config) -> TaskData:

@@ -8,8 +8,6 @@ from __future__ import annotations
 from fslsage_ray.lazy import lazy_exports
 
 _EXPORTS = {
-    "AUX_MODELS": "registry",
-    "MODELS": "registry",
     "ModelError": "errors",
     "SplitModel": "split",
     "build_split_model": "registry",

@@ -1,7 +1,9 @@
-"""Model families by name (`model.name`): how each builds its split model for a task.
+"""The built-in model families (`model.name`, registered in fslsage_ray.registry): how each
+builds its split model for a task.
 
 A family states which task type it serves, so a mismatch (a text data set with an image
-model) is refused before anything is built.
+model) is refused before anything is built. An image family also carries its builder from
+image shapes and the AM shapes `model.aux` may name (models/registry.py reads them).
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from fslsage_ray.config.schema import ModelConfig
+from fslsage_ray.models.cnn import CNN_AUX, build_cnn
 from fslsage_ray.models.errors import ModelError
 from fslsage_ray.models.registry import build_split_model, check_names
+from fslsage_ray.models.resnet import build_resnet18
+from fslsage_ray.models.resnet_aux import RESNET18_AUX
 from fslsage_ray.models.split import SplitModel
 from fslsage_ray.tasks.base import Task
 from fslsage_ray.tasks.classification import ImageClassification
@@ -26,6 +31,9 @@ class ModelFamily:
     task_type: type[Task]
     build_parts: Callable[[Task, ModelConfig], SplitModel]
     check_names: Callable[[ModelConfig], None] = lambda model: None
+    # Image families: (num_classes, in_channels, image_size, aux) -> parts, and the AM shapes
+    image_builder: Callable[[int, int, int, str], SplitModel] | None = None
+    aux_names: tuple[str, ...] = ()
 
     def check(self, task: Task, model: ModelConfig) -> None:
         """What can be refused without building anything (the task type, names)."""
@@ -55,17 +63,22 @@ class ModelFamily:
         )
 
 
-def _image_model(name: str) -> ModelFamily:
+def _image_model(
+    name: str, builder: Callable[[int, int, int, str], SplitModel], aux_names: tuple[str, ...]
+) -> ModelFamily:
     def build(task: ImageClassification, model: ModelConfig) -> SplitModel:
         return build_split_model(
             name, task.num_classes, task.in_channels, task.image_size, aux=model.aux
         )
 
-    return ModelFamily(ImageClassification, build, lambda model: check_names(name, model.aux))
+    def check(model: ModelConfig) -> None:
+        check_names(name, model.aux)
+
+    return ModelFamily(ImageClassification, build, check, builder, aux_names)
 
 
-CNN = _image_model("cnn")
-RESNET18 = _image_model("resnet18")
+CNN = _image_model("cnn", build_cnn, CNN_AUX)
+RESNET18 = _image_model("resnet18", build_resnet18, RESNET18_AUX)
 
 
 def _build_gpt2(task, model: ModelConfig) -> SplitModel:

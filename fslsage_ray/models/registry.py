@@ -1,20 +1,20 @@
-"""Model names -> split-model builders: the single entry point the algorithms use."""
+"""Image models by name, read from the one registry (fslsage_ray.registry): `cnn`,
+`resnet18` and any registered family that builds from image shapes.
+
+There is no table here: a name is a model family registered with
+`fslsage_ray.registry.register_model`, and a family that builds image models carries its
+builder and the AM shapes it offers (models/families.py).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from fslsage_ray.models.cnn import CNN_AUX, build_cnn
+from fslsage_ray import registry
 from fslsage_ray.models.errors import ModelError
-from fslsage_ray.models.resnet import build_resnet18
-from fslsage_ray.models.resnet_aux import RESNET18_AUX
 from fslsage_ray.models.sizes import count_parameters, state_nbytes
 from fslsage_ray.models.split import SplitModel
 
 __all__ = [
-    "AUX_MODELS",
     "DEFAULT_AUX",
-    "MODELS",
     "ModelError",
     "build_split_model",
     "count_parameters",
@@ -23,35 +23,36 @@ __all__ = [
     "state_nbytes",
 ]
 
-Builder = Callable[[int, int, int, str], SplitModel]
-
-MODELS: dict[str, Builder] = {"resnet18": build_resnet18, "cnn": build_cnn}
-AUX_MODELS: dict[str, tuple[str, ...]] = {"resnet18": RESNET18_AUX, "cnn": CNN_AUX}
 DEFAULT_AUX = "two_blocks"
 
 
+def _image_families() -> dict[str, object]:
+    families = {name: registry.model_family(name) for name in registry.model_names()}
+    return {n: f for n, f in families.items() if getattr(f, "image_builder", None) is not None}
+
+
 def list_models() -> list[str]:
-    return sorted(MODELS)
+    """The registered families that build image models from shapes."""
+    return sorted(_image_families())
 
 
-def _check_model(name: str) -> None:
-    if name not in MODELS:
+def _family(name: str):
+    found = _image_families().get(name)
+    if found is None:
         raise ModelError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
+    return found
 
 
 def list_aux(model: str) -> list[str]:
     """Auxiliary-model names valid for ``model``, smallest first."""
-    _check_model(model)
-    return list(AUX_MODELS[model])
+    return list(_family(model).aux_names)
 
 
 def check_names(name: str, aux: str) -> None:
     """Refuse an unknown model or AM name (cheap: nothing is built)."""
-    _check_model(name)
-    if aux not in AUX_MODELS[name]:
-        raise ModelError(
-            f"unknown aux model {aux!r} for {name}; choose one of: {', '.join(AUX_MODELS[name])}"
-        )
+    names = _family(name).aux_names
+    if aux not in names:
+        raise ModelError(f"unknown aux model {aux!r} for {name}; choose one of: {', '.join(names)}")
 
 
 def build_split_model(
@@ -69,4 +70,4 @@ def build_split_model(
     ):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ModelError(f"{label} must be a positive int, got {value!r}")
-    return MODELS[name](num_classes, in_channels, image_size, aux)
+    return _family(name).image_builder(num_classes, in_channels, image_size, aux)

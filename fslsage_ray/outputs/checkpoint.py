@@ -12,23 +12,12 @@ from typing import Any
 
 import torch
 
-from fslsage_ray.config import Config, ConfigError, config_from_dict, config_to_dict, flatten
+from fslsage_ray.config import Config, ConfigError, config_from_dict, config_to_dict
+from fslsage_ray.config.effects import Effect
+from fslsage_ray.config.keys import effect_of, live_settings
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = 2  # 2: one initial AM for every FSL-SAGE client; CSE-FSL/FSL-AN AMs' own Adam
-
-# Settings that may differ between a checkpoint and its resumption: how long to run, and
-# where and how the work is placed (results do not depend on layout in deterministic mode).
-RESUMABLE_CHANGES = {
-    "run.rounds",
-    "run.max_gib",
-    "run.checkpoint_every",
-    "run.out_dir",
-    "run.tracker",
-    "run.tracker_uri",
-    "run.tracker_project",
-}
-RESUMABLE_SECTIONS = {"runtime"}
 
 
 def save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> Path:
@@ -61,19 +50,18 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
 
 
 def config_differences(saved: dict[str, Any], config: Config) -> list[str]:
-    """Settings that would change results, where the checkpoint and config disagree."""
-    try:  # in today's layout (keys that moved since the checkpoint was written)
-        saved = config_to_dict(config_from_dict(saved))
+    """Settings marked as changing results (config/effects.py) where the checkpoint and the
+    config disagree; budget, layout and display settings may change on a resume."""
+    try:  # in today's layout, as it was made (keys that moved since, owners' defaults)
+        saved = config_to_dict(config_from_dict(saved, saved=True))
     except ConfigError:
         pass  # compared as written; every difference is reported
-    old, new = flatten(saved), flatten(config_to_dict(config))
+    old, new = live_settings(saved), live_settings(config_to_dict(config))
     keys = sorted(set(old) | set(new))
     return [
         f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
         for k in keys
-        if old.get(k) != new.get(k)
-        and k not in RESUMABLE_CHANGES
-        and k.split(".")[0] not in RESUMABLE_SECTIONS
+        if old.get(k) != new.get(k) and effect_of(k) is Effect.RESULTS
     ]
 
 
@@ -82,5 +70,6 @@ def check_compatible(payload: dict[str, Any], config: Config) -> None:
     if diffs:
         raise ConfigError(
             "the checkpoint was made with a different config; resuming would not continue the "
-            "same run. Differences: " + "; ".join(diffs)
+            "same run (only budget, layout and display settings such as run.rounds, "
+            "run.max_minutes or runtime.num_actors may change). Differences: " + "; ".join(diffs)
         )

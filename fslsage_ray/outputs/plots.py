@@ -33,6 +33,7 @@ from matplotlib.ticker import (
     NullLocator,
 )
 
+from fslsage_ray import registry
 from fslsage_ray.outputs.headline import ACCURACY, LOSS, HeadlineMetric
 from fslsage_ray.outputs.runs import (
     RunRecord,
@@ -57,13 +58,11 @@ LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P")
 LEGEND_INSIDE_MAX = 6
 
-# Accuracy the paper's communication comparisons are quoted at.
-DEFAULT_TARGETS = {"cifar10": 0.81, "cifar100": 0.50}
-
 
 def default_target(dataset: str, headline: str = "test_acc") -> float | None:
-    """The accuracy to read GiB-to-target at, where the paper gives one (no loss defaults)."""
-    return DEFAULT_TARGETS.get(dataset) if headline == "test_acc" else None
+    """The accuracy to read GiB-to-target at, where the data set's registration gives one
+    (the paper's, for CIFAR; no loss defaults)."""
+    return registry.accuracy_target(dataset) if headline == "test_acc" else None
 
 
 def _dataset_title(records: Sequence[RunRecord]) -> str:

@@ -53,9 +53,11 @@ class RunRecord:
 
     @property
     def lazy(self) -> bool:
-        # alignment.lazy; run folders written before that section held algorithm.lazy
-        old = self._section("algorithm").get("lazy", False)
-        return bool(self._section("alignment").get("lazy", old))
+        # algorithm.alignment.lazy; older run folders held alignment.lazy or algorithm.lazy
+        algorithm = self._section("algorithm")
+        own = algorithm.get("alignment")
+        old = self._section("alignment").get("lazy", algorithm.get("lazy", False))
+        return bool(own.get("lazy", old) if isinstance(own, dict) else old)
 
     @property
     def method_label(self) -> str:

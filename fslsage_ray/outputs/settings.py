@@ -16,46 +16,50 @@ from dataclasses import dataclass
 from statistics import mean, stdev
 from typing import Any
 
+from fslsage_ray.config.effects import Effect
+from fslsage_ray.config.keys import effect_of, live_settings
 from fslsage_ray.outputs.runs import RunRecord
 
-# Keys that name a run rather than its setting, or that another label already shows: the
-# method (method_label), the client split (partition_label) and everything under run.
+# Keys that another label already shows: the method (method_label), the client split
+# (partition_label) and the seed (runs over seeds are repeats of one setting).
 SHOWN_ELSEWHERE = (
     "algorithm.name",
     "algorithm.server_order",
-    "alignment.lazy",
+    "algorithm.alignment.lazy",
     "data.partition",
     "data.alpha",
+    "run.seed",
 )
-IGNORED_SECTIONS = ("run",)
+# Which settings can tell runs apart, by their marker (config/effects.py): what changes
+# results, and the layout (only where nothing else does); never the budget or the display.
+NAMING_EFFECTS = (Effect.RESULTS, Effect.LAYOUT)
 
 
 def _flat(config: dict[str, Any]) -> dict[str, str]:
-    """section.key -> the value as text (lists and mappings compared by their repr)."""
-    flat = {}
-    for section, values in config.items():
-        if section in IGNORED_SECTIONS or not isinstance(values, dict):
-            continue
-        for key, value in values.items():
-            flat[f"{section}.{key}"] = repr(value)
-    return flat
+    """Dotted key -> the value as text (lists and mappings compared by their repr), for the
+    settings that may name a run (in today's layout, whichever version wrote the folder)."""
+    return {
+        key: repr(value)
+        for key, value in live_settings(config).items()
+        if key not in SHOWN_ELSEWHERE and effect_of(key) in NAMING_EFFECTS
+    }
 
 
-# Where and how a run computes; by the determinism guarantee it never changes what it learns.
-LAYOUT_SECTION = "runtime"
+def _differs(flats: Sequence[dict[str, str]], key: str) -> bool:
+    """Compared among the runs that have the key: a run whose algorithm, model or data set
+    has no such setting, or an older folder without it, does not make it vary."""
+    return len({flat[key] for flat in flats if key in flat}) > 1
 
 
 def varying_keys(records: Sequence[RunRecord]) -> list[str]:
     """Dotted keys whose value is not the same in every run (in config order). Layout keys
-    (runtime.*) count only where they are what tells two runs of one method, split, seed and
-    setting apart (a sweep of runtime.num_actors): runs of different methods made on
-    different layouts are labelled by what they learn from, not by where they ran."""
+    count only where they are what tells two runs of one method, split, seed and setting
+    apart (a sweep of runtime.num_actors): runs of different methods made on different
+    layouts are labelled by what they learn from, not by where they ran."""
     flats = [_flat(r.config) for r in records]
     keys = list(dict.fromkeys(k for flat in flats for k in flat))
-    varying = [
-        k for k in keys if k not in SHOWN_ELSEWHERE and len({flat.get(k) for flat in flats}) > 1
-    ]
-    learning = [k for k in varying if not k.startswith(LAYOUT_SECTION + ".")]
+    varying = [k for k in keys if _differs(flats, k)]
+    learning = [k for k in varying if effect_of(k) is not Effect.LAYOUT]
     identities = [
         (r.method_label, r.partition_label, seed_of(r), *(flat.get(k) for k in learning))
         for r, flat in zip(records, flats, strict=True)
@@ -64,9 +68,7 @@ def varying_keys(records: Sequence[RunRecord]) -> list[str]:
 
 
 def setting_value(record: RunRecord, key: str) -> Any:
-    section, _, name = key.partition(".")
-    values = record.config.get(section)
-    return values.get(name) if isinstance(values, dict) else None
+    return live_settings(record.config).get(key)
 
 
 def _fmt(value: Any) -> str:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from fslsage_ray.config import ConfigError, RunConfig, flatten
+from fslsage_ray.config.keys import is_logged
 
 log = logging.getLogger("fslsage_ray")
 
@@ -43,7 +44,6 @@ LIBRARIES = {
 # extra axis: (row column, metric prefix for integer-step trackers, step per unit of it)
 AXES = (("comm_bytes_cum", "by_comm_kib", 1 / 1024), ("sim_time_s", "by_sim_ms", 1000.0))
 W_AND_B_AXES = {"by_comm_kib": "comm_gib_cum", "by_sim_ms": "sim_time_s"}  # float axes
-UNLOGGED_KEYS = ("run.tracker_uri",)  # where the tracker itself is: a server name, no result
 MAX_VALUE = 5000  # MLflow's tag and parameter limits are of this order
 
 
@@ -79,7 +79,7 @@ def axis_series(row: Mapping[str, Any], metrics: Sequence[str]) -> list[tuple[st
 def parameters(config: Mapping[str, Any]) -> dict[str, str]:
     """The resolved config as flat string parameters, without the tracker's own address."""
     flat = flatten(config)
-    return {k: _text(v) for k, v in flat.items() if k not in UNLOGGED_KEYS}
+    return {k: _text(v) for k, v in flat.items() if is_logged(k)}
 
 
 def provenance_tags(entry: Mapping[str, Any]) -> dict[str, str]:
@@ -229,7 +229,7 @@ class TensorBoardTracker(Tracker):
         # restored rows again; an overwritten run's old events would mix in)
         self.writer = SummaryWriter(str(self.logdir()), purge_step=0)
         params = parameters(config)
-        values = {k: v for k, v in flatten(config).items() if k not in UNLOGGED_KEYS}
+        values = {k: v for k, v in flatten(config).items() if is_logged(k)}
         # the HPARAMS tab takes numbers, text and booleans; the rest (None, lists) as text
         plain = {
             k: v if isinstance(v, (bool, int, float, str)) else _text(v) for k, v in values.items()
@@ -279,7 +279,7 @@ class WandbTracker(Tracker):
         import wandb
 
         where = self.run.tracker_uri or self.run_dir
-        params = {k: v for k, v in flatten(config).items() if k not in UNLOGGED_KEYS}
+        params = {k: v for k, v in flatten(config).items() if is_logged(k)}
         self.wb = wandb.init(
             project=self.run.tracker_project,
             name=name,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from fslsage_ray.compare import parse_int_list, with_overrides
 from fslsage_ray.config import Config, ConfigError
+from fslsage_ray.registry import known_train_size
 
 DATA_MODES = ("split", "per_client")
 
@@ -35,15 +36,14 @@ class StudyRun:
 
 
 def train_size(config: Config) -> int:
-    """Training samples the data set has (before data.train_subset), decoding only where the
-    size is not known in advance (CIFAR's is, when its parquet files are in place). Loading
-    here also refuses a bad data_dir before any Ray starts."""
-    from fslsage_ray.data.cifar import parquet_paths
-    from fslsage_ray.experiment import CIFAR_SHAPES, load_data
+    """Training samples the data set has (before data.train_subset), decoding only where its
+    registration knows the size in advance (CIFAR's, when its parquet files are in place).
+    Loading here also refuses a bad data_dir before any Ray starts."""
+    from fslsage_ray.experiment import load_data
 
-    if config.data.name in CIFAR_SHAPES and config.data.data_dir is not None:
-        if all(p.is_file() for p in parquet_paths(config.data.name, config.data.data_dir)):
-            return CIFAR_SHAPES[config.data.name][0]
+    known = known_train_size(config)
+    if known is not None:
+        return known
     whole = replace(config, data=replace(config.data, train_subset=None))
     return len(load_data(whole).train_keys)
 

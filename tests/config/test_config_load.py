@@ -57,8 +57,8 @@ def test_empty_yaml_file_means_defaults(tmp_path: Path) -> None:
             ["algorithm.upload_every=5", "data.name=cifar10"],
             {"algorithm.upload_every": 5, "data.name": "cifar10"},
         ),
-        (["data.alpha=0.5"], {"data.alpha": 0.5}),
-        (["data.alpha=2"], {"data.alpha": 2.0}),  # int accepted for a float field
+        (["data.partition=dirichlet", "data.alpha=0.5"], {"data.alpha": 0.5}),
+        (["data.partition=dirichlet", "data.alpha=2"], {"data.alpha": 2.0}),  # int for a float
         (["data.train_subset=null"], {"data.train_subset": None}),
         (["data.train_subset="], {"data.train_subset": None}),  # empty value means None
         (["runtime.address=127.0.0.1:6379"], {"runtime.address": "127.0.0.1:6379"}),

@@ -154,7 +154,8 @@ def test_measured_compute_runs_each_device_at_the_rate_it_showed():
     # FedAvg: each client measured 5.2 s busy for its 260 FLOPs (50 FLOP/s); speed_factor 2
     # makes both 100 FLOP/s: c0 as in the FedAvg test (14.8); c1 down 8.2, steps 2 x 1.3
     # -> 10.8, up 16 + 0.2 -> 27.0.
-    sm = model("fedavg", (2, 2), FAST, DEVICES, "system.speed_factor=2")
+    speed = ("system.profile=datacenter", "system.speed_factor=2")  # devices: given here
+    sm = model("fedavg", (2, 2), FAST, DEVICES, *speed)
     members = {0: 2, 1: 2}
     work = sm.round_work(1, (0, 1), planned_messages(sm.algorithm, 1, members, SIZES))
     result = sm.time_round(work, {"client": {0: 5.2, 1: 5.2}, "server": 0.0})

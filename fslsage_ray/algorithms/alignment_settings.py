@@ -1,0 +1,39 @@
+"""FSL-SAGE's own settings: how the auxiliary models are calibrated (spec "FSL-SAGE", step 3).
+
+Torch-free: the config loader builds them (as `algorithm.alignment`, or the old top-level
+`alignment` section) where torch may not be installed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fslsage_ray.config.effects import results
+from fslsage_ray.config.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AlignmentConfig:
+    """FSL-SAGE's auxiliary-model calibration (fsl_sage and fsl_sage_lazy)."""
+
+    every: int = results(10)  # l: alignment in rounds with t % l == 0 (round 0 included)
+    epochs: int = results(100)  # passes over the alignment buffer per alignment
+    batch_size: int = results(1000)  # samples per alignment step
+    buffer_size: int = results(1000)  # newest uploaded samples kept per client (FIFO)
+    lazy: bool = results(False)  # fit to the gradients stored at upload instead of recomputing
+    group_size: int = results(1)  # AMs fitted together as one vectorised model (torch.func.vmap;
+    # other float sums than one at a time), consecutive clients by id, the same groups on any
+    # layout; for GPUs: on CPU it measured slower (benchmarks/RESULTS.md). Text and dropout
+    # AMs are fitted one at a time
+
+    def __post_init__(self) -> None:
+        checks = (
+            (self.every >= 1, f"alignment.every (l) must be >= 1, got {self.every}"),
+            (self.epochs >= 0, "alignment.epochs must be >= 0"),
+            (self.batch_size >= 1, "alignment.batch_size must be >= 1"),
+            (self.buffer_size >= 1, "alignment.buffer_size must be >= 1"),
+            (self.group_size >= 1, "alignment.group_size must be >= 1"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
