@@ -381,6 +381,7 @@ class RunConfig:
     # the run folder); tensorboard: log folder (default: <run folder>/tensorboard); wandb: its
     # dir (default: the run folder). Credentials go in the tracker's env variables, never here
     tracker_project: str = "fslsage-ray"  # MLflow experiment / W&B project
+    callbacks: list[str] = field(default_factory=list)  # "package.module:Name" run callbacks
 
     def __post_init__(self) -> None:
         _require(self.rounds >= 1, f"run.rounds must be >= 1, got {self.rounds}")
