@@ -27,6 +27,7 @@ RESUMABLE_CHANGES = {
     "run.tracker",
     "run.tracker_uri",
     "run.tracker_project",
+    "run.callbacks",  # they watch and add columns; learning does not depend on them
 }
 RESUMABLE_SECTIONS = {"runtime"}
 

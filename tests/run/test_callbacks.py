@@ -176,3 +176,12 @@ def test_job_figures_are_the_algorithms_columns_in_its_order():
     assert list(figures) == ["a", "b", "extra_fig"]
     assert math.isnan(figures["a"]) and figures["b"] == 3.0 and figures["extra_fig"] == 1.0
     assert list(job_figures(("a",), [])) == ["a"]
+
+
+def test_a_resume_may_add_a_callback_whose_column_starts_there(tmp_path, plain):
+    run(tmp_path, "run", "run.rounds=2")
+    overrides = ["run.rounds=3", "run.callbacks=[probe_callbacks:AccuracyGrade]"]
+    rows = Simulation.resume(tmp_path / "run", overrides, progress=False).run().to_pylist()
+    assert [r["grade"] is None for r in rows] == [True, True, False]
+    assert learning([{k: v for k, v in r.items() if k != "grade"} for r in rows]) == learning(plain)
+    assert pq.read_table(tmp_path / "run" / "metrics.parquet").column_names[-1] == "grade"
