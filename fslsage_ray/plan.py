@@ -10,10 +10,9 @@ from typing import Any
 
 from fslsage_ray.algorithms.base import ModelSizes
 from fslsage_ray.algorithms.ledger import GIB
-from fslsage_ray.algorithms.participation import participants
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.config import Config
-from fslsage_ray.system.devices import available, client_devices
+from fslsage_ray.system.schedule import RoundSchedule
 
 
 def plan_rounds(
@@ -23,14 +22,9 @@ def plan_rounds(
     algorithm = get_algorithm(config)
     out = []
     cumulative = cumulative_all = 0
-    alg = config.algorithm
-    devices = None
-    if config.system.enabled:  # availability decides who of the chosen takes part
-        devices = client_devices(config.system, len(client_sizes), config.run.seed)
+    schedule = RoundSchedule.of(config, len(client_sizes))  # the run's, availability included
     for t in range(rounds):
-        chosen = participants(t, len(client_sizes), alg.clients_per_round, config.run.seed)
-        if devices is not None:
-            chosen = available(t, chosen, devices, config.run.seed)
+        chosen = schedule.clients(t)
         members = [client_sizes[c] for c in chosen]
         counts = algorithm.plan_round_bytes(t, members, sizes)
         total = sum(counts.values())

@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("system", ("system",)),
     ("runtime", ("runtime",)),
     ("outputs", ("outputs",)),
-    ("coordinator", ("simulation", "rounds", "stopping", "plan")),
+    ("coordinator", ("simulation", "run", "callbacks", "stopping", "plan")),
     ("studies", ("compare", "study")),
     ("cli", ("cli", "__main__")),
 ]

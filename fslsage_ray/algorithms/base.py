@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from fslsage_ray.algorithms.client_view import ClientView, batch_sizes
-from fslsage_ray.algorithms.jobs import JobReport
+from fslsage_ray.algorithms.jobs import AM_ERROR_FIGURES, JobReport
 from fslsage_ray.algorithms.optim import seed_dropout, steps_taken
 from fslsage_ray.algorithms.phases import LocalPhase, Phase
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
@@ -283,6 +283,10 @@ class Algorithm(ABC):
     # What a client waits for in simulated time (system/clock.py): "local" (steps through
     # its own AM, uploads not awaited), "exchange" (dL/dz every batch), "full" (no server).
     waits_for: ClassVar[str] = "local"
+    # Columns of every round's row for the figures its server jobs report (JobReport.metrics,
+    # averaged over clients), in this order, NaN in rounds without them. A figure reported
+    # but not named here follows them in the rounds that have it.
+    job_figures: ClassVar[tuple[str, ...]] = AM_ERROR_FIGURES
 
     def __init__(self, config: Config) -> None:
         self.config = config

@@ -14,6 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The figures FSL-SAGE's alignment reports (mean over clients of ||g_hat - g*||^2 / ||g*||^2
+# before and after fitting). Every built-in algorithm names them as its job figures, NaN
+# where it has no alignment, so that the tables of different algorithms share one schema.
+AM_ERROR_FIGURES = ("am_rel_error_before", "am_rel_error_after")
+
 
 @dataclass(frozen=True)
 class JobReport:
@@ -21,4 +26,4 @@ class JobReport:
 
     cid: int
     bytes: dict[str, int]  # ledger kind -> bytes, e.g. {"aux_model.down": ...}
-    metrics: dict[str, float]  # averaged over clients into the round's row
+    metrics: dict[str, float]  # averaged over clients into the round's row (job figures)

@@ -386,6 +386,8 @@ class RunConfig:
     # folder>/tensorboard); wandb: its dir (default: the run folder). Credentials go in the
     # tracker's env variables, never here
     tracker_project: str = display("fslsage-ray")  # MLflow experiment / W&B project
+    callbacks: list[str] = display(factory=list)  # "package.module:Name" run callbacks:
+    # they watch and add columns, learning does not depend on them (may change on --resume)
 
     def __post_init__(self) -> None:
         _require(self.rounds >= 1, f"run.rounds must be >= 1, got {self.rounds}")

@@ -67,7 +67,10 @@ class MetricsTable:
         self.comm_bytes_cum = self.rows[-1]["comm_bytes_cum"] if self.rows else 0
 
     def to_arrow(self) -> pa.Table:
-        table = pa.Table.from_pylist(self.rows)
+        """Every column any row has, in the order first seen (a callback's column may start
+        in a later round, e.g. after a resume; Arrow alone would keep the first row's)."""
+        names = list(dict.fromkeys(k for row in self.rows for k in row))
+        table = pa.Table.from_pylist([{k: row.get(k) for k in names} for row in self.rows])
         metadata = {**(table.schema.metadata or {}), **self.headline_metric.metadata()}
         return table.replace_schema_metadata(metadata)
 

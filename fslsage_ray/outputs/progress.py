@@ -1,13 +1,17 @@
 """One progress line per run: round, the headline metric, GiB, and where the time goes.
 
-tqdm.auto draws it as text on a terminal and as a widget in a Jupyter kernel (ipywidgets)."""
+tqdm.auto draws it as text on a terminal and as a widget in a Jupyter kernel (ipywidgets).
+`ProgressBar` is the run callback that draws it."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from fslsage_ray.outputs.callbacks import Row, RunCallback, RunInfo
 from fslsage_ray.outputs.headline import is_number, short_name
 
 # Shown after the headline when a round has them and they are not the headline itself.
@@ -58,3 +62,37 @@ class Progress:
         if self.bar.n >= self.bar.total:
             self.bar.set_description_str(self.description, refresh=False)
         self.bar.close()
+
+
+class ProgressBar(RunCallback):
+    """The run's progress line, made when the run starts (not at all when disabled)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.progress: Progress | None = None
+
+    def on_run_start(self, run: RunInfo) -> None:
+        config = run.config.run
+        self.progress = Progress(config.rounds, config.name, self.enabled, run.task.headline)
+
+    def on_phase(self, text: str) -> None:
+        if self.progress:
+            self.progress.phase(text)
+
+    def on_round_recorded(self, row: Row) -> None:
+        if self.progress:
+            self.progress.update(dict(row))
+
+    def on_restore(self, rows: Sequence[Row]) -> None:
+        if self.progress:
+            self.progress.reset(len(rows))
+
+    def on_run_end(self, ok: bool) -> None:
+        if self.progress:
+            self.progress.close()
+
+
+def print_over_bars(line: str) -> None:
+    """A line on stderr that an open progress bar does not overwrite."""
+    with tqdm.external_write_mode(file=sys.stderr):
+        print(line, file=sys.stderr, flush=True)

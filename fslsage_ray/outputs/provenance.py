@@ -4,7 +4,7 @@ Each start (and each resume) appends one entry: the package's version and source
 (git commit and dirty flag in a checkout, else a hash of its source files, as under
 `ray job submit --working-dir`, which ships no .git), library versions, the machine, the
 devices and cluster used, the command line, the seed and a SHA-256 of every data file read.
-Reading it needs no torch.
+Reading it needs no torch. `ProvenanceRecord` is the run callback that appends the entry.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fslsage_ray.data.file_hash import file_sha256
+from fslsage_ray.outputs.callbacks import RunCallback, RunInfo
 
 PROVENANCE_FILE = "provenance.json"
 LIBRARIES = ("fslsage-ray", "torch", "torchvision", "ray", "pyarrow", "numpy", "transformers")
@@ -131,3 +132,11 @@ def changed_data(run_dir: str | Path, now: Mapping[str, str]) -> list[str]:
         return []
     before = entries[-1].get("data_sha256", {})
     return sorted(f for f in set(before) | set(now) if before.get(f) != now.get(f))
+
+
+class ProvenanceRecord(RunCallback):
+    """Appends this start's entry (RunInfo.provenance) to the run folder as the run starts."""
+
+    def on_run_start(self, run: RunInfo) -> None:
+        if run.run_dir is not None and run.provenance:
+            append_provenance(run.run_dir, run.provenance)

@@ -12,7 +12,7 @@ step = simulated milliseconds (where a row has `sim_time_s`). W&B takes float ax
 the same series are plotted against comm_gib_cum and sim_time_s.
 
 Each library is imported lazily; a missing one is a ConfigError naming its extra, raised by
-`check_tracker` before any work starts.
+`check_tracker` before any work starts. `TrackerCallback` connects a tracker to a run.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from fslsage_ray.config import ConfigError, RunConfig, flatten
+from fslsage_ray.config import ConfigError, RunConfig, config_to_dict, flatten
 from fslsage_ray.config.keys import is_logged
+from fslsage_ray.outputs.callbacks import Row, RunCallback, RunInfo
 
 log = logging.getLogger("fslsage_ray")
 
@@ -330,6 +331,32 @@ def make_tracker(
     if isinstance(tracker, TensorBoardTracker):
         tracker.logdir()  # no folder to write to: refused now, not after training
     return tracker
+
+
+class TrackerCallback(RunCallback):
+    """A tracked run: started with the config and provenance, a row per round (restored
+    rows first), and at the end the run folder's files and the end state."""
+
+    def __init__(self, tracker: Tracker, artifacts: Sequence[str]) -> None:
+        self.tracker = tracker
+        self.artifacts = tuple(artifacts)  # file names in the run folder
+        self.run: RunInfo | None = None
+
+    def on_run_start(self, run: RunInfo) -> None:
+        self.run = run
+        name = run.run_dir.name if run.run_dir else run.config.run.name
+        self.tracker.start(name, config_to_dict(run.config), run.provenance)
+
+    def on_round_recorded(self, row: Row) -> None:
+        if self.run is not None:
+            self.tracker.log_new_rows(self.run.rows)
+
+    def on_run_end(self, ok: bool) -> None:
+        if self.run is None:
+            return
+        run_dir = self.run.run_dir
+        files = [run_dir / name for name in self.artifacts] if run_dir else []
+        self.tracker.close(ok, self.run.rows, files)
 
 
 def _fenced(text: str) -> str:

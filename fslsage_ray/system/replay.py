@@ -8,17 +8,15 @@ holds equal to what the ledger books) and prices them on the profile's devices.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
-from fslsage_ray.algorithms.participation import participants
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.config import Config
 from fslsage_ray.experiment import WorldSpec, build_template, load_data, planned_sizes
-from fslsage_ray.system.devices import available
 from fslsage_ray.system.events import planned_messages
 from fslsage_ray.system.flops import StepFlops, count_step_flops
-from fslsage_ray.system.timing import NO_FLOPS, SystemModel, sim_columns, uploaded_samples
+from fslsage_ray.system.schedule import RoundSchedule
+from fslsage_ray.system.timing import NO_FLOPS, SystemModel, sim_columns
 
 
 def config_flops(config: Config) -> StepFlops:
@@ -39,18 +37,15 @@ def replay_rounds(
     if flops is None:
         flops = NO_FLOPS if comm_only else config_flops(config)
     sm = SystemModel.build(config, algorithm, flops, client_sizes)
-    alg, seed = config.algorithm, config.run.seed
-    taken: Counter[int] = Counter()
+    schedule = RoundSchedule.of(config, len(client_sizes), sm.devices)
     rows, total = [], 0.0
     for t in range(rounds):
-        chosen = participants(t, len(client_sizes), alg.clients_per_round, seed)
-        chosen = available(t, chosen, sm.devices, seed)
+        chosen = schedule.clients(t)
         members = {c: client_sizes[c] for c in chosen}
         messages = planned_messages(algorithm, t, members, sizes)
-        before = {c: taken[c] * uploaded_samples(algorithm, client_sizes[c]) for c in chosen}
-        work = sm.round_work(t, chosen, messages, before.__getitem__)
+        before = schedule.uploaded_before(t, sm.uploads_per_round)
+        work = sm.round_work(t, chosen, messages, before)
         row = sim_columns(sm.time_round(work), total)
         total = row["sim_time_s"]
         rows.append({"round": t, **row})
-        taken.update(chosen)
     return rows

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from fslsage_ray.algorithms.base import Algorithm
 from fslsage_ray.algorithms.client_view import batch_sizes
@@ -54,6 +55,12 @@ class SystemModel:
         return cls(
             config, algorithm, flops, list(client_sizes), devices, server_device(config.system)
         )
+
+    @cached_property
+    def uploads_per_round(self) -> list[int]:
+        """Samples each client uploads in a round it takes part in (RoundSchedule's
+        `uploaded_before` counts them into its alignment buffer)."""
+        return [uploaded_samples(self.algorithm, n) for n in self.client_sizes]
 
     def align_flops(self, cid: int, buffered: int) -> float:
         """One AM's fitting on `buffered` samples: g* (unless lazy), the epochs, and the

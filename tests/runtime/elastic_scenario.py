@@ -20,6 +20,7 @@ import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from fslsage_ray.config import load_config  # noqa: E402
+from fslsage_ray.run.driver import RoundDriver  # noqa: E402
 from fslsage_ray.runtime.ray_backend import RayBackend  # noqa: E402
 from fslsage_ray.simulation import Simulation  # noqa: E402
 
@@ -40,10 +41,10 @@ def main(out: str) -> None:
         original_start(self, parts, expected, participants)
 
     rounds_done = []
-    original_round = Simulation._round
+    original_round = RoundDriver.play_round
 
-    def counted_round(sim, backend, bar, t, *rest):
-        result = original_round(sim, backend, bar, t, *rest)
+    def counted_round(driver, t, *rest):
+        result = original_round(driver, t, *rest)
         rounds_done.append(t)
         if t == 1 and extra["node"] is None:
             extra["node"] = cluster.add_node(num_cpus=2, resources={"slot": 2})
@@ -54,7 +55,7 @@ def main(out: str) -> None:
         return result
 
     RayBackend.start_round = start_round
-    Simulation._round = counted_round
+    RoundDriver.play_round = counted_round
     try:
         config = load_config(
             None,
@@ -69,7 +70,7 @@ def main(out: str) -> None:
         )
         rows = Simulation(config, run_dir=f"{out}/elastic", progress=False).run().to_pylist()
     finally:
-        Simulation._round = original_round
+        RoundDriver.play_round = original_round
         ray.shutdown()
         cluster.shutdown()
     reference = (
