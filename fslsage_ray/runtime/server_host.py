@@ -5,6 +5,10 @@ in the fixed order the algorithm gives, whatever order they arrive in (Ray does 
 an async actor's calls in submission order), so the server is the same for any number of
 actors: an upload that arrives early waits in `pending` until every upload before it is
 applied. SplitFed clients wait for each reply, so their uploads are applied on arrival.
+
+Its public methods are the server's verbs: the round protocol (backend.py) and the clients'
+channel (channel.py) call them by name through a handle (handles.py), in this process or in
+the server actor alike.
 """
 
 from __future__ import annotations

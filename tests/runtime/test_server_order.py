@@ -3,6 +3,8 @@ for every FSL-SAGE client, and CSE-FSL's AM with an Adam of its own."""
 
 from __future__ import annotations
 
+import traceback
+
 import numpy as np
 import pytest
 import torch
@@ -128,8 +130,19 @@ class EveryThird(FslSage):
 def test_client_and_server_read_upload_every_from_the_algorithm(monkeypatch):
     """A subclass that overrides upload_every(): its clients upload on its schedule and the
     server expects exactly those uploads (disagreeing, the round would fail: uploads never
-    arrived, or an unexpected one stays pending)."""
+    arrived, or an unexpected one stays pending). On the way: an upload reaches the
+    server's processing in at most 8 calls from the client's step (one channel, one
+    handle, one server verb)."""
     monkeypatch.setitem(registry._ALGORITHMS, "every_third", registry.Entry(EveryThird, "x"))
+    paths: list[list[str]] = []
+    process = FslSageServer.process_upload
+
+    def traced(self, cid, payload):
+        names = [f.name for f in traceback.extract_stack()[:-1]] + ["process_upload"]
+        paths.append(names[len(names) - 1 - names[::-1].index("step") :])
+        return process(self, cid, payload)
+
+    monkeypatch.setattr(FslSageServer, "process_upload", traced)
     config = load_config(
         None,
         [
@@ -154,3 +167,4 @@ def test_client_and_server_read_upload_every_from_the_algorithm(monkeypatch):
     assert stats.uploads == len(expected)
     for result in results:
         assert [step for step, kind, _ in result.messages if kind == "smashed.up"] == [0, 3]
+    assert len(paths) == 4 and all(len(path) <= 8 for path in paths), paths
