@@ -35,14 +35,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("cli", ("cli", "__main__")),
 ]
 
-# Violations that other changes in flight remove (runtime/, config/, simulation.py and the
-# algorithm modules being rewritten there). Each is one line of `violations()`'s output;
-# empty this list as they land: a line listed here that no longer occurs fails the test.
-KNOWN_EXCEPTIONS: list[str] = [
-    # algorithms/aux_group.py takes AlignJob/AlignOutcome from fsl_sage.py, which imports
-    # aux_group: for the change that rewrites fsl_sage.py (issue 26, item 6).
-    "circle: algorithms.aux_group -> algorithms.fsl_sage -> algorithms.aux_group",
-]
+# Violations allowed for now, each one line of `violations()`'s output with the reason; a line
+# listed here that no longer occurs fails the test (empty since issue 26 landed).
+KNOWN_EXCEPTIONS: list[str] = []
 
 
 @dataclass(frozen=True)

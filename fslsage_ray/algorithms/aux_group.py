@@ -16,18 +16,16 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
+from fslsage_ray.algorithms.align_job import AlignJob, AlignOutcome
 from fslsage_ray.algorithms.optim import step_and_release
 from fslsage_ray.algorithms.snapshot import to_cpu
 from fslsage_ray.tasks.compute import autocast_for
-
-if TYPE_CHECKING:
-    from fslsage_ray.algorithms.fsl_sage import AlignJob, AlignOutcome
 
 
 def _steps(optim_state: dict[str, Any]) -> int:
@@ -117,8 +115,6 @@ def _stacked_optimizer(
 def fit_group(
     architecture: nn.Module, jobs: Sequence[AlignJob], device: torch.device
 ) -> list[AlignOutcome]:
-    from fslsage_ray.algorithms.fsl_sage import AlignOutcome
-
     task, epochs = jobs[0].task, jobs[0].epochs
     param_names = [n for n, _ in architecture.named_parameters()]
     buffer_names = [n for n, _ in architecture.named_buffers()]

@@ -33,7 +33,12 @@ PART_KINDS = {"client": "client_model", "aux": "aux_model", "full": "full_model"
 
 
 class Channel(Protocol):
-    """How a client reaches the server; a backend supplies it."""
+    """How a client reaches the server; the runtime supplies one (runtime/channel.py)."""
+
+    # The server is in this process: an upload keeps the client's tensors where they are
+    # (on a GPU too) and dL/dz comes back as a tensor; otherwise both cross as numpy. The
+    # channel decides it; a client only packs its payload accordingly.
+    keeps_tensors: bool
 
     def upload(self, it: int, cid: int, payload: Payload) -> None:
         """Send and go on: the server's answer, if any, is not awaited."""
@@ -41,20 +46,9 @@ class Channel(Protocol):
     def exchange(self, it: int, cid: int, payload: Payload) -> PayloadArray:
         """Send and wait for dL/dz (SplitFed), as numpy or, in-process, a tensor."""
 
-
-def keeps_tensors(channel: Channel) -> bool:
-    """A channel to a server in the same process (`keeps_tensors = True`) takes the client's
-    tensors as they are, on a GPU too; one to another process takes numpy."""
-    return bool(getattr(channel, "keeps_tensors", False))
-
-
-class PipelinedChannel(Channel, Protocol):
-    """A channel whose exchanges can overlap (Ray): a host sends several clients' batches
-    before it waits for the first answer, so its clients do not idle through each round
-    trip to the server."""
-
     def exchange_start(self, it: int, cid: int, payload: Payload) -> Any:
-        """Send; returns what exchange_finish waits on."""
+        """Send without waiting (a host sends several clients' batches before it waits for
+        the first answer); returns what exchange_finish waits on."""
 
     def exchange_finish(self, handle: Any) -> PayloadArray:
         """Wait for the answer (dL/dz) to an exchange_start."""
@@ -137,7 +131,7 @@ class Client(ABC):
     ) -> np.ndarray | None:
         """Upload this batch's cut-layer payload (booked here, where it is sent); with
         `wait`, return the server's dL/dz."""
-        payload = self.booked_payload(it, smashed, batch, keeps_tensors(channel))
+        payload = self.booked_payload(it, smashed, batch, channel.keeps_tensors)
         if not wait:
             channel.upload(it, self.cid, payload)
             return None

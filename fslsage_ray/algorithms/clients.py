@@ -13,9 +13,7 @@ from fslsage_ray.algorithms.base import (
     Channel,
     Client,
     Parts,
-    PipelinedChannel,
     State,
-    keeps_tensors,
     load_transfer_state,
     transfer_state,
 )
@@ -79,13 +77,13 @@ class GradientReturnClient(SinglePartClient):
         smashed = forward(self.model, batch.inputs, batch.context)
         self._descend(smashed, self.send(it, smashed, batch, channel, wait=True))
 
-    def start_step(self, it: int, channel: PipelinedChannel) -> PendingStep:
+    def start_step(self, it: int, channel: Channel) -> PendingStep:
         batch = self.next_batch(it)
         smashed = forward(self.model, batch.inputs, batch.context)
-        payload = self.booked_payload(it, smashed, batch, keeps_tensors(channel))
+        payload = self.booked_payload(it, smashed, batch, channel.keeps_tensors)
         return PendingStep(it, smashed, channel.exchange_start(it, self.cid, payload))
 
-    def finish_step(self, pending: PendingStep, channel: PipelinedChannel) -> None:
+    def finish_step(self, pending: PendingStep, channel: Channel) -> None:
         grad = self.booked_answer(pending.it, channel.exchange_finish(pending.handle))
         self._descend(pending.smashed, grad)
 

@@ -4,30 +4,31 @@ Clients train their part through their auxiliary model's gradient estimate and u
 q-th smashed batch; the server steps once per upload and, every l rounds, fits each AM to the
 server's true cut-layer gradients. No gradient ever travels from the server to a client.
 
-Timing of alignment (the spec allows two): this simulator aligns every client after the
-round's first upload slot (it = 0). The it = 0 client step still uses the AM the client held
-at the start of the round; the aligned AM is used from it = 1 on.
+Timing of alignment (the spec allows two; `algorithm.server_order` picks): with parallel
+clients (`interleaved`, the default) every client is aligned after the round's first upload
+slot (it = 0), so its it = 0 step still uses the AM it held at the start of the round and
+the aligned AM is used from it = 1 on. In the authors' order (`client_major`) client i is
+aligned right after its own first upload, and its it = 0 step waits for that AM (a held
+step), so the aligned AM is used from it = 0 on.
+
+Fitting an AM is a job (align_job.py) that runs on the server or on its client's idle host;
+several are fitted together with alignment.group_size > 1 (aux_group.py).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from fslsage_ray.algorithms.align_job import AlignJob, AlignOutcome, Chunk, Context, chunk_to
 from fslsage_ray.algorithms.aux_group import AlignGroupJob, group_jobs
 from fslsage_ray.algorithms.base import Algorithm, Channel, ModelSizes, Server, State
 from fslsage_ray.algorithms.clients import SinglePartClient
-from fslsage_ray.algorithms.gradients import (
-    alignment_loss,
-    gradient_estimate,
-    relative_error,
-    true_cut_gradient,
-)
+from fslsage_ray.algorithms.gradients import gradient_estimate, true_cut_gradient
 from fslsage_ray.algorithms.jobs import JobReport
 from fslsage_ray.algorithms.ledger import state_bytes
 from fslsage_ray.algorithms.optim import (
@@ -37,13 +38,13 @@ from fslsage_ray.algorithms.optim import (
     steps_taken,
 )
 from fslsage_ray.algorithms.phases import LocalPhase, Phase, ServerJobPhase
+from fslsage_ray.algorithms.servers import server_step
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
 from fslsage_ray.algorithms.state_store import StateStore, StateView, budget_bytes
 from fslsage_ray.config.schema import AlignmentConfig, Config
 from fslsage_ray.tasks.base import Batch, Payload, Task, forward
 
-Context = dict[str, torch.Tensor]
-Chunk = tuple[torch.Tensor, torch.Tensor, Context, torch.Tensor]  # (z, targets, context, g*)
+__all__ = ["AlignJob", "AlignOutcome", "FslSage", "FslSageClient", "FslSageServer"]
 
 
 class FslSageClient(SinglePartClient):
@@ -53,10 +54,19 @@ class FslSageClient(SinglePartClient):
     """
 
     def __init__(
-        self, cid, view, config: Config, generator, device, model: nn.Module, aux: nn.Module
+        self,
+        cid,
+        view,
+        config: Config,
+        generator,
+        device,
+        model: nn.Module,
+        aux: nn.Module,
+        upload_every: int,
     ) -> None:
         super().__init__(cid, view, config, generator, device, model)
         self.aux = aux.to(device)
+        self.upload_every = upload_every  # the algorithm's, as the server expects them
         self._held: tuple[torch.Tensor, Batch] | None = None  # a step waiting for its AM
 
     def load_parts(self, parts: Mapping[str, State]) -> None:
@@ -84,7 +94,7 @@ class FslSageClient(SinglePartClient):
         self._take_held_step()
         batch = self.next_batch(it)
         smashed = forward(self.model, batch.inputs, batch.context)
-        if it % self.config.algorithm.upload_every == 0:
+        if it % self.upload_every == 0:
             self.send(it, smashed, batch, channel)
         if hold:
             self._held = (smashed, batch)
@@ -178,87 +188,6 @@ class AlignState:
         self.buffer.restore(snap["buffer"], self.device)
 
 
-def estimation_error(aux: nn.Module, chunks: Sequence[Chunk], task: Task) -> float:
-    """||g_hat - g*||^2 / ||g*||^2 pooled over the buffer."""
-    err, norm = 0.0, 0.0
-    for z, y, context, g_star in chunks:
-        g_hat, _ = gradient_estimate(aux, z, y, task, context)
-        e, n = relative_error(g_hat, g_star)
-        err, norm = err + e, norm + n
-    return err / norm if norm > 0 else float("nan")
-
-
-def fit_aux_model(
-    aux: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    chunks: Sequence[Chunk],
-    epochs: int,
-    task: Task,
-) -> tuple[float, float]:
-    """Minimise the sum of squared gradient errors (spec step 3); (error before, after)."""
-    aux.train()
-    before = estimation_error(aux, chunks, task)
-    for _ in range(epochs):
-        for z, y, context, g_star in chunks:
-            loss = alignment_loss(aux, z, y, g_star, task, context)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            step_and_release(optimizer)
-    return before, estimation_error(aux, chunks, task)
-
-
-def _chunk_to(chunk: Chunk, device: torch.device) -> Chunk:
-    z, y, context, g_star = chunk
-    return (
-        z.to(device),
-        y.to(device),
-        {k: v.to(device) for k, v in context.items()},
-        g_star.to(device),
-    )
-
-
-@dataclass
-class AlignJob:
-    """Everything needed to fit one AM, wherever there is a free processor."""
-
-    cid: int
-    chunks: list[Chunk]  # on the CPU
-    aux_state: dict[str, torch.Tensor]
-    optim_state: dict[str, Any]
-    epochs: int
-    task: Task
-    dropout_seed: int | None  # the run seed, where the AM uses dropout
-
-    def run(self, aux: nn.Module, optimizer: torch.optim.Optimizer, where: str) -> AlignOutcome:
-        """Fit `aux` (any module of the AM's shape) starting from the job's state."""
-        aux.load_state_dict(self.aux_state)
-        optimizer.load_state_dict(self.optim_state)
-        device = next(aux.parameters()).device
-        chunks = [_chunk_to(chunk, device) for chunk in self.chunks]
-        step = steps_taken(optimizer)
-        with dropout_rng(self.dropout_seed, "align", self.cid, step, device=device):
-            before, after = fit_aux_model(aux, optimizer, chunks, self.epochs, self.task)
-        return AlignOutcome(
-            self.cid,
-            to_cpu(aux.state_dict()),
-            to_cpu(optimizer.state_dict()),
-            before,
-            after,
-            where,
-        )
-
-
-@dataclass
-class AlignOutcome:
-    cid: int
-    aux_state: dict[str, torch.Tensor]
-    optim_state: dict[str, Any]
-    rel_error_before: float
-    rel_error_after: float
-    where: str  # fitted on: "client" (its own AM: nothing to send down), "server" (the
-    # server's copy), "elsewhere" (in a group: the server adopts it and sends it down)
-
-
 class FslSageServer(Server):
     """The main server: one server model, per-client buffers, AMs and AM optimizers."""
 
@@ -315,19 +244,16 @@ class FslSageServer(Server):
         return StateView(self.states, "buffer")
 
     def process_upload(self, cid: int, payload: Payload) -> None:
-        """ONE optimizer step on the server model, then remember the batch for alignment."""
-        self.model.train()
-        z, y, context = payload.tensors(self.device)
-        z_in = z.clone().requires_grad_(self.lazy)
-        step = steps_taken(self.optimizer)
-        with dropout_rng(self.dropout_seed, "server", step, device=self.device):
-            loss = self.task.loss(forward(self.model, z_in, context), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-        self.optimizer.step()
-        grad_sum = z_in.grad.detach() * self.task.loss_count(y) if self.lazy else None
+        """ONE optimizer step on the server model, then remember the batch for alignment
+        (lazy: with the gradient it gave now)."""
+        seed = None if self.dropout_seed is None else (self.dropout_seed,)
+        step = server_step(
+            self.model, self.optimizer, payload, self.task, self.device, self.lazy, seed
+        )
+        z, y, context = step.batch
+        grad_sum = step.cut_grad * self.task.loss_count(y) if self.lazy else None
         self.states.get(cid).buffer.append(z, y, context, grad_sum)
-        self.record_loss(float(loss.detach()))
+        self.record_loss(step.loss)
 
     def _chunks(self, cid: int) -> list[Chunk]:
         """Fixed alignment batches with their targets g* (same normalisation as g_hat)."""
@@ -355,7 +281,7 @@ class FslSageServer(Server):
         jobs = [
             AlignJob(
                 cid,
-                [_chunk_to(chunk, torch.device("cpu")) for chunk in self._chunks(cid)],
+                [chunk_to(chunk, torch.device("cpu")) for chunk in self._chunks(cid)],
                 to_cpu(self.states.get(cid).aux.state_dict()),
                 to_cpu(self.states.get(cid).aux_optim.state_dict()),
                 self.alignment.epochs,
@@ -427,7 +353,14 @@ class FslSage(Algorithm):
 
     def make_client(self, cid, view, template, own_aux, generator, device) -> FslSageClient:
         return FslSageClient(
-            cid, view, self.config, generator, device, copy.deepcopy(template.client), own_aux
+            cid,
+            view,
+            self.config,
+            generator,
+            device,
+            copy.deepcopy(template.client),
+            own_aux,
+            upload_every=self.upload_every(),
         )
 
     def make_server(self, template, own_aux, client_sizes, device) -> FslSageServer:

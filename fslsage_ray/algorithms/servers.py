@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -21,7 +21,24 @@ from fslsage_ray.algorithms.optim import (
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
 from fslsage_ray.algorithms.state_store import StateStore, StateView, budget_bytes
 from fslsage_ray.config.schema import Config
-from fslsage_ray.tasks.base import Payload, Task, forward
+from fslsage_ray.tasks.base import Payload, PayloadArray, Task, forward
+
+
+@dataclass
+class ServerStep:
+    """One server step on an upload: its loss, the batch as the server took it (its own
+    copies, on its device) and, when asked for, dL/dz."""
+
+    loss: float
+    batch: tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]  # (z, targets, context)
+    cut_grad: torch.Tensor | None
+
+    def answer(self, payload: Payload) -> PayloadArray | None:
+        """dL/dz in the form the upload came in: a tensor in one process, numpy between
+        processes (the channel decided, runtime/channel.py)."""
+        if self.cut_grad is None or isinstance(payload.smashed, torch.Tensor):
+            return self.cut_grad
+        return self.cut_grad.cpu().numpy()
 
 
 def server_step(
@@ -32,11 +49,12 @@ def server_step(
     device: torch.device,
     want_grad: bool,
     dropout_seed: tuple[int, ...] | None = None,
-) -> tuple[float, np.ndarray | None]:
-    """ONE optimizer step of a server model on an uploaded batch; dL/dz if asked.
+) -> ServerStep:
+    """ONE optimizer step of a server model on an uploaded batch (every algorithm's server
+    steps through here); dL/dz if asked.
 
-    `dropout_seed` (run seed, client id) seeds dropout from where this step is, for models
-    that use it."""
+    `dropout_seed` (run seed, then tags such as the client id) seeds dropout from where
+    this step is, for models that use it."""
     model.train()
     seed = dropout_seed[0] if dropout_seed is not None else None
     tags = (*dropout_seed[1:], steps_taken(optimizer)) if dropout_seed is not None else ()
@@ -47,11 +65,8 @@ def server_step(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
     step_and_release(optimizer)
-    grad = None
-    if want_grad:  # answered in the form the batch came in (a tensor only in-process)
-        in_process = isinstance(payload.smashed, torch.Tensor)
-        grad = z.grad.detach() if in_process else z.grad.detach().cpu().numpy()
-    return float(loss.detach()), grad
+    grad = z.grad.detach() if want_grad else None
+    return ServerStep(float(loss.detach()), (z.detach(), y, context), grad)
 
 
 class PassThrough(nn.Module):
@@ -102,7 +117,7 @@ class SingleServer(Server):
         )
 
     def process_upload(self, cid, payload):
-        loss, grad = server_step(
+        step = server_step(
             self.model,
             self.optimizer,
             payload,
@@ -111,8 +126,8 @@ class SingleServer(Server):
             self.returns_gradients,
             self.dropout_seed,
         )
-        self.record_loss(loss)
-        return grad
+        self.record_loss(step.loss)
+        return step.answer(payload)
 
     def eval_head(self) -> nn.Module:
         return self.model
@@ -194,7 +209,7 @@ class ServerCopies(Server):
     def process_upload(self, cid, payload):
         self.touched.add(cid)
         state = self.states.get(cid)
-        loss, grad = server_step(
+        step = server_step(
             state.model,
             state.optimizer,
             payload,
@@ -203,8 +218,8 @@ class ServerCopies(Server):
             self.returns_gradients,
             (self.run_seed, cid) if self.task.stochastic_steps else None,
         )
-        self.record_loss(loss)
-        return grad
+        self.record_loss(step.loss)
+        return step.answer(payload)
 
     def end_round(self) -> None:
         """Average the copies that trained this round (all of them unless clients sampled);

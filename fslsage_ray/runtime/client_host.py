@@ -16,47 +16,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from fslsage_ray.algorithms.base import Channel, Client, Parts, State, keeps_tensors
+from fslsage_ray.algorithms.base import Client, Parts, State
 from fslsage_ray.algorithms.client_view import ClientView
 from fslsage_ray.algorithms.evaluate import evaluate_batches
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.algorithms.state_store import budget_bytes
 from fslsage_ray.experiment import WorldSpec, build_template, initial_aux
+from fslsage_ray.runtime.channel import ServerChannel
 from fslsage_ray.runtime.client_store import ClientStore
+from fslsage_ray.runtime.handles import Handle
 from fslsage_ray.seeding import generator
-from fslsage_ray.tasks.base import Arrays, Payload, Sums
-
-
-class TimedChannel:
-    """A Channel that keeps count of the time spent inside it."""
-
-    def __init__(self, channel: Channel) -> None:
-        self.channel = channel
-        self.keeps_tensors = keeps_tensors(channel)
-        self.seconds = 0.0
-
-    def upload(self, it: int, cid: int, payload: Payload) -> None:
-        t0 = time.perf_counter()
-        self.channel.upload(it, cid, payload)
-        self.seconds += time.perf_counter() - t0
-
-    def exchange(self, it: int, cid: int, payload: Payload) -> np.ndarray:
-        t0 = time.perf_counter()
-        grad = self.channel.exchange(it, cid, payload)
-        self.seconds += time.perf_counter() - t0
-        return grad
-
-    def exchange_start(self, it: int, cid: int, payload: Payload) -> Any:
-        t0 = time.perf_counter()
-        handle = self.channel.exchange_start(it, cid, payload)
-        self.seconds += time.perf_counter() - t0
-        return handle
-
-    def exchange_finish(self, handle: Any) -> np.ndarray:
-        t0 = time.perf_counter()
-        grad = self.channel.exchange_finish(handle)
-        self.seconds += time.perf_counter() - t0
-        return grad
+from fslsage_ray.tasks.base import Arrays, Sums
 
 
 @dataclass
@@ -80,7 +50,9 @@ class ClientHost:
         train: Arrays,
         assignment: Mapping[int, np.ndarray],
         device: torch.device,
+        server: Handle | None = None,
     ) -> None:
+        """`server`: how its clients reach the server (None: the algorithm has none)."""
         cfg = world.config
         algorithm = get_algorithm(cfg)
         template = build_template(world)
@@ -105,7 +77,9 @@ class ClientHost:
             build, self.views, budget_bytes(cfg.runtime.client_state_budget_gb)
         )
         self.batch_size = cfg.algorithm.batch_size
-        self.window = cfg.runtime.max_inflight_uploads  # exchanges in flight, pipelined
+        self.channel = (
+            None if server is None else ServerChannel(server, cfg.runtime.max_inflight_uploads)
+        )
         self.active: list[int] = list(self.views)
         self.busy_s: dict[int, float] = dict.fromkeys(self.views, 0.0)
 
@@ -126,63 +100,72 @@ class ClientHost:
         self,
         start: int,
         stop: int | None,
-        channel: Channel,
         only: Sequence[int] | None = None,
         hold_last: bool = False,
     ) -> None:
+        """Local iterations [start, stop) of this round's clients (or `only` these); with
+        `hold_last`, the last one waits for the client's next call (see LocalPhase). Returns
+        once the server has taken every upload sent."""
         chosen = [(c, self.store.get(c)) for c in self.active if only is None or c in only]
         if not chosen:
             return
-        timed = TimedChannel(channel)
         last = max(client.num_batches for _, client in chosen)
         stop = last if stop is None else min(stop, last)
-        pipelined = hasattr(channel, "exchange_start") and not hold_last
         for it in range(start, stop):
             stepping = [(cid, c) for cid, c in chosen if it < c.num_batches]
-            if pipelined and all(hasattr(c, "start_step") for _, c in stepping):
-                self._pipelined_steps(it, stepping, timed)
+            if not hold_last and all(hasattr(c, "start_step") for _, c in stepping):
+                self._pipelined_steps(it, stepping)
                 continue
             for cid, client in stepping:
-                with self._computing(cid, timed):
+                with self._computing(cid):
                     client.seed_step()
                     if hold_last and it == stop - 1:
-                        client.step(it, timed, hold=True)
+                        client.step(it, self.channel, hold=True)
                     else:
-                        client.step(it, timed)
+                        client.step(it, self.channel)
+        if self.channel is not None:
+            self.channel.drain()
 
-    def _pipelined_steps(self, it: int, stepping: list[tuple[int, Client]], timed) -> None:
-        """Iteration `it` of these clients with up to `window` exchanges in flight: each
-        client's forward and send, then, oldest first, its answer and backward. Every client
-        has its own model and the server takes each batch on its own, so the numbers are
-        those of stepping the clients one at a time."""
+    def _pipelined_steps(self, it: int, stepping: list[tuple[int, Client]]) -> None:
+        """Iteration `it` of these clients with up to the channel's `window` exchanges in
+        flight: each client's forward and send, then, oldest first, its answer and
+        backward. Every client has its own model and the server takes each batch on its
+        own, so the numbers are those of stepping the clients one at a time (a window of
+        one, in one process, is exactly that)."""
         waiting: deque[tuple[int, Client, Any]] = deque()
 
         def finish_oldest() -> None:
             cid, client, pending = waiting.popleft()
-            with self._computing(cid, timed):
-                client.finish_step(pending, timed)
+            with self._computing(cid):
+                client.finish_step(pending, self.channel)
 
         for cid, client in stepping:
-            with self._computing(cid, timed):
+            with self._computing(cid):
                 client.seed_step()
-                pending = client.start_step(it, timed)
+                pending = client.start_step(it, self.channel)
             waiting.append((cid, client, pending))
-            if len(waiting) >= self.window:
+            if len(waiting) >= self.channel.window:
                 finish_oldest()
         while waiting:
             finish_oldest()
 
     @contextmanager
-    def _computing(self, cid: int, timed: TimedChannel) -> Iterator[None]:
+    def _computing(self, cid: int) -> Iterator[None]:
         """Adds the client's compute time to its busy seconds: handing an upload over (or,
         in-process, the server's own step) is not the client's work."""
-        t0, sending = time.perf_counter(), timed.seconds
+        sending = self.channel.seconds if self.channel is not None else 0.0
+        t0 = time.perf_counter()
         yield
-        self.busy_s[cid] += time.perf_counter() - t0 - (timed.seconds - sending)
+        spent = (self.channel.seconds if self.channel is not None else 0.0) - sending
+        self.busy_s[cid] += time.perf_counter() - t0 - spent
 
-    def run_jobs(self, jobs: Sequence[Any]) -> list[Any]:
-        """Server jobs for this host's clients, run on their own state (see jobs.py)."""
-        return [self.store.get(job.cid).run_job(job) for job in jobs]
+    def device_name(self) -> str:
+        return str(self.device)
+
+    def run_jobs(self, jobs: Mapping[int, Any]) -> list[Any]:
+        """Server jobs for this host's clients ({cid: job}), run on their own state (see
+        jobs.py)."""
+        return [self.store.get(job.cid).run_job(job) for job in jobs.values()]
 
     def evaluate_batches(
         self, models: Sequence[torch.nn.Module], test: Arrays, ranges: Sequence[tuple[int, int]]

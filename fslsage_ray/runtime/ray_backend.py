@@ -1,5 +1,9 @@
 """Runs the rounds on Ray: client actors sized to the cluster, one async server actor.
 
+Only the actors' life cycle is here; the rounds are backend.py's, over remote handles (and a
+local one for the server of an algorithm that sends nothing to it: FedAvg starts no server
+actor, its round bookkeeping and evaluation models live on the driver).
+
 The actors' resources are reserved first, as one placement group (runtime/reservation.py),
 and every actor starts inside its bundle; a resize or restart replaces the group. Every wait
 on an actor has a timeout; a dead or silent actor surfaces as WorkerLost, and `restart`
@@ -11,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -19,14 +23,12 @@ import ray
 import ray.exceptions
 import torch
 
-from fslsage_ray.algorithms.base import State
-from fslsage_ray.algorithms.jobs import JobReport
 from fslsage_ray.config.schema import ConfigError, RuntimeConfig
 from fslsage_ray.experiment import WorldSpec
-from fslsage_ray.runtime.actors import ClientActor, ServerActor
-from fslsage_ray.runtime.backend import Backend, ServerStats, WorkerLost
-from fslsage_ray.runtime.client_host import ClientResult
+from fslsage_ray.runtime.actors import ClientActor, RemoteHandle, ServerActor
+from fslsage_ray.runtime.backend import Backend, WorkerLost, server_share
 from fslsage_ray.runtime.cluster import alive_nodes, connect, shutdown_private
+from fslsage_ray.runtime.handles import Done, LocalHandle, Parcel
 from fslsage_ray.runtime.placement import ActorPlan, ray_options
 from fslsage_ray.runtime.reservation import (
     bundle_nodes,
@@ -36,7 +38,8 @@ from fslsage_ray.runtime.reservation import (
     reserve,
 )
 from fslsage_ray.runtime.server_host import ServerHost
-from fslsage_ray.tasks.base import add_sums, batch_ranges
+
+__all__ = ["RayBackend", "server_share"]
 
 log = logging.getLogger("fslsage_ray")
 STARTUP_TIMEOUT_S = 300.0
@@ -45,6 +48,8 @@ _LOST = (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError)
 
 class RayBackend(Backend):
     # --- life cycle ---------------------------------------------------------------------
+    shares_work = True  # the client actors (and a server with CPUs of its own) share work
+
     def __init__(self, runtime: RuntimeConfig, uses_server: bool = True) -> None:
         self.runtime = runtime
         self.uses_server = uses_server  # False (FedAvg): no server actor, no server bundle
@@ -52,9 +57,8 @@ class RayBackend(Backend):
         self.plan: ActorPlan | None = None
         self.group = None  # the placement group holding every actor's bundle
         self.placed: list[str] = []  # the node each bundle landed on
-        self.server = None  # the server actor; None for an algorithm without a server
-        self.driver_server: ServerHost | None = None  # its stand-in work then, on the driver
-        self.actors: list = []
+        self.server_actor = None  # None for an algorithm without a server (FedAvg)
+        self.actors: list = []  # the client actors, as Ray knows them
         self.devices: list[str] = []  # server first, then each client actor
         self.timeout_s = runtime.call_timeout_s
 
@@ -74,10 +78,11 @@ class RayBackend(Backend):
             self.validate(len(parts))
         # The arrays go to the object store once; every actor (and any replacement) reads
         # them zero-copy.
-        self._world = world
+        self.world = world
         self._parts = list(parts)
-        self._test = test
-        self._train_ref, self._test_ref = ray.put(dict(train)), ray.put(dict(test))
+        self._test_arrays = test
+        self.test_rows = world.task.num_samples(test)
+        self._train_ref, self.test = ray.put(dict(train)), ray.put(dict(test))
         self._create_actors()
 
     def _create_actors(self) -> None:
@@ -86,29 +91,31 @@ class RayBackend(Backend):
             server = ray_options(plan.server_request)
             if plan.server_bundle is not None:  # a server asking for nothing needs no bundle
                 server |= in_bundle(self.group, plan.server_bundle)
-            self.server = ServerActor.options(**server).remote(self._world, self._test_ref, sizes)
+            self.server_actor = ServerActor.options(**server).remote(self.world, self.test, sizes)
+            self.server = RemoteHandle(self.server_actor)
         else:  # FedAvg: no process of its own for a server that only hands out eval models
-            self.server = None
-            self.driver_server = ServerHost(self._world, self._test, sizes, torch.device("cpu"))
+            self.server_actor = None
+            host = ServerHost(self.world, self._test_arrays, sizes, torch.device("cpu"))
+            self.server = LocalHandle(host)
+        reach = self.server if self.uses_server else None  # what the clients upload to
+        self.groups = [list(group) for group in plan.groups]
         self.actors = [
             ClientActor.options(
                 **ray_options(plan.actor_request), **in_bundle(self.group, plan.actor_bundle(i))
-            ).remote(self._world, self._train_ref, {c: self._parts[c] for c in group}, self.server)
-            for i, group in enumerate(plan.groups)
+            ).remote(self.world, self._train_ref, {c: self._parts[c] for c in group}, reach)
+            for i, group in enumerate(self.groups)
         ]
-        waits = [a.num_batches.remote() for a in self.actors]
-        if self.server is not None:
-            waits.append(self.server.ready.remote())
-        ready, _ = ray.wait(waits, num_returns=len(waits), timeout=STARTUP_TIMEOUT_S)
-        if len(ready) < len(waits):
+        self.clients = [RemoteHandle(actor) for actor in self.actors]
+        waits = [h.call("device_name") for h in (self.server, *self.clients)]
+        pending = [w for w in waits if isinstance(w, ray.ObjectRef)]
+        ready, _ = ray.wait(pending, num_returns=len(pending), timeout=STARTUP_TIMEOUT_S)
+        if len(ready) < len(pending):
             raise ConfigError(
-                f"only {len(ready)} of {len(waits)} actors started within {STARTUP_TIMEOUT_S}s; "
-                f"the cluster cannot place {self.plan.describe()}"
+                f"only {len(ready)} of {len(pending)} actors started within "
+                f"{STARTUP_TIMEOUT_S}s; the cluster cannot place {self.plan.describe()}"
             )
-        ray.get(ready)
-        clients = ray.get([a.device.remote() for a in self.actors])
-        server = "none" if self.server is None else ray.get(self.server.device.remote())
-        self.devices = [server, *clients]
+        server, *clients = self._get(waits)
+        self.devices = [server if self.uses_server else "none", *clients]
 
     def _elastic(self) -> bool:
         return self.runtime.num_actors is None and self.runtime.clients_per_actor is None
@@ -159,13 +166,13 @@ class RayBackend(Backend):
 
     def _release(self) -> None:
         """End every actor and give back their placement group."""
-        for handle in [*self.actors, self.server]:
-            if handle is not None:
+        for actor in [*self.actors, self.server_actor]:
+            if actor is not None:
                 try:
-                    ray.kill(handle)
+                    ray.kill(actor)
                 except ray.exceptions.RayError:
                     pass  # already gone
-        self.actors, self.server = [], None
+        self.actors, self.clients, self.server_actor = [], [], None
         release(self.group)
         self.group, self.placed = None, []
 
@@ -174,9 +181,12 @@ class RayBackend(Backend):
         shutdown_private(self.started_ray)
         self.started_ray = False
 
-    def _get(self, refs):
+    # --- waiting on the actors -------------------------------------------------------------
+    def _get(self, replies: Sequence[Any]) -> list[Any]:
+        """Every wait has a timeout; a dead or silent actor surfaces as WorkerLost."""
+        refs = [r for r in replies if isinstance(r, ray.ObjectRef)]
         try:
-            return ray.get(refs, timeout=self.timeout_s)
+            got = iter(ray.get(refs, timeout=self.timeout_s))
         except _LOST as exc:
             raise WorkerLost(f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
         except ray.exceptions.RayTaskError as exc:
@@ -184,157 +194,19 @@ class RayBackend(Backend):
             if isinstance(exc.cause, _LOST):
                 raise WorkerLost(f"{type(exc.cause).__name__} inside {exc.function_name}") from exc
             raise
+        return [next(got) if isinstance(r, ray.ObjectRef) else r.value for r in replies]
 
-    # --- rounds -------------------------------------------------------------------------
-    def num_batches(self) -> dict[int, int]:
-        merged: dict[int, int] = {}
-        for part in self._get([a.num_batches.remote() for a in self.actors]):
-            merged.update(part)
-        return merged
+    def _share(self, value: Any) -> Any:
+        if isinstance(value, ray.ObjectRef):
+            return value  # already in the store
+        return ray.put(value.value if isinstance(value, Parcel | Done) else value)
 
-    def start_round(self, parts: Mapping[str, State], expected, participants) -> None:
-        self.participants = list(participants)
-        parts_ref = ray.put(dict(parts))  # once in the object store, read by every actor
-        expected = None if expected is None else list(expected)
-        if self.server is None:
-            self.driver_server.begin_round(expected)
-        else:
-            self._get(self.server.begin_round.remote(expected))
-        self._get([a.start_round.remote(parts_ref, self.participants) for a in self.actors])
-
-    def run_local(
-        self,
-        start: int,
-        stop: int | None,
-        only: Sequence[int] | None = None,
-        hold_last: bool = False,
-    ) -> None:
-        chosen = None if only is None else set(only)
-        self._get(
-            [
-                actor.run_local.remote(
-                    start, stop, None if chosen is None else sorted(chosen), hold_last
-                )
-                for actor, group in zip(self.actors, self.plan.groups, strict=True)
-                if chosen is None or chosen.intersection(group)
-            ]
-        )
-
-    def run_server_jobs(
-        self, it_limit: int, only: Sequence[int] | None = None
-    ) -> dict[int, JobReport]:
-        clients = None if only is None else list(only)
-        self._get(self.server.wait_processed.remote(it_limit, self.timeout_s, clients))
-        chosen = self.participants if only is None else list(only)
-        if self.runtime.align_on == "server":
-            reports, delivery_refs = self._get(self.server.run_jobs.remote(chosen))
-        else:
-            reports, delivery_refs = self._jobs_on_workers(chosen)
-        if delivery_refs:
-            self._get(
-                [
-                    actor.accept_deliveries.remote(
-                        {c: delivery_refs[c] for c in group if c in delivery_refs}
-                    )
-                    for actor, group in zip(self.actors, self.plan.groups, strict=True)
-                    if any(c in delivery_refs for c in group)
-                ]
-            )
-        return reports
-
-    def _jobs_on_workers(self, chosen: list[int]) -> tuple[dict[int, JobReport], dict]:
-        """The server prepares each client's job; the idle client actors run their own
-        clients' jobs in parallel and keep the results, the server (when it has compute of
-        its own) takes an equal share; the server adopts the outcomes (as refs, not via
-        here). A job computes the same wherever it runs."""
-        job_refs = self._get(self.server.prepare_jobs.remote(chosen))
-        hosted = [[c for c in group if c in job_refs] for group in self.plan.groups]
-        on_server = server_share(hosted) if self._server_fits_jobs() else []
-        outcome_refs = [
-            actor.run_jobs.remote([job_refs[c] for c in cids if c not in on_server])
-            for actor, cids in zip(self.actors, hosted, strict=True)
-            if any(c not in on_server for c in cids)
-        ]
-        if on_server:
-            outcome_refs.append(self.server.run_given_jobs.remote([job_refs[c] for c in on_server]))
-        return self._get(self.server.complete_jobs.remote(*outcome_refs))
-
-    def _server_fits_jobs(self) -> bool:
-        return self.runtime.align_on == "workers" and self._server_has_compute()
-
-    def _server_has_compute(self) -> bool:
-        """A server with CPUs or GPUs of its own takes a share of work the client actors
-        could do; one sharing their cores would slow them down as much as it helps."""
+    def _server_computes(self) -> bool:
+        """A server actor with CPUs or GPUs of its own takes a share of work the client
+        actors could do; one sharing their cores would slow them down as much as it helps."""
         request = self.plan.server_request
-        return request.get("CPU", 0.0) > 0 or request.get("GPU", 0.0) > 0
-
-    def finish_round(self) -> tuple[list[ClientResult], ServerStats]:
-        if self.server is None:
-            (loss, uploads), busy = self.driver_server.end_round(), self.driver_server.take_busy()
-        else:
-            self._get(self.server.wait_processed.remote(None, self.timeout_s))
-            loss, uploads = self._get(self.server.end_round.remote())
-            busy = self._get(self.server.take_busy.remote())
-        per_actor = self._get([a.finish_round.remote() for a in self.actors])
-        results = [r for part in per_actor for r in part]
-        return sorted(results, key=lambda r: r.cid), ServerStats(loss, uploads, busy)
-
-    def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> dict[str, float]:
-        """On the server alone, or with the test batches shared out over every worker
-        (`runtime.eval_on=workers`; the batch terms are added up in batch order, so the
-        metrics are the same)."""
-        task = self._world.task
-        if self.server is None:  # no server actor: the client actors evaluate
-            if not task.batched_evaluation:
-                return self.driver_server.evaluate(client_state)
-            return self._evaluate_on(self.actors, client_state)
-        workers = [*self.actors, *([self.server] if self._server_has_compute() else [])]
-        if self.runtime.eval_on == "server" or not task.batched_evaluation or len(workers) < 2:
-            return self._get(self.server.evaluate.remote(dict(client_state)))
-        return self._evaluate_on(workers, client_state)
-
-    def _evaluate_on(self, workers: list, client_state: Mapping[str, torch.Tensor]):
-        """The test batches shared out over `workers`, their sums added in batch order."""
-        task = self._world.task
-        rows = task.num_samples(self._test)
-        ranges = batch_ranges(rows, self._world.config.run.eval_batch_size)
-        if self.server is None:
-            models_ref = ray.put(self.driver_server.eval_models(client_state))
-        else:
-            (models_ref,) = self._get(self.server.eval_models.remote(dict(client_state)))
-        shares = [s for s in np.array_split(np.arange(len(ranges)), len(workers)) if len(s)]
-        refs = []
-        # Fewer batches than workers: the last workers get none.
-        for worker, share in zip(workers, shares, strict=False):
-            mine = [ranges[i] for i in share]
-            if worker is self.server:
-                refs.append(worker.evaluate_batches.remote(mine))
-            else:
-                refs.append(worker.evaluate_batches.remote(models_ref, self._test_ref, mine))
-        sums = [s for part in self._get(refs) for s in part]
-        return task.eval_metrics(add_sums(sums), rows)
-
-    # --- state --------------------------------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
-        clients: dict[int, Any] = {}
-        for part in self._get([a.snapshot.remote() for a in self.actors]):
-            clients.update(part)
-        if self.server is None:
-            return {"clients": clients, "server": self.driver_server.snapshot()}
-        return {"clients": clients, "server": self._get(self.server.snapshot.remote())}
-
-    def restore(self, snap: Mapping[str, Any]) -> None:
-        clients = snap["clients"]
-        refs = [
-            # a client absent from the snapshot never ran: its initial state
-            actor.restore.remote({cid: clients[cid] for cid in group if cid in clients})
-            for actor, group in zip(self.actors, self.plan.groups, strict=True)
-        ]
-        if self.server is None:
-            self.driver_server.restore(snap["server"])
-        else:
-            refs.append(self.server.restore.remote(snap["server"]))
-        self._get(refs)
+        own = request.get("CPU", 0.0) > 0 or request.get("GPU", 0.0) > 0
+        return own and not self.server.local
 
     def cluster_nodes(self) -> list[dict[str, float]]:
         return [node.resources for node in alive_nodes()]
@@ -345,27 +217,15 @@ class RayBackend(Backend):
         text = f"ray: {self.plan.describe()}"
         if self.placed:  # where Ray put the bundles
             counts = Counter(self.placed[self.plan.actor_bundle(0) :])
-            if self.plan.server_bundle is not None and self.server is not None:
+            if self.plan.server_bundle is not None and self.uses_server:
                 text += f"; server on {self.placed[self.plan.server_bundle]}"
             text += "; client actors on " + ", ".join(f"{n} x{k}" for n, k in counts.items())
         if self.devices:  # where the work really runs, as the actors saw it at start
             server, *clients = self.devices
             where = ", ".join(sorted(set(clients)))
-            if self.server is None:
+            if not self.uses_server:
                 text += "; no server actor (nothing goes to a main server: the driver averages)"
                 text += f"; computing on: clients {where}"
             else:
                 text += f"; computing on: server {server}, clients {where}"
         return text
-
-
-def server_share(hosted: Sequence[Sequence[int]]) -> list[int]:
-    """Which jobs the server takes so that it and every client actor run about as many:
-    repeatedly the last job of the actor with the most left (sorted client ids)."""
-    left = [list(cids) for cids in hosted]
-    total = sum(len(cids) for cids in left)
-    taken: list[int] = []
-    while len(taken) < total // (len(left) + 1):
-        busiest = max(range(len(left)), key=lambda i: (len(left[i]), i))
-        taken.append(left[busiest].pop())
-    return sorted(taken)

@@ -5,6 +5,10 @@ in the fixed order the algorithm gives, whatever order they arrive in (Ray does 
 an async actor's calls in submission order), so the server is the same for any number of
 actors: an upload that arrives early waits in `pending` until every upload before it is
 applied. SplitFed clients wait for each reply, so their uploads are applied on arrival.
+
+Its public methods are the server's verbs: the round protocol (backend.py) and the clients'
+channel (channel.py) call them by name through a handle (handles.py), in this process or in
+the server actor alike.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,10 +27,19 @@ from fslsage_ray.algorithms.evaluate import evaluate_batches, evaluate_split
 from fslsage_ray.algorithms.jobs import JobReport
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.experiment import WorldSpec, build_template, initial_aux
-from fslsage_ray.tasks.base import Arrays, Payload, Sums
+from fslsage_ray.runtime.handles import Parcel
+from fslsage_ray.tasks.base import Arrays, Payload, PayloadArray, Sums
 
 Key = tuple[int, int]  # (iteration, client id)
-Deliveries = dict[int, Any]  # client id -> what a server job sends down to it
+Upload = tuple[int, int, Payload]  # (iteration, client id, payload)
+Deliveries = dict[int, Parcel]  # client id -> what a server job sends down to it
+
+
+@dataclass(frozen=True)
+class ServerStats:
+    mean_loss: float  # server loss on this round's uploads (NaN without uploads)
+    uploads: int
+    busy_s: float  # time the server spent computing this round (uploads, alignment)
 
 
 class UploadOrderError(RuntimeError):
@@ -84,29 +98,42 @@ class ServerHost:
         self._next = 0
         self._done = set()
 
-    def submit(self, it: int, cid: int, payload: Payload):
-        """Take one upload; returns dL/dz for algorithms that send it back."""
+    def take_uploads(self, uploads: Sequence[Upload]) -> None:
+        """Take uploads (one client host's, in one call); apply every one whose turn has
+        come. An upload that arrives early waits in `pending` until every upload before it
+        is applied."""
         t0 = time.perf_counter()
         try:
-            return self._submit(it, cid, payload)
+            for it, cid, payload in uploads:
+                key = (it, cid)
+                if not self.ordered:
+                    self._done.add(key)
+                    self.server.process_upload(cid, payload)
+                    continue
+                if key in self._pending or key in self._done:
+                    raise UploadOrderError(f"upload {key} received twice")
+                self._pending[key] = payload
+                expected = self._expected or []
+                while self._next < len(expected) and expected[self._next] in self._pending:
+                    ready = expected[self._next]
+                    self.server.process_upload(ready[1], self._pending.pop(ready))
+                    self._done.add(ready)
+                    self._next += 1
         finally:
             self.busy_s += time.perf_counter() - t0
 
-    def _submit(self, it: int, cid: int, payload: Payload):
-        key = (it, cid)
-        if not self.ordered:
-            self._done.add(key)
-            return self.server.process_upload(cid, payload)
-        if key in self._pending or key in self._done:
-            raise UploadOrderError(f"upload {key} received twice")
-        self._pending[key] = payload
-        expected = self._expected or []
-        while self._next < len(expected) and expected[self._next] in self._pending:
-            ready = expected[self._next]
-            self.server.process_upload(ready[1], self._pending.pop(ready))
-            self._done.add(ready)
-            self._next += 1
-        return None
+    def take_exchanges(self, uploads: Sequence[Upload]) -> list[PayloadArray]:
+        """SplitFed batches (one client host's, in one call), applied on arrival; dL/dz of
+        each, in order."""
+        t0 = time.perf_counter()
+        try:
+            answers = []
+            for it, cid, payload in uploads:
+                self._done.add((it, cid))
+                answers.append(self.server.process_upload(cid, payload))
+            return answers
+        finally:
+            self.busy_s += time.perf_counter() - t0
 
     def missing_before(
         self, it_limit: int | None, clients: Sequence[int] | None = None
@@ -126,45 +153,58 @@ class ServerHost:
     def processed_before(self, it_limit: int | None, clients: Sequence[int] | None = None) -> bool:
         return not self.missing_before(it_limit, clients)
 
-    def prepare_jobs(self, participants: Sequence[int]) -> list[Any]:
-        """This round's server jobs, to be run elsewhere (in client order)."""
+    def wait_processed(self, it_limit: int | None, clients: Sequence[int] | None = None) -> None:
+        """Every expected upload before it_limit (of `clients`) is applied, or fail loudly.
+        In one process every upload handed over is already applied, so nothing can be
+        waited for; a server actor waits for uploads still on their way (actors.py)."""
+        missing = self.missing_before(it_limit, clients)
+        if missing:
+            raise UploadOrderError(f"uploads never arrived: {missing[:5]}")
+
+    def _prepare(self, participants: Sequence[int]) -> list[Any]:
         t0 = time.perf_counter()
         jobs = self.server.prepare_jobs(sorted(participants))
         self.busy_s += time.perf_counter() - t0
         return jobs
 
-    def complete_jobs(self, outcomes: Sequence[Any]) -> tuple[dict[int, JobReport], Deliveries]:
-        """Adopt outcomes (in client order); reports, and what must go down to clients."""
+    def prepare_jobs(self, participants: Sequence[int]) -> dict[int, Parcel]:
+        """This round's server jobs, to be run elsewhere: {cid: job}, in client order."""
+        return {job.cid: Parcel(job) for job in self._prepare(participants)}
+
+    def run_given_jobs(self, jobs: Mapping[int, Any]) -> list[Any]:
+        """Run these jobs here, one after another; their outcomes, to complete."""
+        t0 = time.perf_counter()
+        outcomes = [self.server.run_job(job) for job in jobs.values()]
+        self.busy_s += time.perf_counter() - t0
+        return outcomes
+
+    def complete_jobs(self, *outcomes: Sequence[Any]) -> tuple[dict[int, JobReport], Deliveries]:
+        """Adopt outcomes (several hosts' lists, taken in client order); the reports, and
+        what must go down to clients."""
         reports, deliveries = {}, {}
         # A job may give several outcomes (a group of clients fitted together).
-        flat = [o for x in outcomes for o in (x if isinstance(x, list) else [x])]
+        flat = [o for part in outcomes for x in part for o in (x if isinstance(x, list) else [x])]
         for outcome in sorted(flat, key=lambda o: o.cid):
             report, delivery = self.server.complete_job(outcome)
             reports[report.cid] = report
             if delivery is not None:
-                deliveries[report.cid] = delivery
+                deliveries[report.cid] = Parcel(delivery)
         return reports, deliveries
-
-    def run_given_jobs(self, jobs: Sequence[Any]) -> list[Any]:
-        """Run these jobs here, one after another; their outcomes, to complete."""
-        t0 = time.perf_counter()
-        outcomes = [self.server.run_job(job) for job in jobs]
-        self.busy_s += time.perf_counter() - t0
-        return outcomes
 
     def run_jobs(self, participants: Sequence[int]) -> tuple[dict[int, JobReport], Deliveries]:
         """Prepare, run and complete every job here, one after another."""
-        return self.complete_jobs(self.run_given_jobs(self.prepare_jobs(participants)))
+        jobs = {job.cid: job for job in self._prepare(participants)}
+        return self.complete_jobs(self.run_given_jobs(jobs))
 
-    def take_busy(self) -> float:
-        """Seconds the server computed since the last call (uploads and alignment)."""
-        busy, self.busy_s = self.busy_s, 0.0
-        return busy
-
-    def end_round(self) -> tuple[float, int]:
-        """Round-end server work; returns (mean server loss, uploads) of the round."""
+    def end_round(self) -> ServerStats:
+        """Round-end server work; the round's server loss, uploads and busy seconds."""
         self.server.end_round()
-        return self.server.take_round_stats()
+        loss, uploads = self.server.take_round_stats()
+        busy, self.busy_s = self.busy_s, 0.0
+        return ServerStats(loss, uploads, busy)
+
+    def device_name(self) -> str:
+        return str(self.device)
 
     def snapshot(self) -> dict[str, Any]:
         if self._pending:
@@ -175,14 +215,14 @@ class ServerHost:
         self._pending.clear()
         self.server.restore(snap)
 
-    def eval_models(self, client_state: Mapping[str, torch.Tensor]) -> tuple[nn.Module, ...]:
+    def eval_models(self, client_state: Mapping[str, torch.Tensor]) -> Parcel:
         """(client model with this state, the server's eval head), on the CPU, for workers
         that evaluate a share of the test batches."""
         load_transfer_state(self.eval_client, client_state)
         models = (self.eval_client, self.server.eval_head())
         if self.device.type == "cpu":
-            return models
-        return tuple(copy.deepcopy(m).cpu() for m in models)
+            return Parcel(models)
+        return Parcel(tuple(copy.deepcopy(m).cpu() for m in models))
 
     def evaluate_batches(self, ranges: Sequence[tuple[int, int]]) -> list[Sums]:
         """This process's share of the test batches, with the models of `eval_models`."""

@@ -8,7 +8,10 @@ from fslsage_ray.tasks import Payload
 
 
 class RecordingChannel:
-    """Records uploads; answers exchanges with a fixed gradient (or a server's)."""
+    """Records uploads; answers exchanges with a fixed gradient (or a server's). Payloads
+    cross as numpy, as between processes."""
+
+    keeps_tensors = False
 
     def __init__(self, server=None) -> None:
         self.sent: list[tuple[int, int, tuple, tuple]] = []

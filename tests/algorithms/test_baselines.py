@@ -23,7 +23,8 @@ from fslsage_ray.algorithms.sflv2 import SplitFedSS
 from fslsage_ray.config import AlgorithmConfig, Config
 from fslsage_ray.models import build_split_model
 from fslsage_ray.registry import algorithm_names
-from fslsage_ray.runtime.inprocess import DirectChannel
+from fslsage_ray.runtime.channel import ServerChannel
+from fslsage_ray.runtime.handles import LocalHandle
 from fslsage_ray.tasks import ImageClassification, ImageSpec, Payload
 
 TASK = ImageClassification(ImageSpec(255.0, (0.5,), (0.25,), False), 10, 1, 8)
@@ -190,17 +191,18 @@ def test_in_process_exchanges_keep_the_clients_tensors_and_the_numbers() -> None
         client.start_round({"client": client.model.state_dict()})
         return client, server
 
-    class ServerHere:  # what DirectChannel calls: ServerHost.submit, here without ordering
+    class ServerHere:  # what the channel calls: ServerHost's verb, here without ordering
         def __init__(self, server) -> None:
             self.server = server
 
-        def submit(self, it, cid, payload):
-            answer = self.server.process_upload(cid, payload)
-            seen.append((payload, answer))
-            return answer
+        def take_exchanges(self, uploads):
+            answers = [self.server.process_upload(cid, payload) for _, cid, payload in uploads]
+            seen.extend((payload, a) for (_, _, payload), a in zip(uploads, answers, strict=True))
+            return answers
 
     direct_client, direct_server = pair()
-    direct = DirectChannel(ServerHere(direct_server))
+    direct = ServerChannel(LocalHandle(ServerHere(direct_server)), max_inflight=8)
+    assert direct.keeps_tensors
     via_numpy_client, via_numpy_server = pair()
     for it in range(direct_client.num_batches):
         direct_client.step(it, direct)

@@ -39,8 +39,16 @@ def _client(alg: AlgorithmConfig, n: int = 50, cid: int = 0) -> FslSageClient:
     split = _model()
     view = ClientView({"images": images, "labels": labels}, np.arange(n), TASK)
     gen = torch.Generator().manual_seed(1)
+    config = Config(algorithm=alg)
     return FslSageClient(
-        cid, view, Config(algorithm=alg), gen, torch.device("cpu"), split.client, split.make_aux()
+        cid,
+        view,
+        config,
+        gen,
+        torch.device("cpu"),
+        split.client,
+        split.make_aux(),
+        upload_every=FslSage(config).upload_every(),
     )
 
 

@@ -49,7 +49,7 @@ def test_a_killed_server_actor_is_replaced_from_the_checkpoint(
     tmp_path, ray_local, monkeypatch, run_cache
 ):
     reference = run_cache([*SMALL, "runtime.backend=inprocess", *ROUNDS])
-    _inject(monkeypatch, lambda backend: ray.kill(backend.server))
+    _inject(monkeypatch, lambda backend: ray.kill(backend.server_actor))
     rows = run_small(tmp_path / "killed", "runtime.num_actors=2", *ROUNDS)
     assert_same_learning(reference, rows)
 
@@ -65,7 +65,8 @@ def test_fedavg_runs_without_a_server_actor_and_recovers_from_a_lost_client_acto
     servers: list = []
 
     def kill(backend: RayBackend) -> None:
-        servers.append((backend.server, backend.plan.server_bundle, len(backend.plan.bundles())))
+        plan = backend.plan
+        servers.append((backend.server_actor, plan.server_bundle, len(plan.bundles())))
         ray.kill(backend.actors[0])
 
     calls = _inject(monkeypatch, kill)

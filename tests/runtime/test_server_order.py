@@ -3,15 +3,20 @@ for every FSL-SAGE client, and CSE-FSL's AM with an Adam of its own."""
 
 from __future__ import annotations
 
+import traceback
+
 import numpy as np
 import pytest
 import torch
 from run_helpers import SMALL, assert_same_learning, run_small
 
-from fslsage_ray.algorithms.fsl_sage import FslSageClient, FslSageServer
+from fslsage_ray import registry
+from fslsage_ray.algorithms.fsl_sage import FslSage, FslSageClient, FslSageServer
+from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.config import load_config
-from fslsage_ray.experiment import WorldSpec, load_data
+from fslsage_ray.experiment import WorldSpec, build_template, load_data
 from fslsage_ray.runtime.client_host import ClientHost
+from fslsage_ray.runtime.inprocess import InProcessBackend
 from fslsage_ray.runtime.server_host import ServerHost
 
 CPU = torch.device("cpu")
@@ -113,3 +118,53 @@ def test_client_major_is_the_same_in_process_and_on_one_or_three_actors(
     assert_same_learning(reference, three)
     interleaved = run_cache([*SMALL, "runtime.backend=inprocess", *alg])
     assert reference[-1]["test_loss"] != interleaved[-1]["test_loss"]  # the order matters
+
+
+class EveryThird(FslSage):
+    """FSL-SAGE whose uploads follow its own schedule, not algorithm.upload_every."""
+
+    def upload_every(self) -> int | None:
+        return 3
+
+
+def test_client_and_server_read_upload_every_from_the_algorithm(monkeypatch):
+    """A subclass that overrides upload_every(): its clients upload on its schedule and the
+    server expects exactly those uploads (disagreeing, the round would fail: uploads never
+    arrived, or an unexpected one stays pending). On the way: an upload reaches the
+    server's processing in at most 8 calls from the client's step (one channel, one
+    handle, one server verb)."""
+    monkeypatch.setitem(registry._ALGORITHMS, "every_third", registry.Entry(EveryThird, "x"))
+    paths: list[list[str]] = []
+    process = FslSageServer.process_upload
+
+    def traced(self, cid, payload):
+        names = [f.name for f in traceback.extract_stack()[:-1]] + ["process_upload"]
+        paths.append(names[len(names) - 1 - names[::-1].index("step") :])
+        return process(self, cid, payload)
+
+    monkeypatch.setattr(FslSageServer, "process_upload", traced)
+    config = load_config(
+        None,
+        [
+            "algorithm.name=every_third",
+            "algorithm.upload_every=2",
+            "algorithm.batch_size=32",
+            "algorithm.num_clients=2",
+            "data.train_subset=320",  # 160 per client: K = 5 batches of 32, uploads at 0, 3
+            "data.test_subset=50",
+        ],
+    )
+    data = load_data(config)
+    world = WorldSpec(config, data.task)
+    algorithm = get_algorithm(config)
+    backend = InProcessBackend()
+    backend.start(world, data.train, data.test, [np.arange(0, 160), np.arange(160, 320)])
+    expected = algorithm.expected_uploads(backend.num_batches())
+    assert expected == [(0, 0), (0, 1), (3, 0), (3, 1)]
+    backend.start_round(algorithm.initial_parts(build_template(world), None), expected, [0, 1])
+    backend.run_local(0, None)
+    results, stats = backend.finish_round()
+    assert stats.uploads == len(expected)
+    for result in results:
+        assert [step for step, kind, _ in result.messages if kind == "smashed.up"] == [0, 3]
+    assert len(paths) == 4 and all(len(path) <= 8 for path in paths), paths
