@@ -204,11 +204,30 @@ def encode_e2e(
         # position t predicts token t + 1; score only predictions of target tokens
         stop = min(len(full) - 1, seq_len)
         labels[i, len(prompt) - 1 : stop] = full[len(prompt) : stop + 1]
+    groups, group_names = restaurant_groups(rows)
+    return TextData(input_ids, attention_mask, labels, groups, group_names, int(cut_rows))
+
+
+def restaurant_groups(rows: Sequence[tuple[str, str]]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Each row's restaurant as an index into the sorted restaurant names (the rows' keys,
+    which subsets and non-IID splits follow), and those names."""
     names = [restaurant_name(mr) for mr, _ in rows]
     group_names = tuple(sorted(set(names)))
     index = {name: k for k, name in enumerate(group_names)}
-    groups = np.array([index[name] for name in names], dtype=np.int64)
-    return TextData(input_ids, attention_mask, labels, groups, group_names, int(cut_rows))
+    return np.array([index[name] for name in names], dtype=np.int64), group_names
+
+
+def e2e_paths(
+    data_dir: str | Path | None, train_path: str | Path | None, test_path: str | Path | None
+) -> tuple[Path, Path]:
+    """The training and test files: explicit paths first, else the shared folder's names."""
+    if data_dir is None and (train_path is None or test_path is None):
+        raise DataError("data.name=e2e needs data.data_dir or data.train_path and test_path")
+    folder = Path(data_dir) if data_dir is not None else Path()
+    return (
+        Path(train_path) if train_path else folder / TRAIN_FILE,
+        Path(test_path) if test_path else folder / TEST_FILE,
+    )
 
 
 def load_e2e(
