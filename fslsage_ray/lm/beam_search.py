@@ -150,9 +150,9 @@ def _search_batch(
         live_lengths = lengths[live]
         mask = torch.arange(length)[None, :] < live_lengths[:, None]
         logits = logits_fn(ids[live, :length].to(device), mask.to(device))
-        last = logits[torch.arange(live.numel(), device=logits.device), (live_lengths - 1).to(
-            logits.device
-        )]
+        last = logits[
+            torch.arange(live.numel(), device=logits.device), (live_lengths - 1).to(logits.device)
+        ]
         log_probs = torch.log_softmax(last.float().cpu(), dim=-1)
         vocab = log_probs.shape[-1]
         for k, row in enumerate(live.tolist()):

@@ -89,9 +89,7 @@ def rouge_l(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> 
     return 100.0 * total / len(predictions)
 
 
-def score_texts(
-    predictions: Sequence[str], references: Sequence[Sequence[str]]
-) -> dict[str, Any]:
+def score_texts(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, Any]:
     """Every metric available here; ``not_computed`` says which are missing and why."""
     scores: dict[str, Any] = bleu(predictions, references)
     scores["nist"] = nist(predictions, references)
@@ -108,9 +106,7 @@ def score_texts(
 
 def _check(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> None:
     if len(predictions) != len(references):
-        raise ValueError(
-            f"{len(predictions)} predictions but {len(references)} reference groups"
-        )
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} reference groups")
     empty = [i for i, refs in enumerate(references) if not refs]
     if empty:
         raise ValueError(f"MR(s) {empty[:5]} have no reference")
