@@ -167,7 +167,9 @@ def _search_batch(
         ids, lengths = ids[source], lengths[source]
         ids[torch.arange(rows), lengths] = tokens
         lengths = lengths + 1
-        generated = [generated[s] + [t] for s, t in zip(source.tolist(), tokens.tolist())]
+        generated = [
+            generated[s] + [t] for s, t in zip(source.tolist(), tokens.tolist(), strict=True)
+        ]
         scores = top_scores.clone()
         for row in range(rows):
             b, slot = divmod(row, beams)
