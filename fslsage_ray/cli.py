@@ -325,7 +325,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from fslsage_ray.lm.beam_search import BeamSettings
     from fslsage_ray.lm.e2e_metrics import MetricsUnavailable
-    from fslsage_ray.lm.generate import GENERATION_FILE, PREDICTIONS_FILE, generate_run
+    from fslsage_ray.lm.generate import PREDICTIONS_FILE, generate_run
+    from fslsage_ray.lm.scores_file import GENERATION_FILE
 
     try:
         settings = BeamSettings(

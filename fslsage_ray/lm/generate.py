@@ -31,11 +31,11 @@ from fslsage_ray.config import Config, ConfigError, config_from_dict, load_confi
 from fslsage_ray.data.subset import config_subset
 from fslsage_ray.lm.beam_search import BeamSettings, beam_search, split_logits_fn
 from fslsage_ray.lm.e2e_metrics import score_texts
+from fslsage_ray.lm.scores_file import GENERATION_FILE
 
 log = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "predictions.txt"
-GENERATION_FILE = "generation.json"
 CHECKPOINTS = ("last", "initial")
 
 
@@ -217,20 +217,3 @@ def generate_run(
     }
     (run_dir / GENERATION_FILE).write_text(json.dumps(result, indent=2, ensure_ascii=False))
     return result
-
-
-def read_generation_scores(run_dir: str | Path) -> dict[str, float] | None:
-    """BLEU (and ROUGE-L, NIST where computed) from a run folder's generation.json; None
-    when the run was never decoded (or the file is unreadable)."""
-    path = Path(run_dir) / GENERATION_FILE
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("bleu"), (int, float)):
-        return None
-    return {
-        key: float(data[key])
-        for key in ("bleu", "rouge_l", "nist")
-        if isinstance(data.get(key), (int, float))
-    }

@@ -189,7 +189,8 @@ def test_trained_model_writes_far_better_texts_than_an_untrained_one(tmp_path) -
     through the command line, as a user would."""
     need_e2e()
     from fslsage_ray.cli import main
-    from fslsage_ray.lm.generate import GENERATION_FILE, PREDICTIONS_FILE, generate_run
+    from fslsage_ray.lm.generate import PREDICTIONS_FILE, generate_run
+    from fslsage_ray.lm.scores_file import GENERATION_FILE
 
     run = tmp_path / "run"
     run_tiny(
@@ -213,6 +214,14 @@ def test_trained_model_writes_far_better_texts_than_an_untrained_one(tmp_path) -
     }
     assert trained["bleu"] > untrained["bleu"] + 8, (trained["bleu"], untrained["bleu"])
     assert trained["bleu"] > 8
+    # the summary table of `plot`/`compare` gains the scores
+    from fslsage_ray.outputs.runs import load_run
+    from fslsage_ray.outputs.summary import summarize, to_markdown
+
+    rows = summarize([load_run(run)], None)
+    assert rows[0]["bleu"] == pytest.approx(trained["bleu"])
+    table = to_markdown(rows, None)
+    assert "| BLEU | ROUGE-L |" in table and f"{trained['bleu']:.2f}" in table
     # the same checkpoint decoded again: the same texts
     assert generate_run(run, "last", limit=6)["bleu"] is not None
     assert (run / PREDICTIONS_FILE).read_text().splitlines() == lines[:6]
