@@ -1,5 +1,5 @@
-"""`fslsage-ray run | plan | compare | scale | plot | simtime | info`: the command line over the
-Python API.
+"""`fslsage-ray run | plan | compare | scale | plot | simtime | generate | info`: the command
+line over the Python API.
 
 Every subcommand takes `--config FILE` (default: the built-in offline quick start) and any
 number of `section.key=value` overrides, validated before anything starts.
@@ -281,6 +281,45 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from fslsage_ray.lm.beam_search import BeamSettings
+    from fslsage_ray.lm.e2e_metrics import MetricsUnavailable
+    from fslsage_ray.lm.generate import PREDICTIONS_FILE, generate_run
+    from fslsage_ray.outputs.generation_scores import GENERATION_FILE
+
+    try:
+        settings = BeamSettings(
+            args.beam, args.length_penalty, args.no_repeat_ngram, args.max_new_tokens
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    try:
+        result = generate_run(
+            args.run_dir,
+            args.checkpoint,
+            settings,
+            args.limit,
+            args.batch_size,
+            args.device,
+            args.merge_lora,
+        )
+    except MetricsUnavailable as exc:
+        print(f"error: {exc}; the texts are in {PREDICTIONS_FILE}", file=sys.stderr)
+        return 2
+    scores = ", ".join(
+        f"{name} {result[key]:.2f}"
+        for key, name in (("bleu", "BLEU"), ("nist", "NIST"), ("rouge_l", "ROUGE-L"))
+        if result.get(key) is not None
+    )
+    print(f"{result['mrs']} MRs decoded ({result['checkpoint']} checkpoint): {scores}")
+    print(f"wrote {Path(args.run_dir) / PREDICTIONS_FILE} and {GENERATION_FILE}")
+    return 0
+
+
 def _cmd_simtime(args: argparse.Namespace) -> int:
     from fslsage_ray.outputs.runs import load_runs
     from fslsage_ray.outputs.simtime import replay_run
@@ -410,6 +449,29 @@ def build_parser() -> argparse.ArgumentParser:
     _target_options(plot)
     plot.add_argument("--budgets", help="GiB budgets for the alpha figure (default 50,80)")
 
+    generate = sub.add_parser(
+        "generate", help="decode a GPT-2 run's test MRs (beam search) and score BLEU/ROUGE-L"
+    )
+    generate.add_argument("run_dir", help="a finished run folder with a checkpoint")
+    generate.add_argument(
+        "--checkpoint",
+        choices=["last", "initial"],
+        default="last",
+        help="last: the run's checkpoint; initial: the untrained model (a baseline)",
+    )
+    generate.add_argument("--beam", type=int, default=10, help="beam size (LoRA paper: 10)")
+    generate.add_argument("--length-penalty", type=float, default=0.9, help="(LoRA paper: 0.9)")
+    generate.add_argument(
+        "--no-repeat-ngram", type=int, default=4, help="ban repeated n-grams (0: none)"
+    )
+    generate.add_argument("--max-new-tokens", type=int, default=64, help="per MR (LoRA: 64)")
+    generate.add_argument("--limit", type=int, help="decode only the first N test MRs")
+    generate.add_argument("--batch-size", type=int, default=8, help="MRs decoded together")
+    generate.add_argument("--device", default="cpu", help="cpu or cuda")
+    generate.add_argument(
+        "--merge-lora", action="store_true", help="fold the LoRA adapters into the weights first"
+    )
+
     info = sub.add_parser("info", help="Ray resources seen and the actor plan for a config")
     common(info)
     info.add_argument("--address", help="attach to this Ray cluster")
@@ -429,6 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "compare": _cmd_compare,
         "plot": _cmd_plot,
         "scale": _cmd_scale,
+        "generate": _cmd_generate,
     }
     try:
         return handlers[args.command](args)

@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("runtime", ("runtime",)),
     ("outputs", ("outputs",)),
     ("coordinator", ("simulation", "run", "callbacks", "stopping", "plan")),
-    ("studies", ("compare", "study")),
+    ("studies", ("compare", "study", "lm")),
     ("cli", ("cli", "__main__")),
 ]
 

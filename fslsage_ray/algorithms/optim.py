@@ -63,7 +63,12 @@ def make_optimizer(
     over `optim.decay_rounds` rounds of this optimizer's steps."""
     cls = torch.optim.AdamW if optim.name == "adamw" else torch.optim.Adam
     optimizer = cls(
-        params, lr=lr, betas=(optim.beta1, optim.beta2), weight_decay=weight_decay, foreach=True
+        params,
+        lr=lr,
+        betas=(optim.beta1, optim.beta2),
+        eps=optim.eps,
+        weight_decay=weight_decay,
+        foreach=True,
     )
     if optim.schedule == "linear" and steps_per_round:
         rounds = optim.decay_rounds or 1

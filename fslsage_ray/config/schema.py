@@ -33,6 +33,7 @@ SERVER_ORDERS = ("interleaved", "client_major")
 ALIGN_ON = ("workers", "clients", "server")
 TRACKERS = ("none", "mlflow", "tensorboard", "wandb")
 PLACEMENT_STRATEGIES = ("pack", "spread", "strict_spread")
+PROMPT_FORMATS = ("raw", "authors")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class DataConfig:
     tokenizer_path: str | None = results(None)  # text: a GPT-2 tokenizer folder; None: a byte-level
     # BPE trained on the training texts (cached), saved into the run folder
     vocab_size: int = results(4096)  # text: the trained BPE's target size (it may come out smaller)
+    prompt_format: str = results("raw")  # e2e: the CSV's mr text, or "authors": the LoRA
+    # repository's "name : X | Type : Y | ..." rewriting that the FSL-SAGE authors trained on
     sections: dict[str, Any] = results(factory=dict)  # data sources' own settings, by sub-section
     # (`data: {name: iris, iris: {...}}`); YAML holds them in place, not under this name
 
@@ -76,6 +79,10 @@ class DataConfig:
             _require(value is None or value >= 1, f"data.{key} must be >= 1, got {value}")
         _require(self.seq_len >= 2, f"data.seq_len must be >= 2, got {self.seq_len}")
         _require(self.vocab_size >= 260, f"data.vocab_size must be >= 260, got {self.vocab_size}")
+        _require(
+            self.prompt_format in PROMPT_FORMATS,
+            f"data.prompt_format must be one of {PROMPT_FORMATS}, got {self.prompt_format!r}",
+        )
         if self.name == "parquet":
             _require(
                 self.train_path is not None and self.test_path is not None,
@@ -143,6 +150,7 @@ class OptimConfig:
     lr: float = results(1e-3)
     beta1: float = results(0.9)
     beta2: float = results(0.999)
+    eps: float = results(1e-8)  # Adam's epsilon, every optimizer (torch's; the authors' LM: 1e-6)
     weight_decay: float = results(1e-4)  # L2, as torch.optim.Adam applies it
     aux_lr: float = results(1e-3)  # every AM's own Adam (FSL-SAGE alignment; CSE-FSL/FSL-AN local
     # AM)
@@ -170,6 +178,7 @@ class OptimConfig:
         _require(0 <= self.label_smoothing < 1, "optim.label_smoothing must be in [0, 1)")
         _require(self.lr > 0 and self.aux_lr > 0, "optim.lr and optim.aux_lr must be > 0")
         _require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "optim.beta1/beta2 must be in [0, 1)")
+        _require(self.eps > 0, f"optim.eps must be > 0, got {self.eps}")
         _require(
             self.weight_decay >= 0 and self.aux_weight_decay >= 0,
             "optim weight decays must be >= 0",

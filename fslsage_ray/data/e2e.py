@@ -2,8 +2,9 @@
 
 Each row becomes prompt = tokens(mr) + [EOS] and target = tokens(" " + ref) + [EOS], the
 layout of the LoRA paper's E2E data that the FSL-SAGE authors train on (EOS separates the
-prompt from the completion and ends it). The prompt here is the raw CSV ``mr`` text; the
-LoRA repository's files had rewritten it as "name : X | Type : pub | ...".
+prompt from the completion and ends it). The prompt is the raw CSV ``mr`` text
+(``data.prompt_format=raw``), or with ``authors`` the LoRA repository's rewriting of it that
+the authors' pre-tokenized files hold: "name : X | Type : pub | price : less than £ 20 | ...".
 
 Sequences are right-padded (or cut) to ``seq_len``. ``labels`` are pre-shifted:
 ``labels[t]`` is token t + 1 where that token belongs to the target, else -100, so
@@ -33,6 +34,12 @@ PROMPT_KEY, TARGET_KEY = "mr", "ref"
 TRAIN_FILE, TEST_FILE = "devset.csv", "testset_w_refs.csv"
 IGNORE_INDEX = -100  # matches fslsage_ray.tasks.text_loss
 _NAME = re.compile(r"name\[([^\]]*)\]")
+_SLOT = re.compile(r"\s*([^\[\],]+?)\s*\[([^\]]*)\]")
+PROMPT_FORMATS = ("raw", "authors")
+# The slot names of the LoRA repository's E2E files (examples/NLG/data/e2e/*.txt).
+_AUTHORS_SLOTS = {"eatType": "Type", "priceRange": "price", "familyFriendly": "family friendly"}
+_POUND_DIGIT = re.compile(r"£(?=\d)")
+_NUMBER_DASH = re.compile(r"(?<=\d)-(?=\d)")
 
 
 @dataclass(frozen=True)
@@ -118,13 +125,56 @@ def restaurant_name(mr: str) -> str:
     return match.group(1).strip() if match else ""
 
 
-def e2e_texts(rows: Sequence[tuple[str, str]]) -> list[str]:
+def authors_prompt(mr: str) -> str:
+    """The meaning representation as the LoRA repository's E2E files write it.
+
+    "name[The Mill], eatType[pub], priceRange[£20-25]" becomes
+    "name : The Mill | Type : pub | price : £ 20 - 25": slots in their order, three renamed,
+    and the pound sign and a dash between numbers set apart as that data's tokenization does.
+    A string with no ``slot[value]`` in it is returned unchanged.
+    """
+    slots = _SLOT.findall(mr)
+    if not slots:
+        return mr
+    parts = []
+    for slot, value in slots:
+        value = _NUMBER_DASH.sub(" - ", _POUND_DIGIT.sub("£ ", value.strip()))
+        parts.append(f"{_AUTHORS_SLOTS.get(slot, slot)} : {value}")
+    return " | ".join(parts)
+
+
+def format_prompt(mr: str, prompt_format: str = "raw") -> str:
+    """The prompt text of one meaning representation (``data.prompt_format``)."""
+    if prompt_format == "raw":
+        return mr
+    if prompt_format == "authors":
+        return authors_prompt(mr)
+    raise DataError(f"prompt_format must be one of {PROMPT_FORMATS}, got {prompt_format!r}")
+
+
+def grouped_references(rows: Sequence[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """(mr, every reference of that mr), one entry per distinct mr in first-seen order.
+
+    The E2E test file repeats an MR on one row per human reference; generation produces one
+    text per MR and is scored against all of its references.
+    """
+    groups: dict[str, list[str]] = {}
+    for mr, ref in rows:
+        groups.setdefault(mr, []).append(ref)
+    return list(groups.items())
+
+
+def e2e_texts(rows: Sequence[tuple[str, str]], prompt_format: str = "raw") -> list[str]:
     """The strings that get tokenized (prompts and space-led targets): a tokenizer's corpus."""
-    return [mr for mr, _ in rows] + [" " + ref for _, ref in rows]
+    return [format_prompt(mr, prompt_format) for mr, _ in rows] + [" " + ref for _, ref in rows]
 
 
 def encode_e2e(
-    rows: Sequence[tuple[str, str]], tokenizer: TextTokenizer, seq_len: int, where: str = "E2E"
+    rows: Sequence[tuple[str, str]],
+    tokenizer: TextTokenizer,
+    seq_len: int,
+    where: str = "E2E",
+    prompt_format: str = "raw",
 ) -> TextData:
     """Token arrays padded or cut to ``seq_len``; a prompt that leaves no room is refused.
 
@@ -140,7 +190,7 @@ def encode_e2e(
     labels = np.full((n, seq_len), IGNORE_INDEX, dtype=np.int64)
     eos, cut_rows = tokenizer.eos_id, 0
     for i, (mr, ref) in enumerate(rows):
-        prompt = tokenizer.encode(mr) + [eos]
+        prompt = tokenizer.encode(format_prompt(mr, prompt_format)) + [eos]
         full = prompt + tokenizer.encode(" " + ref) + [eos]
         if len(prompt) >= seq_len:
             raise DataError(
@@ -154,13 +204,34 @@ def encode_e2e(
         # position t predicts token t + 1; score only predictions of target tokens
         stop = min(len(full) - 1, seq_len)
         labels[i, len(prompt) - 1 : stop] = full[len(prompt) : stop + 1]
-    names = [restaurant_name(mr) for mr, _ in rows]
-    group_names = tuple(sorted(set(names)))
-    index = {name: k for k, name in enumerate(group_names)}
-    groups = np.array([index[name] for name in names], dtype=np.int64)
+    groups, group_names = restaurant_groups(rows)
     return TextData(input_ids, attention_mask, labels, groups, group_names, int(cut_rows))
 
 
-def load_e2e(path: str | Path, tokenizer: TextTokenizer, seq_len: int) -> TextData:
+def restaurant_groups(rows: Sequence[tuple[str, str]]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Each row's restaurant as an index into the sorted restaurant names (the rows' keys,
+    which subsets and non-IID splits follow), and those names."""
+    names = [restaurant_name(mr) for mr, _ in rows]
+    group_names = tuple(sorted(set(names)))
+    index = {name: k for k, name in enumerate(group_names)}
+    return np.array([index[name] for name in names], dtype=np.int64), group_names
+
+
+def e2e_paths(
+    data_dir: str | Path | None, train_path: str | Path | None, test_path: str | Path | None
+) -> tuple[Path, Path]:
+    """The training and test files: explicit paths first, else the shared folder's names."""
+    if data_dir is None and (train_path is None or test_path is None):
+        raise DataError("data.name=e2e needs data.data_dir or data.train_path and test_path")
+    folder = Path(data_dir) if data_dir is not None else Path()
+    return (
+        Path(train_path) if train_path else folder / TRAIN_FILE,
+        Path(test_path) if test_path else folder / TEST_FILE,
+    )
+
+
+def load_e2e(
+    path: str | Path, tokenizer: TextTokenizer, seq_len: int, prompt_format: str = "raw"
+) -> TextData:
     """Read one E2E file and encode it (see :func:`encode_e2e`)."""
-    return encode_e2e(read_e2e(path), tokenizer, seq_len, where=str(path))
+    return encode_e2e(read_e2e(path), tokenizer, seq_len, str(path), prompt_format)

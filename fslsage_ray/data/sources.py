@@ -113,10 +113,12 @@ def load_e2e_source(config: Config) -> TaskData:
     train_path = Path(data.train_path) if data.train_path else folder / TRAIN_FILE
     test_path = Path(data.test_path) if data.test_path else folder / TEST_FILE
     train_rows, test_rows = read_e2e(train_path), read_e2e(test_path)
-    tokenizer = load_tokenizer(e2e_texts(train_rows), data.tokenizer_path, None, data.vocab_size)
+    fmt = data.prompt_format
+    texts = e2e_texts(train_rows, fmt)
+    tokenizer = load_tokenizer(texts, data.tokenizer_path, None, data.vocab_size)
     log.info("tokenizer: %s (%d tokens)", tokenizer.source, tokenizer.vocab_size)
-    train = encode_e2e(train_rows, tokenizer, data.seq_len, where=str(train_path))
-    test = encode_e2e(test_rows, tokenizer, data.seq_len, where=str(test_path))
+    train = encode_e2e(train_rows, tokenizer, data.seq_len, str(train_path), fmt)
+    test = encode_e2e(test_rows, tokenizer, data.seq_len, str(test_path), fmt)
 
     def arrays(split) -> dict[str, np.ndarray]:
         return {

@@ -57,8 +57,23 @@ def summarize(records: Sequence[RunRecord], target: float | None) -> list[dict[s
             if target is not None:
                 took = [time_to_target(r, target) for r in runs]
                 row["sim_s_to_target"] = None if None in took else mean_spread(took)[0]
+        row.update(_generation_columns(runs))
         rows.append(row)
     return rows
+
+
+def _generation_columns(runs: Sequence[RunRecord]) -> dict[str, float]:
+    """bleu / rouge_l (mean and spread) where every seed's run folder holds generation.json
+    (`fslsage-ray generate`); nothing otherwise."""
+    from fslsage_ray.outputs.generation_scores import read_generation_scores
+
+    found = [read_generation_scores(r.path) for r in runs]
+    columns: dict[str, float] = {}
+    for key in ("bleu", "rouge_l"):
+        values = [f.get(key) if f else None for f in found]
+        if values and None not in values:
+            columns[key], columns[f"{key}_sd"] = mean_spread(values)
+    return columns
 
 
 def _fmt_value(metric: HeadlineMetric, value: float | None, spread: float | None = None) -> str:
@@ -90,6 +105,8 @@ def to_markdown(rows: Sequence[dict[str, Any]], target: float | None) -> str:
         header.insert(2 + with_setting, "seeds")
     if target is not None:
         header.append(f"GiB to {target_label(metric, target)}")
+    scored = [key for key in ("bleu", "rouge_l") if any(key in row for row in rows)]
+    header += [{"bleu": "BLEU", "rouge_l": "ROUGE-L"}[key] for key in scored]
     timed = "sim_s_total" in first
     if timed:
         header.append("simulated s")
@@ -119,6 +136,10 @@ def to_markdown(rows: Sequence[dict[str, Any]], target: float | None) -> str:
                 cells.append(f"reached by {row['reached']} of {row['seeds']} seeds")
             else:
                 cells.append("not reached")
+        for key in scored:
+            value, spread = row.get(key), row.get(f"{key}_sd")
+            text = "n/a" if value is None else f"{value:.2f}"
+            cells.append(text + (f" ± {spread:.2f}" if several and value is not None else ""))
         if timed:
             cells.append(f"{row['sim_s_total']:.1f}")
             if target is not None:
