@@ -103,7 +103,7 @@ def measure(config) -> dict[str, int]:
     del template
     channel = DirectChannel(server)
     cids = list(range(len(parts_idx)))
-    for _ in range(2):  # warm-up: every store entry and optimizer moment exists
+    for _ in range(config.run.rounds):  # warm-up: every store entry and optimizer moment exists
         server.begin_round(algorithm.expected_uploads(host.num_batches()))
         host.start_round(parts, cids)
         host.run_local(0, None, channel)
@@ -167,7 +167,7 @@ def config_for(case: str, algorithm: str, extra: list[str] = ()):
     path, overrides = CASES[case]
     return load_config(path or quickstart_path(), [
         *overrides, f"algorithm.name={algorithm}", "runtime.backend=inprocess",
-        "runtime.device=cpu", *extra,
+        "runtime.device=cpu", "run.rounds=2", "alignment.epochs=1", *extra,
     ])
 
 

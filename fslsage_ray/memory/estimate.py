@@ -177,16 +177,17 @@ def plan_memory(
             sorted(client_sizes, reverse=True)[:hosted]) * row_bytes, on_device=False,
             note="object store, mapped" if not in_process else "",
         ),
-        Part("gradients (one client steps at a time)", trainable, "step"),
-        Part("optimizer step workspace (foreach Adam)", step_workspace_bytes(client_part, config)
-             + (step_workspace_bytes(aux, config) if aux_optimizer else 0), "step"),
         Part(
-            f"activations: {graphs} step graph(s) at batch {batch}"
-            + (" (in-flight window)" if graphs > 1 else ""),
-            graphs * step_act,
+            f"one step at batch {batch}: activations, gradients, Adam temporaries",
+            step_act,
             "step",
         ),
     ]
+    if graphs > 1:
+        graph_only = max(0, step_act - trainable - step_workspace_bytes(client_part, config))
+        c.append(
+            Part(f"in-flight window: {graphs - 1} more graphs awaiting dL/dz", (graphs - 1) * graph_only, "step")
+        )
     if payload and not in_process:
         held = window if exchanging else max(1, window // 2)
         c.append(
@@ -204,7 +205,9 @@ def plan_memory(
     chunk = eval_chunk_bytes(task, eval_client, head, test, eval_rows)
     eval_models = state_bytes(eval_client) + (state_bytes(head) if probed.server else 0)
     evaluates_on_workers = (
-        not in_process and task.batched_evaluation and runtime.eval_on == "workers"
+        not in_process
+        and task.batched_evaluation
+        and (runtime.eval_on == "workers" or not algorithm.uses_server)
     )
     if evaluates_on_workers:
         c += [
@@ -216,7 +219,7 @@ def plan_memory(
     if server is not None:
         s += _server_parts(config, algorithm, server, probed, template_bytes,
                            state_bytes(eval_client), batch, payload,
-                           m, k, len(groups), window, in_process)
+                           client_sizes, k, len(groups), window, in_process)
         if not evaluates_on_workers or runtime.server_num_cpus > 0 or runtime.server_num_gpus > 0:
             s.append(Part(f"evaluation chunk: {eval_rows} test rows", chunk, "eval"))
         if aux is not None and algorithm.server_holds_aux and not in_process:
@@ -286,7 +289,7 @@ def _server_snapshot_bytes(server: Any, m: int) -> int:
 
 
 def _server_parts(config, algorithm, server, probed, template_bytes, eval_client_bytes, batch,
-                  payload, m, k, actors, window, in_process) -> list[Part]:
+                  payload, client_sizes, k, actors, window, in_process) -> list[Part]:
     """The server actor: template, its model(s) and optimizer(s), per-client state."""
     runtime = config.runtime
     parts = [Part("template (client + server part, once per process)", template_bytes),
@@ -303,18 +306,18 @@ def _server_parts(config, algorithm, server, probed, template_bytes, eval_client
     states = getattr(server, "states", None)
     if states is not None and states.resident:
         entry = next(iter(states.resident.values()))
-        sized = _entry_parts(config, entry, batch)
+        sized = _entry_parts(config, entry, _buffer_rows(config, algorithm, client_sizes))
         per_client = sum(sized.values())
-        resident = _resident(m, k, per_client, runtime.server_state_budget_gb)
+        resident = _resident(len(client_sizes), k, per_client, runtime.server_state_budget_gb)
         for name, nbytes in sized.items():
             parts.append(Part(f"{name}: {resident} x", resident * nbytes))
-    parts += [
-        Part("gradients", trainable, "step"),
-        Part("optimizer step workspace (foreach Adam)",
-             step_workspace_bytes(model, config) if model is not None else 0, "step"),
-        Part(f"activations: one server step at batch {batch}",
-             probed.lines["server_step"].at(batch), "step"),
-    ]
+    parts.append(
+        Part(
+            f"one server step at batch {batch}: activations, gradients, Adam temporaries",
+            probed.lines["server_step"].at(batch),
+            "step",
+        )
+    )
     if payload and not in_process:
         held = actors * window
         parts.append(Part(f"in-flight uploads: up to {held} payloads", held * payload, "step",
@@ -324,7 +327,18 @@ def _server_parts(config, algorithm, server, probed, template_bytes, eval_client
     return parts
 
 
-def _entry_parts(config: Config, entry: Any, batch: int) -> dict[str, int]:
+def _buffer_rows(config: Config, algorithm: Any, client_sizes: Sequence[int]) -> int:
+    """Rows an alignment buffer reaches: its size, or what a client uploads in the run."""
+    from fslsage_ray.algorithms.client_view import batch_sizes
+
+    per_round = 0
+    for n in client_sizes:
+        per_batch = batch_sizes(n, config.algorithm.batch_size)
+        per_round = max(per_round, sum(per_batch[i] for i in algorithm.upload_iterations(len(per_batch))))
+    return min(config.alignment.buffer_size, per_round * config.run.rounds)
+
+
+def _entry_parts(config: Config, entry: Any, buffer_rows: int) -> dict[str, int]:
     """One client's entry on the server, by what it holds."""
     out: dict[str, int] = {}
     if hasattr(entry, "buffer"):  # FSL-SAGE: AM, its optimizer, the alignment buffer
@@ -333,7 +347,7 @@ def _entry_parts(config: Config, entry: Any, batch: int) -> dict[str, int]:
         buf = entry.buffer
         rows = max(len(buf), 1)
         per_row = _nbytes({k: v for k, v in vars(buf).items() if torch.is_tensor(v) or isinstance(v, Mapping)}) / rows
-        out["alignment buffers"] = int(per_row * config.alignment.buffer_size)
+        out[f"alignment buffers ({buffer_rows} rows)"] = int(per_row * buffer_rows)
     else:  # SplitFed-MS, FSL-AN: a server-model copy and its optimizer
         out["per-client server copies"] = state_bytes(entry.model)
         out["per-client server optimizers (Adam)"] = adam_state_bytes(entry.model)

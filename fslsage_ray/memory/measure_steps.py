@@ -20,7 +20,8 @@ from fslsage_ray.algorithms.base import Algorithm, Client, Server
 from fslsage_ray.algorithms.client_view import ClientView
 from fslsage_ray.config.schema import Config
 from fslsage_ray.experiment import initial_aux
-from fslsage_ray.memory.probe import Affine, SavedTensorMeter, allocation_peak, module_storages
+from fslsage_ray.algorithms.state_store import _nbytes
+from fslsage_ray.memory.probe import Affine, allocation_peak
 from fslsage_ray.models import SplitModel
 from fslsage_ray.seeding import generator
 from fslsage_ray.tasks.base import Arrays, Payload
@@ -50,10 +51,10 @@ class KeepingChannel:
 class StepBytes:
     """Bytes beyond model state at `samples` samples (a batch, or an alignment chunk)."""
 
-    client_step: int  # saved for backward, at the peak of one client step
+    client_step: int  # allocated at once at the peak of one client step (model state aside)
     server_step: int  # the same for one server step on an upload
     align_targets: int  # computing g* for one alignment chunk (FSL-SAGE), else 0
-    align_fit: int  # one fitting step of an AM on one chunk (second order), else 0
+    align_fit: int  # fitting an AM on one chunk (second order), else 0
 
 
 @dataclass
@@ -66,10 +67,6 @@ class Probed:
     lines: dict[str, Affine]  # client_step, server_step, align_targets, align_fit
 
 
-def _meter(modules: list[nn.Module]) -> SavedTensorMeter:
-    return SavedTensorMeter(module_storages(modules))
-
-
 def _one_size(
     algorithm: Algorithm, config: Config, template: SplitModel, train: Arrays, n: int
 ) -> tuple[StepBytes, Client, Server | None, Payload | None]:
@@ -79,42 +76,34 @@ def _one_size(
     client = algorithm.make_client(0, view, template, aux, generator(0, "probe"), cpu)
     client.start_round(algorithm.initial_parts(template, initial_aux(template, config.run.seed)))
     channel = KeepingChannel()
-    modules = [template.client, template.server, client.model]
-    if getattr(client, "aux", None) is not None:
-        modules.append(client.aux)
-    with _meter(modules) as meter:
+    client.seed_step()
+    client.step(0, channel)  # the first step makes the optimizer's moments (model state)
+    client.end_round()
+    client.start_round(algorithm.initial_parts(template, initial_aux(template, config.run.seed)))
+    with allocation_peak() as peak:
         client.seed_step()
         client.step(0, channel)
         client.end_round()
-    client_step = meter.peak
+    client_step = peak[0]
     server, server_step, align_targets, align_fit = None, 0, 0, 0
     if algorithm.uses_server and channel.payload is not None:
         own_aux = {0: initial_aux(template, config.run.seed)}
         server = algorithm.make_server(template, own_aux, {0: n}, cpu)
         payload = channel.payload
-        modules = [template.client, template.server, *_server_modules(server)]
-        with _meter(modules) as meter:
+        server.process_upload(0, payload)
+        with allocation_peak() as peak:
             server.process_upload(0, payload)
-        server_step = meter.peak
+        server_step = peak[0]
         if algorithm.server_holds_aux:
-            with _meter(modules) as meter:
+            with allocation_peak() as peak:
                 jobs = server.prepare_jobs([0])
-            align_targets = meter.peak
-            with _meter(modules) as meter:
+            align_targets = peak[0] - sum(_nbytes(j.chunks) for j in jobs)  # jobs: own part
+            with allocation_peak() as peak:
                 for job in jobs:
                     server.run_job(replace(job, epochs=1))
-            align_fit = meter.peak
+            align_fit = peak[0]
     sizes = StepBytes(client_step, server_step, align_targets, align_fit)
     return sizes, client, server, channel.payload
-
-
-def _server_modules(server: Server) -> list[nn.Module]:
-    found = [m for m in vars(server).values() if isinstance(m, nn.Module)]
-    states = getattr(server, "states", None)
-    if states is not None:
-        for entry in states.resident.values():
-            found += [m for m in vars(entry).values() if isinstance(m, nn.Module)]
-    return found
 
 
 def probe_steps(
