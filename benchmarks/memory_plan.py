@@ -44,13 +44,28 @@ from fslsage_ray.memory.probe import allocation_peak  # noqa: E402
 MIB = 2**20
 DATA = ROOT.parent / "shared" / "data"
 TINY_GPT2 = [
-    "data.name=e2e", f"data.data_dir={DATA / 'e2e'}", "data.seq_len=64",
-    "data.vocab_size=1024", "data.train_subset=300", "data.test_subset=60",
-    "model.name=gpt2", "model.gpt2.n_layer=2", "model.gpt2.n_embd=32", "model.gpt2.n_head=2",
-    "model.gpt2.n_positions=64", "model.gpt2.aux_blocks=1", "model.gpt2.lora_rank=0",
-    "optim.name=adamw", "optim.weight_decay=0.01", "algorithm.num_clients=3",
-    "algorithm.batch_size=10", "algorithm.upload_every=2", "alignment.every=2",
-    "alignment.epochs=3", "alignment.batch_size=20", "alignment.buffer_size=40",
+    "data.name=e2e",
+    f"data.data_dir={DATA / 'e2e'}",
+    "data.seq_len=64",
+    "data.vocab_size=1024",
+    "data.train_subset=300",
+    "data.test_subset=60",
+    "model.name=gpt2",
+    "model.gpt2.n_layer=2",
+    "model.gpt2.n_embd=32",
+    "model.gpt2.n_head=2",
+    "model.gpt2.n_positions=64",
+    "model.gpt2.aux_blocks=1",
+    "model.gpt2.lora_rank=0",
+    "optim.name=adamw",
+    "optim.weight_decay=0.01",
+    "algorithm.num_clients=3",
+    "algorithm.batch_size=10",
+    "algorithm.upload_every=2",
+    "alignment.every=2",
+    "alignment.epochs=3",
+    "alignment.batch_size=20",
+    "alignment.buffer_size=40",
     "run.eval_batch_size=30",
 ]  # tests/lm/lm_helpers.py TINY, the settings that change memory
 CASES = {
@@ -58,8 +73,14 @@ CASES = {
     "tiny_gpt2": (None, TINY_GPT2),
     "cifar_resnet18": (
         ROOT / "configs" / "cifar10" / "fsl_sage_cpu_small.yaml",
-        [f"data.data_dir={DATA}", "algorithm.num_clients=4", "data.train_subset=256",
-         "data.test_subset=256", "alignment.buffer_size=64", "alignment.batch_size=64"],
+        [
+            f"data.data_dir={DATA}",
+            "algorithm.num_clients=4",
+            "data.train_subset=256",
+            "data.test_subset=256",
+            "alignment.buffer_size=64",
+            "alignment.batch_size=64",
+        ],
     ),
 }
 ALGORITHMS = ("fsl_sage", "sflv1", "fedavg")
@@ -138,8 +159,9 @@ def measure(config) -> dict[str, int]:
 def planned(config) -> dict[str, int]:
     """The same groups from the plan: one client actor hosting every client, on CPU."""
     runtime = replace(config.runtime, backend="ray", max_inflight_uploads=1, eval_on="server")
-    plan = plan_memory(replace(config, runtime=runtime),
-                       groups=[tuple(range(config.algorithm.num_clients))])
+    plan = plan_memory(
+        replace(config, runtime=runtime), groups=[tuple(range(config.algorithm.num_clients))]
+    )
     client = plan.actor("client actor")
     resident = sum(p.nbytes for p in client.parts if p.phase == "resident" and p.on_device)
     out = {"client step": _phase(client, "step")}
@@ -148,14 +170,19 @@ def planned(config) -> dict[str, int]:
         # the server's template and eval client are the in-process host's too
         resident += sum(p.nbytes for p in srv.parts if p.phase == "resident" and p.on_device)
         out["server step"] = _phase(srv, "step")
-        align = _phase(srv, "align") + sum(p.nbytes for p in srv.parts if p.phase == "align"
-                                           and not p.on_device)
+        align = _phase(srv, "align") + sum(
+            p.nbytes for p in srv.parts if p.phase == "align" and not p.on_device
+        )
         if align:
             fit = [p.nbytes for p in client.parts if p.name.startswith("alignment: fitting")]
             out["alignment"] = align + sum(fit)
-        out["evaluation"] = sum(p.nbytes for p in srv.parts if p.name.startswith("evaluation chunk"))
+        out["evaluation"] = sum(
+            p.nbytes for p in srv.parts if p.name.startswith("evaluation chunk")
+        )
     else:
-        out["evaluation"] = sum(p.nbytes for p in client.parts if p.name.startswith("evaluation chunk"))
+        out["evaluation"] = sum(
+            p.nbytes for p in client.parts if p.name.startswith("evaluation chunk")
+        )
     out["resident"] = resident
     return dict(sorted(out.items(), key=lambda kv: list(ORDER).index(kv[0])))
 
@@ -165,19 +192,34 @@ ORDER = ("resident", "client step", "server step", "alignment", "evaluation")
 
 def config_for(case: str, algorithm: str, extra: list[str] = ()):
     path, overrides = CASES[case]
-    return load_config(path or quickstart_path(), [
-        *overrides, f"algorithm.name={algorithm}", "runtime.backend=inprocess",
-        "runtime.device=cpu", "run.rounds=2", "alignment.epochs=1", *extra,
-    ])
+    return load_config(
+        path or quickstart_path(),
+        [
+            *overrides,
+            f"algorithm.name={algorithm}",
+            "runtime.backend=inprocess",
+            "runtime.device=cpu",
+            "run.rounds=2",
+            "alignment.epochs=1",
+            *extra,
+        ],
+    )
 
 
 def compare(case: str, algorithm: str) -> list[dict]:
     config = config_for(case, algorithm)
     plan, got = planned(config), measure(config)
     return [
-        {"case": case, "algorithm": algorithm, "part": k, "plan": plan[k], "measured": got[k],
-         "ratio": got[k] / plan[k] if plan[k] else float("nan")}
-        for k in ORDER if k in plan and k in got
+        {
+            "case": case,
+            "algorithm": algorithm,
+            "part": k,
+            "plan": plan[k],
+            "measured": got[k],
+            "ratio": got[k] / plan[k] if plan[k] else float("nan"),
+        }
+        for k in ORDER
+        if k in plan and k in got
     ]
 
 
@@ -187,8 +229,15 @@ def ray_peaks(algorithm: str) -> list[dict]:
 
     from fslsage_ray.simulation import Simulation
 
-    config = load_config(quickstart_path(), [f"algorithm.name={algorithm}", "run.rounds=2",
-                                             "runtime.device=cpu", "run.checkpoint_every=0"])
+    config = load_config(
+        quickstart_path(),
+        [
+            f"algorithm.name={algorithm}",
+            "run.rounds=2",
+            "runtime.device=cpu",
+            "run.checkpoint_every=0",
+        ],
+    )
     plan = plan_memory(config)
     peaks: dict[str, int] = {}
     stop = threading.Event()
@@ -197,15 +246,20 @@ def ray_peaks(algorithm: str) -> list[dict]:
         while not stop.wait(0.5):
             for proc in psutil.process_iter(["pid", "cmdline"]):
                 title = " ".join(proc.info["cmdline"] or [])
-                for kind, marker in (("client actor", "ray::ClientActor"),
-                                     ("server actor", "ray::ServerActor")):
+                for kind, marker in (
+                    ("client actor", "ray::ClientActor"),
+                    ("server actor", "ray::ServerActor"),
+                ):
                     if title.startswith(marker):
                         try:
                             status = Path(f"/proc/{proc.info['pid']}/status").read_text()
                         except OSError:
                             continue
-                        hwm = next(int(line.split()[1]) * 1024 for line in status.splitlines()
-                                   if line.startswith("VmHWM"))
+                        hwm = next(
+                            int(line.split()[1]) * 1024
+                            for line in status.splitlines()
+                            if line.startswith("VmHWM")
+                        )
                         peaks[kind] = max(peaks.get(kind, 0), hwm)
 
     thread = threading.Thread(target=poll, daemon=True)
@@ -217,9 +271,14 @@ def ray_peaks(algorithm: str) -> list[dict]:
     stop.set()
     thread.join()
     return [
-        {"case": "quickstart (Ray)", "algorithm": algorithm, "part": f"{kind} VmHWM",
-         "plan": plan.actor(kind).cpu_total, "measured": got,
-         "ratio": got / plan.actor(kind).cpu_total}
+        {
+            "case": "quickstart (Ray)",
+            "algorithm": algorithm,
+            "part": f"{kind} VmHWM",
+            "plan": plan.actor(kind).cpu_total,
+            "measured": got,
+            "ratio": got / plan.actor(kind).cpu_total,
+        }
         for kind, got in sorted(peaks.items())
     ]
 
@@ -242,11 +301,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(f"| case | algorithm | part | plan MiB | measured MiB | measured/plan |")
+        print("| case | algorithm | part | plan MiB | measured MiB | measured/plan |")
         print("|---|---|---|---:|---:|---:|")
         for r in rows:
-            print(f"| {r['case']} | {r['algorithm']} | {r['part']} | {r['plan'] / MIB:.2f} | "
-                  f"{r['measured'] / MIB:.2f} | {r['ratio']:.2f} |")
+            print(
+                f"| {r['case']} | {r['algorithm']} | {r['part']} | {r['plan'] / MIB:.2f} | "
+                f"{r['measured'] / MIB:.2f} | {r['ratio']:.2f} |"
+            )
         print(f"({time.perf_counter() - started:.0f} s)")
     return rows
 

@@ -33,7 +33,7 @@ from fslsage_ray.experiment import (
     partition,
 )
 from fslsage_ray.memory.measure_steps import eval_chunk_bytes, probe_steps
-from fslsage_ray.memory.parts import BASELINE_RSS, RESIDENT, ActorMemory, MemoryPlan, Part
+from fslsage_ray.memory.parts import BASELINE_RSS, ActorMemory, MemoryPlan, Part
 from fslsage_ray.tasks.base import Arrays, Task
 
 
@@ -103,7 +103,9 @@ def local_groups(config: Config) -> tuple[tuple[int, ...], ...]:
         node["GPU"] = float(runtime.local_num_gpus)
     node["memory"] = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     uses_server = get_algorithm(config).uses_server
-    return plan_actors(runtime, config.algorithm.num_clients, [node], uses_server=uses_server).groups
+    return plan_actors(
+        runtime, config.algorithm.num_clients, [node], uses_server=uses_server
+    ).groups
 
 
 def _resident(hosted: int, active: int, entry: int, budget_gb: float | None) -> int:
@@ -114,9 +116,7 @@ def _resident(hosted: int, active: int, entry: int, budget_gb: float | None) -> 
     return min(hosted, max(active, int(budget_gb * GIB // entry)))
 
 
-def plan_memory(
-    config: Config, groups: Sequence[Sequence[int]] | None = None
-) -> MemoryPlan:
+def plan_memory(config: Config, groups: Sequence[Sequence[int]] | None = None) -> MemoryPlan:
     """Every actor kind's parts. `groups`: clients per client actor (default: as a local
     Ray on this machine would place them; `info` passes the cluster's plan)."""
     task, train, client_sizes, row_bytes, n_test, test = _data(config)
@@ -147,9 +147,7 @@ def plan_memory(
     hosted = max(len(g) for g in groups)
     active = min(hosted, math.ceil(k * hosted / m))
     resident = _resident(hosted, active, entry, runtime.client_state_budget_gb)
-    trainable = param_bytes(client_part, True) + (
-        param_bytes(aux, True) if aux_optimizer else 0
-    )
+    trainable = param_bytes(client_part, True) + (param_bytes(aux, True) if aux_optimizer else 0)
     exchanging = algorithm.returns_gradients
     graphs = min(window, active) if exchanging else 1
     step_act = probed.lines["client_step"].at(batch)
@@ -166,15 +164,22 @@ def plan_memory(
     if frozen:
         c.append(Part(f"frozen weights: {resident} x (one copy per client)", resident * frozen))
     c.append(
-        Part(f"optimizer state (Adam): {resident} x 2 moments", resident * adam_state_bytes(client_part))
+        Part(
+            f"optimizer state (Adam): {resident} x 2 moments",
+            resident * adam_state_bytes(client_part),
+        )
     )
     if aux is not None:
         c.append(Part(f"AMs: {resident} x AM", resident * state_bytes(aux)))
         if aux_optimizer:
-            c.append(Part(f"AM optimizers: {resident} x 2 moments", resident * adam_state_bytes(aux)))
+            c.append(
+                Part(f"AM optimizers: {resident} x 2 moments", resident * adam_state_bytes(aux))
+            )
     c += [
-        Part("data: hosted clients' training rows", sum(
-            sorted(client_sizes, reverse=True)[:hosted]) * row_bytes, on_device=False,
+        Part(
+            "data: hosted clients' training rows",
+            sum(sorted(client_sizes, reverse=True)[:hosted]) * row_bytes,
+            on_device=False,
             note="object store, mapped" if not in_process else "",
         ),
         Part(
@@ -186,7 +191,11 @@ def plan_memory(
     if graphs > 1:
         graph_only = max(0, step_act - trainable - step_workspace_bytes(client_part, config))
         c.append(
-            Part(f"in-flight window: {graphs - 1} more graphs awaiting dL/dz", (graphs - 1) * graph_only, "step")
+            Part(
+                f"in-flight window: {graphs - 1} more graphs awaiting dL/dz",
+                (graphs - 1) * graph_only,
+                "step",
+            )
         )
     if payload and not in_process:
         held = window if exchanging else max(1, window // 2)
@@ -217,31 +226,58 @@ def plan_memory(
     s: list[Part] = []
     server = probed.server
     if server is not None:
-        s += _server_parts(config, algorithm, server, probed, template_bytes,
-                           state_bytes(eval_client), batch, payload,
-                           client_sizes, k, len(groups), window, in_process)
+        s += _server_parts(
+            config,
+            algorithm,
+            server,
+            probed,
+            template_bytes,
+            state_bytes(eval_client),
+            batch,
+            payload,
+            client_sizes,
+            k,
+            len(groups),
+            window,
+            in_process,
+        )
         if not evaluates_on_workers or runtime.server_num_cpus > 0 or runtime.server_num_gpus > 0:
             s.append(Part(f"evaluation chunk: {eval_rows} test rows", chunk, "eval"))
         if aux is not None and algorithm.server_holds_aux and not in_process:
             if runtime.align_on != "server":
-                c += _align_job_parts(config, probed, aux, hosted=1)
-    shared = sum(_nbytes(v) for v in algorithm.initial_parts(
-        template, initial_aux(template, config.run.seed)).values())
+                c += _align_job_parts(
+                    config, probed, aux, _buffer_rows(config, algorithm, client_sizes)
+                )
+    shared = sum(
+        _nbytes(v)
+        for v in algorithm.initial_parts(template, initial_aux(template, config.run.seed)).values()
+    )
     d: list[Part] = [
-        Part("data set: training and test arrays", row_bytes * sum(client_sizes)
-             + n_test * _test_row_bytes(test), on_device=False),
+        Part(
+            "data set: training and test arrays",
+            row_bytes * sum(client_sizes) + n_test * _test_row_bytes(test),
+            on_device=False,
+        ),
         Part("global model parts", shared, on_device=False),
         Part(f"round results: {k} participants' parts", k * shared, "aggregate", on_device=False),
     ]
     if config.run.checkpoint_every:
         snap = m * entry + (_server_snapshot_bytes(server, m) if server is not None else 0)
-        d.append(Part(f"checkpoint: {m} clients' and the server's state", snap, "checkpoint",
-                      on_device=False))
+        d.append(
+            Part(
+                f"checkpoint: {m} clients' and the server's state",
+                snap,
+                "checkpoint",
+                on_device=False,
+            )
+        )
     if server is None and not in_process:  # FedAvg: the eval models live on the driver
-        d.append(Part("template and evaluation model", template_bytes + eval_models,
-                      on_device=False))
+        d.append(
+            Part("template and evaluation model", template_bytes + eval_models, on_device=False)
+        )
     notes = [
-        "activations measured on 2 and 4 samples (saved-tensor hooks), scaled to the batch",
+        "steps, alignment and evaluation: the allocation peak of the algorithm's own code on "
+        "2 and 4 samples (profiler), scaled to the batch",
         "GPU column: tensors through torch's allocator; CUDA context (~0.3-0.5 GiB) not counted",
     ]
     if in_process:
@@ -249,7 +285,9 @@ def plan_memory(
         actors = (ActorMemory("in-process", 1, m, parts, BASELINE_RSS["python + torch"]),)
         store = 0
     else:
-        actors = (ActorMemory("client actor", len(groups), hosted, tuple(c), BASELINE_RSS["ray worker"]),)
+        actors = (
+            ActorMemory("client actor", len(groups), hosted, tuple(c), BASELINE_RSS["ray worker"]),
+        )
         if server is not None:
             actors += (ActorMemory("server actor", 1, 0, tuple(s), BASELINE_RSS["ray worker"]),)
         actors += (ActorMemory("driver", 1, 0, tuple(d), BASELINE_RSS["ray worker"]),)
@@ -281,28 +319,43 @@ def _payload_bytes(payload: Any, batch: int) -> int:
 
 def _server_snapshot_bytes(server: Any, m: int) -> int:
     states = getattr(server, "states", None)
-    own = sum(_nbytes(v) for k, v in server.snapshot().items() if k not in ("aux", "buffers", "copies"))
+    own = sum(
+        _nbytes(v) for k, v in server.snapshot().items() if k not in ("aux", "buffers", "copies")
+    )
     if states is None or not states.resident:
         return own
     one = _nbytes(next(iter(states.resident.values())).snapshot())
     return own + m * one
 
 
-def _server_parts(config, algorithm, server, probed, template_bytes, eval_client_bytes, batch,
-                  payload, client_sizes, k, actors, window, in_process) -> list[Part]:
+def _server_parts(
+    config,
+    algorithm,
+    server,
+    probed,
+    template_bytes,
+    eval_client_bytes,
+    batch,
+    payload,
+    client_sizes,
+    k,
+    actors,
+    window,
+    in_process,
+) -> list[Part]:
     """The server actor: template, its model(s) and optimizer(s), per-client state."""
     runtime = config.runtime
-    parts = [Part("template (client + server part, once per process)", template_bytes),
-             Part("evaluation client model", eval_client_bytes)]
+    parts = [
+        Part("template (client + server part, once per process)", template_bytes),
+        Part("evaluation client model", eval_client_bytes),
+    ]
     model = getattr(server, "model", None) or getattr(server, "average", None)
     optimizer = getattr(server, "optimizer", None)
-    trainable = 0
     if model is not None:
         label = "server model" if optimizer is not None else "average server model"
         parts.append(Part(label, state_bytes(model)))
         if optimizer is not None:
             parts.append(Part("server optimizer state (Adam)", adam_state_bytes(model)))
-        trainable = param_bytes(model, True)
     states = getattr(server, "states", None)
     if states is not None and states.resident:
         entry = next(iter(states.resident.values()))
@@ -320,10 +373,14 @@ def _server_parts(config, algorithm, server, probed, template_bytes, eval_client
     )
     if payload and not in_process:
         held = actors * window
-        parts.append(Part(f"in-flight uploads: up to {held} payloads", held * payload, "step",
-                          on_device=False))
+        parts.append(
+            Part(
+                f"in-flight uploads: up to {held} payloads", held * payload, "step", on_device=False
+            )
+        )
     if algorithm.server_holds_aux:
-        parts += _align_server_parts(config, probed, k, in_process)
+        rows = _buffer_rows(config, algorithm, client_sizes)
+        parts += _align_server_parts(config, probed, k, in_process, rows)
     return parts
 
 
@@ -334,7 +391,9 @@ def _buffer_rows(config: Config, algorithm: Any, client_sizes: Sequence[int]) ->
     per_round = 0
     for n in client_sizes:
         per_batch = batch_sizes(n, config.algorithm.batch_size)
-        per_round = max(per_round, sum(per_batch[i] for i in algorithm.upload_iterations(len(per_batch))))
+        per_round = max(
+            per_round, sum(per_batch[i] for i in algorithm.upload_iterations(len(per_batch)))
+        )
     return min(config.alignment.buffer_size, per_round * config.run.rounds)
 
 
@@ -346,7 +405,12 @@ def _entry_parts(config: Config, entry: Any, buffer_rows: int) -> dict[str, int]
         out["per-client AM optimizers (Adam)"] = adam_state_bytes(entry.aux)
         buf = entry.buffer
         rows = max(len(buf), 1)
-        per_row = _nbytes({k: v for k, v in vars(buf).items() if torch.is_tensor(v) or isinstance(v, Mapping)}) / rows
+        per_row = (
+            _nbytes(
+                {k: v for k, v in vars(buf).items() if torch.is_tensor(v) or isinstance(v, Mapping)}
+            )
+            / rows
+        )
         out[f"alignment buffers ({buffer_rows} rows)"] = int(per_row * buffer_rows)
     else:  # SplitFed-MS, FSL-AN: a server-model copy and its optimizer
         out["per-client server copies"] = state_bytes(entry.model)
@@ -354,36 +418,59 @@ def _entry_parts(config: Config, entry: Any, buffer_rows: int) -> dict[str, int]
     return out
 
 
-def _align_server_parts(config: Config, probed: Any, k: int, in_process: bool) -> list[Part]:
+def _align_server_parts(
+    config: Config, probed: Any, k: int, in_process: bool, rows: int
+) -> list[Part]:
     """Alignment on the server: the jobs of this round's participants (their g* targets and
     copies of each AM and its optimizer), and g*'s computation on one chunk."""
     a = config.alignment
-    chunk = min(a.batch_size, a.buffer_size)
+    chunk = min(a.batch_size, rows)
     entry = next(iter(probed.server.states.resident.values()))
     smashed_row = _nbytes(entry.buffer.smashed) / max(len(entry.buffer), 1)
-    job = int(a.buffer_size * smashed_row) + state_bytes(entry.aux) + adam_state_bytes(entry.aux)
+    job = int(rows * smashed_row) + state_bytes(entry.aux) + adam_state_bytes(entry.aux)
     parts = [
-        Part(f"alignment jobs: {k} x (g* targets, AM and optimizer copies)", k * job, "align",
-             on_device=False),
-        Part(f"alignment: computing g* on {chunk} rows", probed.lines["align_targets"].at(chunk),
-             "align"),
+        Part(
+            f"alignment jobs: {k} x (g* targets, AM and optimizer copies)",
+            k * job,
+            "align",
+            on_device=False,
+        ),
+        Part(
+            f"alignment: computing g* on {chunk} rows",
+            probed.lines["align_targets"].at(chunk),
+            "align",
+        ),
     ]
     if in_process or config.runtime.align_on == "server":
-        parts.append(Part(f"alignment: fitting an AM on {chunk} rows",
-                          probed.lines["align_fit"].at(chunk), "align"))
+        parts.append(
+            Part(
+                f"alignment: fitting an AM on {chunk} rows",
+                probed.lines["align_fit"].at(chunk),
+                "align",
+            )
+        )
     return parts
 
 
-def _align_job_parts(config: Config, probed: Any, aux: nn.Module, hosted: int) -> list[Part]:
+def _align_job_parts(config: Config, probed: Any, aux: nn.Module, rows: int) -> list[Part]:
     """A client actor fitting its clients' AMs, one job at a time."""
     a = config.alignment
-    chunk = min(a.batch_size, a.buffer_size)
+    chunk = min(a.batch_size, rows)
     entry = next(iter(probed.server.states.resident.values()))
-    per_row = _nbytes({k: v for k, v in vars(entry.buffer).items() if torch.is_tensor(v) or isinstance(v, Mapping)}) / max(len(entry.buffer), 1)
+    per_row = _nbytes(
+        {
+            k: v
+            for k, v in vars(entry.buffer).items()
+            if torch.is_tensor(v) or isinstance(v, Mapping)
+        }
+    ) / max(len(entry.buffer), 1)
     smashed_row = _nbytes(entry.buffer.smashed) / max(len(entry.buffer), 1)
-    job = int(a.buffer_size * (per_row + smashed_row)) + 2 * adam_state_bytes(aux)
+    job = int(rows * (per_row + smashed_row)) + 2 * adam_state_bytes(aux)
     return [
         Part("alignment job: buffer, g*, AM optimizer copies", job, "align", on_device=False),
-        Part(f"alignment: fitting an AM on {chunk} rows", probed.lines["align_fit"].at(chunk),
-             "align"),
+        Part(
+            f"alignment: fitting an AM on {chunk} rows",
+            probed.lines["align_fit"].at(chunk),
+            "align",
+        ),
     ]

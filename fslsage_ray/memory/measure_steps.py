@@ -18,9 +18,9 @@ from torch import nn
 
 from fslsage_ray.algorithms.base import Algorithm, Client, Server
 from fslsage_ray.algorithms.client_view import ClientView
+from fslsage_ray.algorithms.state_store import _nbytes
 from fslsage_ray.config.schema import Config
 from fslsage_ray.experiment import initial_aux
-from fslsage_ray.algorithms.state_store import _nbytes
 from fslsage_ray.memory.probe import Affine, allocation_peak
 from fslsage_ray.models import SplitModel
 from fslsage_ray.seeding import generator
@@ -121,9 +121,7 @@ def probe_steps(
     return Probed(client, server, payload, lines)
 
 
-def eval_chunk_bytes(
-    task: Any, client: nn.Module, head: nn.Module, test: Arrays, rows: int
-) -> int:
+def eval_chunk_bytes(task: Any, client: nn.Module, head: nn.Module, test: Arrays, rows: int) -> int:
     """What one evaluation batch of `rows` rows allocates at its peak (no graph): measured
     at up to EVAL_PROBE_ROWS and twice that, scaled to `rows`."""
     available = task.num_samples(test)

@@ -109,8 +109,10 @@ class MemoryPlan:
             )
             out.append(f"{who}:")
             out.append(f"  {'part':<60} {'MiB':>10}  {'phase':<10} on GPU run")
-            out.append(f"  {'process baseline (Python, torch, Ray)':<60} "
-                       f"{actor.baseline / MIB:>10.1f}  {RESIDENT:<10} host")
+            out.append(
+                f"  {'process baseline (Python, torch, Ray)':<60} "
+                f"{actor.baseline / MIB:>10.1f}  {RESIDENT:<10} host"
+            )
             for p in actor.parts:
                 where = "GPU" if p.on_device else "host"
                 out.append(f"  {p.name:<60} {p.nbytes / MIB:>10.2f}  {p.phase:<10} {where}")

@@ -2,104 +2,25 @@
 
 Activations cannot be read off parameter counts: what autograd keeps for backward depends on
 every layer (ReLU keeps its output, a convolution its input, attention its scores, autocast
-its casts). A shape pass on the meta device gives the shapes but not which tensors share
-storage (a view, an in-place ReLU), so it over-counts. Here the algorithm's own client step,
-server step and alignment run for real on 2 and then 4 samples, on the CPU, and every tensor
-autograd saves is counted once per storage while it is alive (a saved-tensor hook whose
-handle, freed with the graph, gives the bytes back); parameters and buffers are left out
-(they are counted as model state). Saved bytes are affine in the batch (a per-sample part
-and a fixed part such as BatchNorm's per-channel statistics or bf16 weight casts), so two
-points give the line, read off at the configured batch.
-
-Evaluation runs without a graph, so nothing is saved; its peak is what is allocated at once.
-PyTorch's CPU allocator keeps no statistics, but its profiler records every allocation and
-free; the evaluation chunk is profiled at two row counts and scaled the same way.
+its casts), and a step also allocates gradients, the gradients of activations during
+backward and the optimizer's temporaries. A shape pass on the meta device gives shapes but
+not which tensors share storage or live at the same time, so it over- or under-counts. So
+the algorithm's own client step, server step, alignment and evaluation run for real on the
+CPU on a few samples, and PyTorch's allocations are followed: its CPU allocator keeps no
+statistics, but the profiler records every allocation and free, and the most bytes held at
+once above the level at entry is the step's need beyond model state. That is affine in the
+batch (a per-sample part, and a fixed part such as gradients, Adam's temporaries, BatchNorm
+statistics), so two sizes give the line, read off at the configured batch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-from torch import nn
-
-
-def storage_key(tensor: torch.Tensor) -> int:
-    return tensor.untyped_storage().data_ptr()
-
-
-def module_storages(modules: Iterable[nn.Module]) -> set[int]:
-    """Storages of parameters and buffers: model state, not activations."""
-    keys = set()
-    for module in modules:
-        for tensor in [*module.parameters(), *module.buffers()]:
-            keys.add(storage_key(tensor))
-    return keys
-
-
-class SavedTensorMeter:
-    """Bytes autograd holds for backward, each storage counted once while any graph keeps
-    it: `current` now, `peak` since the meter was entered. Storages in `exclude` (model
-    state) are not counted."""
-
-    def __init__(self, exclude: set[int] | None = None) -> None:
-        self.exclude = exclude or set()
-        self.refs: dict[int, int] = {}
-        self.sizes: dict[int, int] = {}
-        self.current = 0
-        self.peak = 0
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
-
-    def _pack(self, tensor: torch.Tensor) -> _Saved:
-        return _Saved(tensor, self)
-
-    @staticmethod
-    def _unpack(saved: _Saved) -> torch.Tensor:
-        return saved.tensor
-
-    def hold(self, tensor: torch.Tensor) -> int | None:
-        if tensor.device.type == "meta":
-            return None
-        key = storage_key(tensor)
-        if key in self.exclude:
-            return None
-        if key not in self.refs:
-            self.refs[key] = 0
-            self.sizes[key] = tensor.untyped_storage().nbytes()
-            self.current += self.sizes[key]
-            self.peak = max(self.peak, self.current)
-        self.refs[key] += 1
-        return key
-
-    def release(self, key: int) -> None:
-        self.refs[key] -= 1
-        if self.refs[key] == 0:
-            del self.refs[key]
-            self.current -= self.sizes.pop(key)
-
-    def __enter__(self) -> SavedTensorMeter:
-        self._hooks.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._hooks.__exit__(*exc)
-
-
-class _Saved:
-    """What autograd keeps instead of the tensor; gives its bytes back when the graph frees it."""
-
-    __slots__ = ("tensor", "meter", "key")
-
-    def __init__(self, tensor: torch.Tensor, meter: SavedTensorMeter) -> None:
-        self.tensor, self.meter = tensor, meter
-        self.key = meter.hold(tensor)
-
-    def __del__(self) -> None:
-        if self.key is not None:
-            self.meter.release(self.key)
 
 
 @contextlib.contextmanager
