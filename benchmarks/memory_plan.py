@@ -170,12 +170,11 @@ def planned(config) -> dict[str, int]:
         # the server's template and eval client are the in-process host's too
         resident += sum(p.nbytes for p in srv.parts if p.phase == "resident" and p.on_device)
         out["server step"] = _phase(srv, "step")
-        align = _phase(srv, "align") + sum(
-            p.nbytes for p in srv.parts if p.phase == "align" and not p.on_device
-        )
-        if align:
-            fit = [p.nbytes for p in client.parts if p.name.startswith("alignment: fitting")]
-            out["alignment"] = align + sum(fit)
+        jobs = sum(p.nbytes for p in srv.parts if p.name.startswith("alignment jobs"))
+        targets = sum(p.nbytes for p in srv.parts if p.name.startswith("alignment: computing"))
+        fit = sum(p.nbytes for p in client.parts if p.name.startswith("alignment: fitting"))
+        if jobs:  # in one process g* is computed for every job first, then each AM is fitted
+            out["alignment"] = jobs + max(targets, fit)
         out["evaluation"] = sum(
             p.nbytes for p in srv.parts if p.name.startswith("evaluation chunk")
         )
@@ -206,8 +205,8 @@ def config_for(case: str, algorithm: str, extra: list[str] = ()):
     )
 
 
-def compare(case: str, algorithm: str) -> list[dict]:
-    config = config_for(case, algorithm)
+def compare(case: str, algorithm: str, extra: list[str] = ()) -> list[dict]:
+    config = config_for(case, algorithm, list(extra))
     plan, got = planned(config), measure(config)
     return [
         {

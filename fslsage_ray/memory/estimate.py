@@ -277,7 +277,7 @@ def plan_memory(config: Config, groups: Sequence[Sequence[int]] | None = None) -
         )
     notes = [
         "steps, alignment and evaluation: the allocation peak of the algorithm's own code on "
-        "2 and 4 samples (profiler), scaled to the batch",
+        "the batch and half of it (at most 64; profiler), scaled to the batch",
         "GPU column: tensors through torch's allocator; CUDA context (~0.3-0.5 GiB) not counted",
     ]
     if in_process:
@@ -427,10 +427,12 @@ def _align_server_parts(
     chunk = min(a.batch_size, rows)
     entry = next(iter(probed.server.states.resident.values()))
     smashed_row = _nbytes(entry.buffer.smashed) / max(len(entry.buffer), 1)
-    job = int(rows * smashed_row) + state_bytes(entry.aux) + adam_state_bytes(entry.aux)
+    # A job carries g* and a copy of the AM and its optimizer; its outcome another copy.
+    am = state_bytes(entry.aux) + adam_state_bytes(entry.aux)
+    job = int(rows * smashed_row) + 2 * am
     parts = [
         Part(
-            f"alignment jobs: {k} x (g* targets, AM and optimizer copies)",
+            f"alignment jobs: {k} x (g* targets, AM and optimizer in and out)",
             k * job,
             "align",
             on_device=False,

@@ -26,7 +26,17 @@ from fslsage_ray.models import SplitModel
 from fslsage_ray.seeding import generator
 from fslsage_ray.tasks.base import Arrays, Payload
 
-PROBE_SAMPLES = (2, 4)  # BatchNorm in train mode needs more than one sample
+PROBE_BATCH_CAP = 64  # batches up to this are probed at their own size and half of it
+# (CPU convolutions pick their algorithm and workspace by batch, so 2 and 4 samples
+# extrapolated to 32 gave a ResNet-18 client step 2.5x too small); larger ones at 32 and 64
+
+
+def probe_sizes(batch: int, rows: int) -> tuple[int, int]:
+    """Two sample counts (at least 2: BatchNorm in train mode needs more than one)."""
+    top = max(4, min(batch, PROBE_BATCH_CAP, rows // 2))
+    return top // 2, top
+
+
 EVAL_PROBE_ROWS = 256  # evaluation chunks are probed at up to this and twice this many rows
 
 
@@ -55,6 +65,7 @@ class StepBytes:
     server_step: int  # the same for one server step on an upload
     align_targets: int  # computing g* for one alignment chunk (FSL-SAGE), else 0
     align_fit: int  # fitting an AM on one chunk (second order), else 0
+    align_rows: int  # rows in that chunk: the probe server's buffer
 
 
 @dataclass
@@ -63,7 +74,7 @@ class Probed:
 
     client: Client
     server: Server | None
-    payload: Payload | None  # one upload of PROBE_SAMPLES[-1] samples
+    payload: Payload | None  # one upload of the larger probe's samples
     lines: dict[str, Affine]  # client_step, server_step, align_targets, align_fit
 
 
@@ -85,7 +96,7 @@ def _one_size(
         client.step(0, channel)
         client.end_round()
     client_step = peak[0]
-    server, server_step, align_targets, align_fit = None, 0, 0, 0
+    server, server_step, align_targets, align_fit, align_rows = None, 0, 0, 0, n
     if algorithm.uses_server and channel.payload is not None:
         own_aux = {0: initial_aux(template, config.run.seed)}
         server = algorithm.make_server(template, own_aux, {0: n}, cpu)
@@ -95,6 +106,7 @@ def _one_size(
             server.process_upload(0, payload)
         server_step = peak[0]
         if algorithm.server_holds_aux:
+            align_rows = len(server.states.get(0).buffer)  # both uploads
             with allocation_peak() as peak:
                 jobs = server.prepare_jobs([0])
             align_targets = peak[0] - sum(_nbytes(j.chunks) for j in jobs)  # jobs: own part
@@ -102,22 +114,25 @@ def _one_size(
                 for job in jobs:
                     server.run_job(replace(job, epochs=1))
             align_fit = peak[0]
-    sizes = StepBytes(client_step, server_step, align_targets, align_fit)
+    sizes = StepBytes(client_step, server_step, align_targets, align_fit, align_rows)
     return sizes, client, server, channel.payload
 
 
 def probe_steps(
     algorithm: Algorithm, config: Config, template: SplitModel, train: Arrays
 ) -> Probed:
-    """One client step, server step and alignment at each of PROBE_SAMPLES samples; the
-    lines through them, and the pieces built at the larger size."""
-    n1, n2 = PROBE_SAMPLES
+    """One client step, server step and alignment at each of two sample counts
+    (probe_sizes); the lines through them, and the pieces built at the larger count."""
+    n1, n2 = probe_sizes(config.algorithm.batch_size, len(next(iter(train.values()))))
     first, *_ = _one_size(algorithm, config, copy.deepcopy(template), train, n1)
     second, client, server, payload = _one_size(algorithm, config, template, train, n2)
     lines = {
         name: Affine.through(n1, getattr(first, name), n2, getattr(second, name))
-        for name in ("client_step", "server_step", "align_targets", "align_fit")
+        for name in ("client_step", "server_step")
     }
+    for name in ("align_targets", "align_fit"):  # in rows of the alignment chunk
+        r1, r2 = first.align_rows, second.align_rows
+        lines[name] = Affine.through(r1, getattr(first, name), r2, getattr(second, name))
     return Probed(client, server, payload, lines)
 
 
