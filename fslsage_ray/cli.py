@@ -94,6 +94,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     client_sizes, sizes = planned_sizes(config)
     rounds = args.rounds or config.run.rounds
     plan = plan_rounds(config, client_sizes, sizes, rounds)
+    memory = None
+    if args.memory:  # torch and the model are needed for this part only
+        from fslsage_ray.memory import plan_memory
+
+        memory = plan_memory(config)
+        plan["memory"] = memory.to_dict()
     if args.profile:  # communication only: the seconds messages take on the profile's links
         from fslsage_ray.system.replay import replay_rounds
 
@@ -119,6 +125,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             f"state; {last['gib_cum_if_all']:.4f} GiB if every model transfer sent all of it "
             "(model.transfer=all, the authors' count)"
         )
+    if memory is not None:
+        print("\n".join(memory.lines()))
     return 0
 
 
@@ -130,7 +138,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
         return 0
     from fslsage_ray.runtime.cluster_info import cluster_lines
 
-    for line in cluster_lines(config):
+    def memory_lines(groups: list[list[int]]) -> list[str]:
+        from fslsage_ray.memory import plan_memory
+
+        return [f"memory: {line}" for line in plan_memory(config, groups).lines()]
+
+    for line in cluster_lines(config, memory_lines):
         print(line)
     return 0
 
@@ -382,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="print JSON")
     plan.add_argument(
         "--profile", help="also each round's communication seconds on a system profile"
+    )
+    plan.add_argument(
+        "--memory", action="store_true", help="also the memory each actor kind will hold"
     )
 
     simtime = sub.add_parser(

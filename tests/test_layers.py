@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("system", ("system",)),
     ("runtime", ("runtime",)),
     ("outputs", ("outputs",)),
+    ("memory", ("memory",)),
     ("coordinator", ("simulation", "run", "callbacks", "stopping", "plan")),
     ("studies", ("compare", "study", "lm")),
     ("cli", ("cli", "__main__")),

@@ -4,15 +4,18 @@ line, because it connects to Ray (only `runtime/` imports Ray)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from fslsage_ray.config.schema import Config
 
 
-def cluster_lines(config: Config) -> Iterator[str]:
+def cluster_lines(
+    config: Config, about_groups: Callable[[list[list[int]]], Iterable[str]] | None = None
+) -> Iterator[str]:
     """Connect (a private local Ray unless one is named), then yield the report line by line,
     so what is known is printed before an impossible request stops it; a private Ray started
-    here is shut down at the end."""
+    here is shut down at the end. `about_groups` adds lines on the planned client groups (the
+    memory plan, which sits above this layer and so is passed in, not imported)."""
     import ray
 
     from fslsage_ray.algorithms.registry import get_algorithm
@@ -47,6 +50,8 @@ def cluster_lines(config: Config) -> Iterator[str]:
             yield f"  {line}"
         for i, group in enumerate(plan.groups):
             yield f"  client actor {i}: clients {group[0]}..{group[-1]} ({len(group)})"
+        if about_groups is not None:
+            yield from about_groups(plan.groups)
     finally:
         if started:
             ray.shutdown()

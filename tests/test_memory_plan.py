@@ -1,0 +1,76 @@
+"""The memory plan (fslsage_ray/memory) against what the run's own objects hold, part by part:
+resident state (every tensor's storage), one client step, one server step, an alignment and an
+evaluation (PyTorch's allocation peak), within 25% (benchmarks/memory_plan.py says how)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+from memory_plan import CASES, compare  # noqa: E402
+
+from fslsage_ray.cli import main  # noqa: E402
+
+SMALL_DIGITS = [
+    "algorithm.num_clients=3",
+    "data.train_subset=300",
+    "data.test_subset=120",
+    "alignment.buffer_size=64",
+    "alignment.batch_size=32",
+]
+
+
+def _within(rows: list[dict]) -> None:
+    assert rows, "nothing compared"
+    off = [r for r in rows if not 0.75 <= r["ratio"] <= 1.25]
+    assert not off, "\n".join(
+        f"{r['case']} {r['algorithm']} {r['part']}: plan {r['plan']} measured {r['measured']}"
+        for r in off
+    )
+
+
+@pytest.mark.parametrize("algorithm", ["fsl_sage", "sflv1", "fedavg"])
+def test_plan_matches_measured_parts_on_the_digits(algorithm: str) -> None:
+    rows = compare("quickstart", algorithm, SMALL_DIGITS)
+    parts = {r["part"] for r in rows}
+    assert {"resident", "client step", "evaluation"} <= parts
+    if algorithm != "fedavg":
+        assert "server step" in parts
+    if algorithm == "fsl_sage":
+        assert "alignment" in parts
+    _within(rows)
+
+
+@pytest.mark.parametrize("algorithm", ["fsl_sage", "sflv1", "fedavg"])
+def test_plan_matches_measured_parts_on_the_tiny_gpt2(algorithm: str) -> None:
+    pytest.importorskip("transformers")
+    e2e = CASES["tiny_gpt2"][1][1].split("=", 1)[1]
+    if not Path(e2e).is_dir():
+        pytest.skip(f"real data folder {e2e} is absent")
+    _within(compare("tiny_gpt2", algorithm))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["fsl_sage", "sflv1", "fedavg"])
+def test_plan_matches_measured_parts_on_resnet18(algorithm: str) -> None:
+    if not Path(CASES["cifar_resnet18"][1][0].split("=", 1)[1], "cifar10-train.parquet").exists():
+        pytest.skip("CIFAR-10 is absent from ../shared/data")
+    _within(compare("cifar_resnet18", algorithm))
+
+
+def test_plan_memory_prints_a_table_per_actor_kind_and_json_carries_it(capsys) -> None:
+    assert main(["plan", "--memory", "run.rounds=1", *SMALL_DIGITS]) == 0
+    text = capsys.readouterr().out
+    for kind in ("client actor x", "server actor x", "driver x", "peak on CPU"):
+        assert kind in text
+    assert main(["plan", "--memory", "--json", "run.rounds=1", *SMALL_DIGITS]) == 0
+    memory = json.loads(capsys.readouterr().out)["memory"]
+    kinds = [a["kind"] for a in memory["actors"]]
+    assert kinds == ["client actor", "server actor", "driver"]
+    assert all(a["cpu_total"] > a["baseline"] for a in memory["actors"])
