@@ -25,7 +25,6 @@ from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.algorithms.state_store import GIB, _nbytes
 from fslsage_ray.config.schema import Config
 from fslsage_ray.experiment import (
-    CIFAR_SHAPES,
     WorldSpec,
     build_template,
     initial_aux,
@@ -70,21 +69,25 @@ def _data(config: Config) -> tuple[Task, Arrays, list[int], int, int, Arrays]:
     rows, test arrays to probe with); CIFAR is not decoded (zero images of its shape)."""
     import numpy as np
 
+    from fslsage_ray import registry
     from fslsage_ray.data import client_sizes
     from fslsage_ray.tasks.classification import ImageClassification, ImageSpec
 
-    if config.data.name in CIFAR_SHAPES and config.data.partition != "shards":
-        n_train, classes = CIFAR_SHAPES[config.data.name]
-        n_train = min(n_train, config.data.train_subset or n_train)
+    found = registry.entry(registry.DATA, config.data.name)
+    shape = found.shape if found is not None else None
+    if shape is not None and config.data.partition != "shards":  # known without decoding
+        n_train = min(shape.train_size, config.data.train_subset or shape.train_size)
         n_test = min(10_000, config.data.test_subset or 10_000)
-        task = ImageClassification(ImageSpec(255.0, (0.0,) * 3, (1.0,) * 3, False), classes, 3, 32)
+        c, side = shape.channels, shape.image_size
+        spec = ImageSpec(255.0, (0.0,) * c, (1.0,) * c, False)
+        task = ImageClassification(spec, shape.num_classes, c, side)
         rows = max(2 * 512, 8)
         arrays = {
-            "images": np.zeros((rows, 32, 32, 3), np.uint8),
+            "images": np.zeros((rows, side, side, c), np.uint8),
             "labels": np.zeros(rows, np.int64),
         }
         sizes = [int(s) for s in client_sizes(n_train, config.algorithm.num_clients)]
-        return task, arrays, sizes, 32 * 32 * 3 + 8, n_test, arrays
+        return task, arrays, sizes, side * side * c + 8, n_test, arrays
     data = load_data(config)
     parts = partition(config, data.train_keys)
     n = len(data.train_keys)
