@@ -104,35 +104,28 @@ def _phase(actor, phase: str) -> int:
 def measure(config) -> dict[str, int]:
     """Measured bytes per part group on the in-process backend (see module docstring)."""
     from fslsage_ray.algorithms.registry import get_algorithm
-    from fslsage_ray.experiment import WorldSpec, load_data, partition
-    from fslsage_ray.runtime.client_host import ClientHost
-    from fslsage_ray.runtime.inprocess import DirectChannel
-    from fslsage_ray.runtime.server_host import ServerHost
+    from fslsage_ray.experiment import WorldSpec, build_template, initial_aux, load_data, partition
+    from fslsage_ray.runtime.inprocess import InProcessBackend
 
     algorithm = get_algorithm(config)
     data = load_data(config)
     parts_idx = partition(config, data.train_keys)
     world = WorldSpec(config, data.task)
-    cpu = torch.device("cpu")
     before = tensor_bytes()
-    host = ClientHost(world, data.train, dict(enumerate(parts_idx)), cpu)
-    server = ServerHost(world, data.test, {c: len(p) for c, p in enumerate(parts_idx)}, cpu)
-    from fslsage_ray.experiment import build_template, initial_aux
-
+    backend = InProcessBackend("cpu")  # its client host and server host, driven as a run does
+    backend.start(world, data.train, data.test, parts_idx)
+    host, server = backend.clients[0].host, backend.server.host
     template = build_template(world)
     parts = algorithm.initial_parts(template, initial_aux(template, config.run.seed))
     del template
-    channel = DirectChannel(server)
     cids = list(range(len(parts_idx)))
     for _ in range(config.run.rounds):  # warm-up: every store entry and optimizer moment exists
-        server.begin_round(algorithm.expected_uploads(host.num_batches()))
-        host.start_round(parts, cids)
-        host.run_local(0, None, channel)
+        batches = backend.num_batches()
+        backend.start_round(parts, algorithm.expected_uploads(batches), cids)
+        backend.run_local(0, None)
         if algorithm.server_holds_aux:
-            reports, deliveries = server.run_jobs(cids)
-            host.accept_deliveries(deliveries)
-        server.end_round()
-        host.finish_round()
+            backend.run_server_jobs(max(batches.values()))
+        backend.finish_round()
     out = {"resident": tensor_bytes() - before}
     client = host.store.get(0)
     client.start_round(parts)
