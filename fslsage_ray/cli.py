@@ -488,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--merge-lora", action="store_true", help="fold the LoRA adapters into the weights first"
     )
 
-    info = sub.add_parser("info", help="Ray resources seen and the actor plan for a config")
+    info = sub.add_parser("info", help="Ray resources seen and the actor layout for a config")
     common(info)
     info.add_argument("--address", help="attach to this Ray cluster")
     return parser

@@ -98,7 +98,7 @@ def _data(config: Config) -> tuple[Task, Arrays, list[int], int, int, Arrays]:
 
 def local_groups(config: Config) -> tuple[tuple[int, ...], ...]:
     """Clients per client actor as a private local Ray on this machine would place them."""
-    from fslsage_ray.runtime.placement import plan_actors
+    from fslsage_ray.runtime.placement import layout_actors
 
     runtime = config.runtime
     node: dict[str, float] = {"CPU": float(runtime.local_num_cpus or os.cpu_count() or 1)}
@@ -106,7 +106,7 @@ def local_groups(config: Config) -> tuple[tuple[int, ...], ...]:
         node["GPU"] = float(runtime.local_num_gpus)
     node["memory"] = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     uses_server = get_algorithm(config).uses_server
-    return plan_actors(
+    return layout_actors(
         runtime, config.algorithm.num_clients, [node], uses_server=uses_server
     ).groups
 

@@ -15,13 +15,13 @@ def cluster_lines(
     """Connect (a private local Ray unless one is named), then yield the report line by line,
     so what is known is printed before an impossible request stops it; a private Ray started
     here is shut down at the end. `about_groups` adds lines on the planned client groups (the
-    memory plan, which sits above this layer and so is passed in, not imported)."""
+    memory layout, which sits above this layer and so is passed in, not imported)."""
     import ray
 
     from fslsage_ray.algorithms.registry import get_algorithm
     from fslsage_ray.runtime.cluster import alive_nodes, cluster_address, connect
     from fslsage_ray.runtime.layout import explain_layout
-    from fslsage_ray.runtime.placement import plan_actors
+    from fslsage_ray.runtime.placement import layout_actors
 
     started = connect(config.runtime)
     try:
@@ -32,26 +32,26 @@ def cluster_lines(
             yield f"  {node.name}: {resources_line(node.resources)}"
         runtime = config.runtime
         uses_server = get_algorithm(config).uses_server
-        plan = plan_actors(
+        layout = layout_actors(
             runtime,
             config.algorithm.num_clients,
             [n.resources for n in nodes],
             [n.name for n in nodes],
             uses_server=uses_server,
         )
-        yield f"actor plan: {plan.describe()}"
-        for line in explain_layout(config.runtime, plan.server_request, uses_server):
+        yield f"actor layout: {layout.describe()}"
+        for line in explain_layout(config.runtime, layout.server_request, uses_server):
             yield f"layout: {line}"
         yield (
             f"placement group ({runtime.placement_strategy}, reserved before training, "
             f"{runtime.placement_timeout_s:g}s to place it), planned:"
         )
-        for line in plan.bundle_lines():
+        for line in layout.bundle_lines():
             yield f"  {line}"
-        for i, group in enumerate(plan.groups):
+        for i, group in enumerate(layout.groups):
             yield f"  client actor {i}: clients {group[0]}..{group[-1]} ({len(group)})"
         if about_groups is not None:
-            yield from about_groups(plan.groups)
+            yield from about_groups(layout.groups)
     finally:
         if started:
             ray.shutdown()

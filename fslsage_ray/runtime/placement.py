@@ -1,10 +1,10 @@
 """How many client actors the cluster can hold, where each goes, and which clients it hosts.
 
 Ray places an actor on one node, and a share of a GPU below one on one GPU: summing the
-cluster's resources overestimates (4 GPUs hold 12 actors of 0.3 GPU, not 13). So the plan
+cluster's resources overestimates (4 GPUs hold 12 actors of 0.3 GPU, not 13). So the layout
 packs bundles (the server's first, then one per client actor) into each node's resources and
 each GPU's free share, as Ray's raylets allocate them; the backend then reserves exactly this
-layout as one placement group, each bundle pinned to its planned node (unpinned, Ray 2.60
+layout as one placement group, each bundle pinned to its chosen node (unpinned, Ray 2.60
 left 12 bundles of 0.3 GPU on nodes of 1 and 3 GPUs pending, retrying a layout that no GPU
 can hold). A request no node can hold is an error before any actor is created.
 
@@ -34,7 +34,7 @@ NEW_NODE = -1  # Slot.node of a bundle left for a node an autoscaler has yet to 
 
 @dataclass(frozen=True)
 class Slot:
-    """Where one bundle lands: a node (index into ActorPlan.nodes) and, for each device
+    """Where one bundle lands: a node (index into ActorLayout.nodes) and, for each device
     resource, the devices it draws on."""
 
     node: int
@@ -42,7 +42,7 @@ class Slot:
 
 
 @dataclass(frozen=True)
-class ActorPlan:
+class ActorLayout:
     groups: tuple[tuple[int, ...], ...]  # client ids hosted by each client actor
     actor_request: dict[str, float]
     server_request: dict[str, float]
@@ -240,7 +240,7 @@ def _wanted(runtime: RuntimeConfig, num_clients: int, capacity: int) -> int:
     return capacity
 
 
-def plan_actors(
+def layout_actors(
     runtime: RuntimeConfig,
     num_clients: int,
     nodes: Sequence[Mapping[str, float]],
@@ -248,10 +248,10 @@ def plan_actors(
     ids: Sequence[str] = (),
     may_grow: bool = False,
     uses_server: bool = True,
-) -> ActorPlan:
+) -> ActorLayout:
     """The server's bundle goes on the node that leaves room for the most client actors;
     then as many client actors as fit (or as asked for), clients split evenly over them.
-    `names` (for people) and `ids` (for Ray) of the nodes are carried into the plan. Where
+    `names` (for people) and `ids` (for Ray) of the nodes are carried into the layout. Where
     the cluster `may_grow` (an autoscaler), client actors asked for beyond what the nodes
     hold are planned on no node: their bundles wait for the nodes the autoscaler adds. An
     algorithm that `uses_server` not (FedAvg) gets no server actor, so its runtime.server_*
@@ -294,6 +294,6 @@ def plan_actors(
     groups = tuple(tuple(int(c) for c in g) for g in np.array_split(np.arange(num_clients), wanted))
     slots += [Slot(NEW_NODE)] * (wanted - capacity)
     chosen = ([server_slot] if server_slot else []) + slots[:wanted]
-    return ActorPlan(
+    return ActorLayout(
         groups, actor, server, capacity, strategy, names, tuple(ids), tuple(chosen), uses_server
     )

@@ -29,11 +29,11 @@ from fslsage_ray.runtime.actors import ClientActor, RemoteHandle, ServerActor
 from fslsage_ray.runtime.backend import Backend, WorkerLost, server_share
 from fslsage_ray.runtime.cluster import alive_nodes, connect, shutdown_private
 from fslsage_ray.runtime.handles import Done, LocalHandle, Parcel
-from fslsage_ray.runtime.placement import ActorPlan, ray_options
+from fslsage_ray.runtime.placement import ActorLayout, ray_options
 from fslsage_ray.runtime.reservation import (
     bundle_nodes,
     in_bundle,
-    plan_on_cluster,
+    layout_on_cluster,
     release,
     reserve,
 )
@@ -54,7 +54,7 @@ class RayBackend(Backend):
         self.runtime = runtime
         self.uses_server = uses_server  # False (FedAvg): no server actor, no server bundle
         self.started_ray = False
-        self.plan: ActorPlan | None = None
+        self.layout: ActorLayout | None = None
         self.group = None  # the placement group holding every actor's bundle
         self.placed: list[str] = []  # the node each bundle landed on
         self.server_actor = None  # None for an algorithm without a server (FedAvg)
@@ -63,18 +63,18 @@ class RayBackend(Backend):
         self.timeout_s = runtime.call_timeout_s
 
     def validate(self, num_clients: int) -> None:
-        """Plan for the nodes alive now and reserve the plan: refused here, before any run
+        """Lay out for the nodes alive now and reserve the layout: refused here, before any run
         folder or actor exists, if it cannot be placed."""
         self.started_ray = connect(self.runtime) or self.started_ray
-        self._reserve(plan_on_cluster(self.runtime, num_clients, self.uses_server))
+        self._reserve(layout_on_cluster(self.runtime, num_clients, self.uses_server))
 
-    def _reserve(self, plan: ActorPlan) -> None:
-        self.plan = plan
-        self.group = reserve(plan, self.runtime.placement_timeout_s)
+    def _reserve(self, layout: ActorLayout) -> None:
+        self.layout = layout
+        self.group = reserve(layout, self.runtime.placement_timeout_s)
         self.placed = bundle_nodes(self.group)
 
     def start(self, world: WorldSpec, train, test, parts: Sequence[np.ndarray]) -> None:
-        if self.plan is None:
+        if self.layout is None:
             self.validate(len(parts))
         # The arrays go to the object store once; every actor (and any replacement) reads
         # them zero-copy.
@@ -86,11 +86,11 @@ class RayBackend(Backend):
         self._create_actors()
 
     def _create_actors(self) -> None:
-        plan, sizes = self.plan, {c: len(p) for c, p in enumerate(self._parts)}
+        layout, sizes = self.layout, {c: len(p) for c, p in enumerate(self._parts)}
         if self.uses_server:
-            server = ray_options(plan.server_request)
-            if plan.server_bundle is not None:  # a server asking for nothing needs no bundle
-                server |= in_bundle(self.group, plan.server_bundle)
+            server = ray_options(layout.server_request)
+            if layout.server_bundle is not None:  # a server asking for nothing needs no bundle
+                server |= in_bundle(self.group, layout.server_bundle)
             self.server_actor = ServerActor.options(**server).remote(self.world, self.test, sizes)
             self.server = RemoteHandle(self.server_actor)
         else:  # FedAvg: no process of its own for a server that only hands out eval models
@@ -98,10 +98,10 @@ class RayBackend(Backend):
             host = ServerHost(self.world, self._test_arrays, sizes, torch.device("cpu"))
             self.server = LocalHandle(host)
         reach = self.server if self.uses_server else None  # what the clients upload to
-        self.groups = [list(group) for group in plan.groups]
+        self.groups = [list(group) for group in layout.groups]
         self.actors = [
             ClientActor.options(
-                **ray_options(plan.actor_request), **in_bundle(self.group, plan.actor_bundle(i))
+                **ray_options(layout.actor_request), **in_bundle(self.group, layout.actor_bundle(i))
             ).remote(self.world, self._train_ref, {c: self._parts[c] for c in group}, reach)
             for i, group in enumerate(self.groups)
         ]
@@ -112,7 +112,7 @@ class RayBackend(Backend):
         if len(ready) < len(pending):
             raise ConfigError(
                 f"only {len(ready)} of {len(pending)} actors started within "
-                f"{STARTUP_TIMEOUT_S}s; the cluster cannot place {self.plan.describe()}"
+                f"{STARTUP_TIMEOUT_S}s; the cluster cannot place {self.layout.describe()}"
             )
         server, *clients = self._get(waits)
         self.devices = [server if self.uses_server else "none", *clients]
@@ -126,15 +126,15 @@ class RayBackend(Backend):
         if not self._elastic():
             return False
         try:
-            plan = plan_on_cluster(self.runtime, len(self._parts), self.uses_server)
+            layout = layout_on_cluster(self.runtime, len(self._parts), self.uses_server)
         except ConfigError:
             return False  # nothing fits right now: keep the actors we have
-        if plan.num_actors == self.plan.num_actors:
+        if layout.num_actors == self.layout.num_actors:
             return False
-        snap, old = self.snapshot(), self.plan
+        snap, old = self.snapshot(), self.layout
         self._release()  # the new group needs the resources the old one holds
         try:
-            self._reserve(plan)
+            self._reserve(layout)
         except ConfigError as exc:
             log.warning("worker pool not resized: %s", exc)
             try:
@@ -143,7 +143,7 @@ class RayBackend(Backend):
                 raise WorkerLost(f"the pool could not be placed again: {again}") from again
         self._create_actors()
         self.restore(snap)
-        return self.plan is plan
+        return self.layout is layout
 
     def restart(self) -> None:
         """Replace every actor in a new placement group on the nodes left (a node may have
@@ -152,7 +152,7 @@ class RayBackend(Backend):
         self._reserve(self._settled_plan())
         self._create_actors()
 
-    def _settled_plan(self, wait_s: float = 30.0) -> ActorPlan:
+    def _settled_plan(self, wait_s: float = 30.0) -> ActorLayout:
         """The cluster takes a moment to notice a lost node: wait for two equal readings."""
         deadline = time.monotonic() + wait_s
         last = alive_nodes()
@@ -162,7 +162,7 @@ class RayBackend(Backend):
             if now == last:
                 break
             last = now
-        return plan_on_cluster(self.runtime, len(self._parts), self.uses_server)
+        return layout_on_cluster(self.runtime, len(self._parts), self.uses_server)
 
     def _release(self) -> None:
         """End every actor and give back their placement group."""
@@ -204,7 +204,7 @@ class RayBackend(Backend):
     def _server_computes(self) -> bool:
         """A server actor with CPUs or GPUs of its own takes a share of work the client
         actors could do; one sharing their cores would slow them down as much as it helps."""
-        request = self.plan.server_request
+        request = self.layout.server_request
         own = request.get("CPU", 0.0) > 0 or request.get("GPU", 0.0) > 0
         return own and not self.server.local
 
@@ -212,13 +212,13 @@ class RayBackend(Backend):
         return [node.resources for node in alive_nodes()]
 
     def describe(self) -> str:
-        if self.plan is None:
+        if self.layout is None:
             return "ray (not started)"
-        text = f"ray: {self.plan.describe()}"
+        text = f"ray: {self.layout.describe()}"
         if self.placed:  # where Ray put the bundles
-            counts = Counter(self.placed[self.plan.actor_bundle(0) :])
-            if self.plan.server_bundle is not None and self.uses_server:
-                text += f"; server on {self.placed[self.plan.server_bundle]}"
+            counts = Counter(self.placed[self.layout.actor_bundle(0) :])
+            if self.layout.server_bundle is not None and self.uses_server:
+                text += f"; server on {self.placed[self.layout.server_bundle]}"
             text += "; client actors on " + ", ".join(f"{n} x{k}" for n, k in counts.items())
         if self.devices:  # where the work really runs, as the actors saw it at start
             server, *clients = self.devices

@@ -37,7 +37,7 @@ def main(out: str) -> None:
     original_start = RayBackend.start_round
 
     def start_round(self, parts, expected, participants):
-        events.append(f"round with {self.plan.num_actors} actors")
+        events.append(f"round with {self.layout.num_actors} actors")
         original_start(self, parts, expected, participants)
 
     rounds_done = []

@@ -23,11 +23,11 @@ from ray.util.placement_group import placement_group, remove_placement_group  # 
 from fslsage_ray.cli import main as cli_main  # noqa: E402
 from fslsage_ray.config import ConfigError, RuntimeConfig  # noqa: E402
 from fslsage_ray.runtime.cluster import alive_nodes  # noqa: E402
-from fslsage_ray.runtime.placement import plan_actors  # noqa: E402
+from fslsage_ray.runtime.placement import layout_actors  # noqa: E402
 from fslsage_ray.runtime.reservation import (  # noqa: E402
     bundle_nodes,
     in_bundle,
-    plan_on_cluster,
+    layout_on_cluster,
     release,
     reserve,
 )
@@ -50,7 +50,7 @@ def _probe(group, index: int, request: dict) -> ray.actor.ActorHandle:
 def _refusal(**kw) -> dict:
     start = time.monotonic()
     try:
-        plan_on_cluster(RuntimeConfig(**kw), 100)
+        layout_on_cluster(RuntimeConfig(**kw), 100)
     except ConfigError as exc:
         return {"error": str(exc), "seconds": time.monotonic() - start}
     return {"error": None}
@@ -65,11 +65,12 @@ def _places(bundles: list[dict], wait_s: float = 3.0) -> bool:
 
 
 def gpu_share(label: dict) -> dict:
-    """0.3 GPU each: the plan, the GPUs real actors in the bundles get, a 13th refused."""
-    plan = plan_on_cluster(RuntimeConfig(actor_num_gpus=0.3, **SMALL), 100)
-    group = reserve(plan, 60)
+    """0.3 GPU each: the layout, the GPUs real actors in the bundles get, a 13th refused."""
+    layout = layout_on_cluster(RuntimeConfig(actor_num_gpus=0.3, **SMALL), 100)
+    group = reserve(layout, 60)
     probes = [
-        _probe(group, plan.actor_bundle(i), plan.actor_request) for i in range(plan.num_actors)
+        _probe(group, layout.actor_bundle(i), layout.actor_request)
+        for i in range(layout.num_actors)
     ]
     seen = ray.get([p.where.remote() for p in probes], timeout=180)
     release(group)
@@ -88,7 +89,7 @@ def gpu_share(label: dict) -> dict:
             ]
         )
     return {
-        "planned": plan.num_actors,
+        "planned": layout.num_actors,
         "per_gpu": per_gpu,
         "thirteen_placed": _places([{"CPU": 0.1, "GPU": 0.3}] * 13 + [{"CPU": 0.1}]),
         "forced_13": _refusal(actor_num_gpus=0.3, num_actors=13, **SMALL),
@@ -104,13 +105,13 @@ def too_big() -> dict:
 
 def mixed(label: dict) -> dict:
     """A server asking for 2 whole GPUs fits only on the 3-GPU node."""
-    plan = plan_on_cluster(RuntimeConfig(server_num_gpus=2, actor_num_gpus=0.5, **SMALL), 100)
-    group = reserve(plan, 60)
+    layout = layout_on_cluster(RuntimeConfig(server_num_gpus=2, actor_num_gpus=0.5, **SMALL), 100)
+    group = reserve(layout, 60)
     placed = bundle_nodes(group)
-    node, gpus = ray.get(_probe(group, 0, plan.server_request).where.remote(), timeout=120)
+    node, gpus = ray.get(_probe(group, 0, layout.server_request).where.remote(), timeout=120)
     release(group)
     return {
-        "planned": plan.num_actors,
+        "planned": layout.num_actors,
         "server_node": label[node],
         "server_gpus": gpus,
         "server_bundle_on_head": placed[0].endswith("(head)"),
@@ -125,7 +126,7 @@ def strategies() -> dict:
         rt = RuntimeConfig(
             num_actors=2, actor_num_cpus=1, server_num_cpus=0, placement_strategy=strategy
         )
-        group = reserve(plan_on_cluster(rt, 10), 60)
+        group = reserve(layout_on_cluster(rt, 10), 60)
         nodes[strategy] = len(set(bundle_nodes(group)))
         release(group)
     strict = _refusal(
@@ -138,10 +139,10 @@ def held_elsewhere() -> dict:
     """Other work holds the 3-GPU node's GPUs: the reservation is refused after its timeout."""
     hold = placement_group([{"GPU": 3}])
     ray.get(hold.ready(), timeout=60)
-    plan = plan_on_cluster(RuntimeConfig(actor_num_gpus=0.3, **SMALL), 100)
+    layout = layout_on_cluster(RuntimeConfig(actor_num_gpus=0.3, **SMALL), 100)
     start = time.monotonic()
     try:
-        reserve(plan, 2.0)
+        reserve(layout, 2.0)
         error = None
     except ConfigError as exc:
         error = str(exc)
@@ -155,7 +156,7 @@ def grows(cluster: Cluster) -> dict:
     none: the group waits, and is placed once a node joins."""
     rt = RuntimeConfig(num_actors=2, actor_num_cpus=2, server_num_cpus=0.1)
     nodes = alive_nodes()
-    plan = plan_actors(
+    layout = layout_actors(
         rt,
         10,
         [n.resources for n in nodes],
@@ -168,7 +169,7 @@ def grows(cluster: Cluster) -> dict:
     def wait() -> None:
         start = time.monotonic()
         try:
-            group = reserve(plan, 120)
+            group = reserve(layout, 120)
         except ConfigError as exc:
             outcome["error"] = str(exc)
             return
@@ -182,7 +183,7 @@ def grows(cluster: Cluster) -> dict:
     outcome["waiting_before_join"] = waiter.is_alive()
     cluster.add_node(num_cpus=2)
     waiter.join(timeout=150)
-    return {"slots": [s.node for s in plan.slots], **outcome}
+    return {"slots": [s.node for s in layout.slots], **outcome}
 
 
 def main() -> None:

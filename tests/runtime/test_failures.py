@@ -65,7 +65,7 @@ def test_fedavg_runs_without_a_server_actor_and_recovers_from_a_lost_client_acto
     servers: list = []
 
     def kill(backend: RayBackend) -> None:
-        plan = backend.plan
+        plan = backend.layout
         servers.append((backend.server_actor, plan.server_bundle, len(plan.bundles())))
         ray.kill(backend.actors[0])
 

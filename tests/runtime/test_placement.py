@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fslsage_ray.config import ConfigError, RuntimeConfig
-from fslsage_ray.runtime.placement import plan_actors, ray_options
+from fslsage_ray.runtime.placement import layout_actors, ray_options
 
 HERE = Path(__file__).parent
 GIB = 1024**3
@@ -22,19 +22,19 @@ TWO_SMALL = [{"CPU": 2.0}, {"CPU": 2.0}]
 
 
 def _plan(nodes, num_clients=100, **kw):
-    return plan_actors(RuntimeConfig(**kw), num_clients, nodes)
+    return layout_actors(RuntimeConfig(**kw), num_clients, nodes)
 
 
-def _gpus(plan) -> list[tuple[int, tuple[int, ...]]]:
+def _gpus(layout) -> list[tuple[int, tuple[int, ...]]]:
     """(node, GPUs) of each client actor's bundle."""
-    slots = plan.slots[plan.actor_bundle(0) :]
+    slots = layout.slots[layout.actor_bundle(0) :]
     return [(s.node, dict(s.devices).get("GPU", ())) for s in slots]
 
 
 def test_a_gpu_share_must_fit_on_one_gpu():
-    plan = _plan(ONE_NODE, actor_num_gpus=0.3)
-    assert plan.num_actors == 12  # 3 per GPU; the summed 4 / 0.3 would say 13
-    per_gpu = np.bincount([g for _, gpus in _gpus(plan) for g in gpus])
+    layout = _plan(ONE_NODE, actor_num_gpus=0.3)
+    assert layout.num_actors == 12  # 3 per GPU; the summed 4 / 0.3 would say 13
+    per_gpu = np.bincount([g for _, gpus in _gpus(layout) for g in gpus])
     assert per_gpu.tolist() == [3, 3, 3, 3]
     with pytest.raises(ConfigError, match="room for 12"):
         _plan(ONE_NODE, actor_num_gpus=0.3, num_actors=13)
@@ -42,16 +42,16 @@ def test_a_gpu_share_must_fit_on_one_gpu():
 
 def test_quarter_gpus_and_a_server_that_takes_one_whole_gpu():
     assert _plan(ONE_NODE, actor_num_gpus=0.25, actor_num_cpus=0.5).num_actors == 16
-    plan = _plan(ONE_NODE, actor_num_gpus=0.25, actor_num_cpus=0.5, server_num_gpus=1)
-    assert plan.num_actors == 12  # one whole GPU set aside for the server
-    assert dict(plan.slots[plan.server_bundle].devices) == {"GPU": (0,)}
+    layout = _plan(ONE_NODE, actor_num_gpus=0.25, actor_num_cpus=0.5, server_num_gpus=1)
+    assert layout.num_actors == 12  # one whole GPU set aside for the server
+    assert dict(layout.slots[layout.server_bundle].devices) == {"GPU": (0,)}
     # 0.3 each: the server's whole GPU leaves 3 GPUs, 9 actors (summed: (4 - 1) / 0.3 = 10)
     assert _plan(ONE_NODE, actor_num_gpus=0.3, server_num_gpus=1).num_actors == 9
 
 
 def test_an_algorithm_without_a_server_reserves_nothing_for_one():
     asks = {"actor_num_gpus": 0.25, "actor_num_cpus": 0.5, "server_num_gpus": 1}
-    fedavg = plan_actors(RuntimeConfig(**asks), 100, ONE_NODE, uses_server=False)
+    fedavg = layout_actors(RuntimeConfig(**asks), 100, ONE_NODE, uses_server=False)
     assert fedavg.num_actors == 16 and fedavg.server_bundle is None  # the GPU is not set aside
     assert len(fedavg.bundles()) == 16
     assert "no server actor" in fedavg.describe() and "server actor x" not in fedavg.describe()
@@ -68,9 +68,9 @@ def test_an_actor_larger_than_every_node_is_refused_naming_node_shapes_and_reque
 
 def test_the_server_goes_on_the_only_node_with_its_gpus():
     nodes = [{"CPU": 4.0, "GPU": 1.0}, {"CPU": 4.0, "GPU": 3.0}, {"CPU": 8.0}]
-    plan = _plan(nodes, actor_num_gpus=0.5, actor_num_cpus=0.5, server_num_gpus=2)
-    assert plan.slots[plan.server_bundle].node == 1
-    assert plan.num_actors == 4  # 2 on node 0's GPU, 2 on node 1's last GPU
+    layout = _plan(nodes, actor_num_gpus=0.5, actor_num_cpus=0.5, server_num_gpus=2)
+    assert layout.slots[layout.server_bundle].node == 1
+    assert layout.num_actors == 4  # 2 on node 0's GPU, 2 on node 1's last GPU
     with pytest.raises(ConfigError, match="server actor asks for .*GPU: 4.* no node holds"):
         _plan(nodes, actor_num_gpus=0.5, server_num_gpus=4)  # 4 GPUs in all, not on one node
 
@@ -78,9 +78,9 @@ def test_the_server_goes_on_the_only_node_with_its_gpus():
 def test_memory_and_custom_resources_count_per_node():
     nodes = [{"CPU": 8.0, "memory": 8 * GIB, "slot": 1.0}] * 2
     assert _plan(nodes, actor_num_cpus=0.1, actor_memory_gb=5).num_actors == 2  # summed: 3
-    plan = _plan(nodes, actor_num_cpus=0.1, actor_resources={"slot": 1})
-    assert plan.num_actors == 2
-    assert ray_options(plan.actor_request)["resources"] == {"slot": 1}
+    layout = _plan(nodes, actor_num_cpus=0.1, actor_resources={"slot": 1})
+    assert layout.num_actors == 2
+    assert ray_options(layout.actor_request)["resources"] == {"slot": 1}
 
 
 def test_strategies_place_bundles_as_named():
@@ -97,9 +97,9 @@ def test_strategies_place_bundles_as_named():
 
 
 def test_fractional_and_zero_server_shares_and_no_nodes():
-    plan = _plan(TWO_SMALL, 10, actor_num_cpus=0.5, server_num_cpus=0.25)
-    assert plan.num_actors == 7  # 3 beside the server, 4 on the other node
-    assert plan.bundles()[0] == {"CPU": 0.25} and len(plan.bundles()) == 8
+    layout = _plan(TWO_SMALL, 10, actor_num_cpus=0.5, server_num_cpus=0.25)
+    assert layout.num_actors == 7  # 3 beside the server, 4 on the other node
+    assert layout.bundles()[0] == {"CPU": 0.25} and len(layout.bundles()) == 8
     assert _plan(TWO_SMALL, 10, actor_num_cpus=0.5, server_num_cpus=0).num_actors == 8
     with pytest.raises(ConfigError, match="nodes: none"):
         _plan([], 10)
@@ -108,26 +108,26 @@ def test_fractional_and_zero_server_shares_and_no_nodes():
 def test_clients_are_split_as_before_whatever_the_layout():
     """The groups are np.array_split over the actor count, so results stay identical."""
     for nodes, kw in [(ONE_NODE, {"actor_num_gpus": 0.3}), (TWO_SMALL, {"num_actors": 3})]:
-        plan = _plan(nodes, 1000, actor_num_cpus=0.5, **kw)
-        split = np.array_split(np.arange(1000), plan.num_actors)
-        assert [list(g) for g in plan.groups] == [g.tolist() for g in split]
+        layout = _plan(nodes, 1000, actor_num_cpus=0.5, **kw)
+        split = np.array_split(np.arange(1000), layout.num_actors)
+        assert [list(g) for g in layout.groups] == [g.tolist() for g in split]
     assert _plan(ONE_NODE, 3, actor_num_cpus=0.5).num_actors == 3  # never more than clients
     assert _plan(ONE_NODE, 100, actor_num_cpus=0.5, clients_per_actor=25).num_actors == 4
 
 
 def test_on_an_autoscaling_cluster_actors_beyond_the_nodes_wait_for_new_nodes():
     rt = RuntimeConfig(num_actors=6, actor_num_cpus=1, server_num_cpus=1)
-    plan = plan_actors(rt, 10, TWO_SMALL, ids=["a", "b"], may_grow=True)
-    assert plan.num_actors == 6 and plan.capacity == 3
-    assert [s.node for s in plan.slots] == [0, 0, 1, 1, -1, -1, -1]
-    assert "3 bundle(s) on nodes yet to be added" in plan.describe()
-    assert plan.bundle_lines()[-1].endswith("-> a node yet to be added")
-    elastic = plan_actors(
+    layout = layout_actors(rt, 10, TWO_SMALL, ids=["a", "b"], may_grow=True)
+    assert layout.num_actors == 6 and layout.capacity == 3
+    assert [s.node for s in layout.slots] == [0, 0, 1, 1, -1, -1, -1]
+    assert "3 bundle(s) on nodes yet to be added" in layout.describe()
+    assert layout.bundle_lines()[-1].endswith("-> a node yet to be added")
+    elastic = layout_actors(
         RuntimeConfig(actor_num_cpus=1, server_num_cpus=1), 10, TWO_SMALL, may_grow=True
     )
     assert elastic.num_actors == 3  # unforced, the pool is what the nodes hold now
     with pytest.raises(ConfigError, match="room for 3"):
-        plan_actors(rt, 10, TWO_SMALL)  # no autoscaler: refused at once
+        layout_actors(rt, 10, TWO_SMALL)  # no autoscaler: refused at once
 
 
 @pytest.mark.parametrize(
