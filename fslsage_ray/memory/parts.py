@@ -14,14 +14,18 @@ MIB = 2**20
 RESIDENT = "resident"
 PHASES = ("step", "align", "eval", "aggregate", "checkpoint")
 
-# One process before any model or data: Python, torch, this package, and for an actor Ray's
-# worker. Measured on this project's 2-core CPU machine (torch 2.14.1+cu130, Ray 2.60,
-# Python 3.11, 2026-12-05) with psutil right after the imports: a plain `import torch` plus
-# the runtime modules gives RSS 513 MiB (USS 284 MiB); a Ray actor that imported
-# fslsage_ray.runtime.actors and ran one torch op, RSS 568 MiB (USS 308 MiB). RSS counts
-# torch's shared libraries in every process; USS (what each more process really adds on a
-# node) is about 260 MiB less. A CPU-only torch build maps less.
-BASELINE_RSS = {"ray worker": 568 * MIB, "python + torch": 513 * MIB}
+# One working process before any model or data: Python, torch, this package, and for an
+# actor Ray's worker, after one tiny convolution step with Adam. That step matters: torch's
+# CPU kernels (oneDNN), its thread pool and allocator caches come alive on the first real
+# step and add about 160 MiB, which a model's own parts do not account for. Measured on this
+# project's 2-core CPU machine (torch 2.14.1+cu130, Ray 2.60, Python 3.11, 2026-12-05), peak
+# RSS (VmHWM): a Ray actor that imported the runtime, experiment, models and tasks, 596 MiB,
+# and 756 MiB after the step; a plain Python process the same way, 673 MiB after the step.
+# (Import-only, the first cut of this plan used 568 MiB and left whole actors 34-38% above
+# the plan on the quick start; see benchmarks/RESULTS.md.) RSS counts torch's shared
+# libraries in every process; USS (what each more process really adds on a node) is about
+# 260 MiB less (measured import-only). A CPU-only torch build maps less.
+BASELINE_RSS = {"ray worker": 756 * MIB, "python + torch": 673 * MIB}
 BASELINE_USS = {"ray worker": 308 * MIB, "python + torch": 284 * MIB}
 
 
