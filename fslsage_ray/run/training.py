@@ -2,6 +2,13 @@
 driver, its row completed by the callbacks and stored, a checkpoint saved every
 run.checkpoint_every rounds; a lost worker is replaced and the rounds since the last
 checkpoint are redone (at most runtime.max_restarts times), so the result is the same.
+
+A worker out of memory is not simply replaced (it would run out again): the workers restart
+with the next smaller setting (runtime/oom.py: the in-flight window, then the state kept in
+memory), one run.log line says what changed, and the rounds since the last checkpoint are
+redone, with the same result (those settings never change a number). Out of memory at the
+smallest setting, or in this process (the in-process backend, or FedAvg's driver-side
+server), stops the run with a resumable checkpoint.
 """
 
 from __future__ import annotations
@@ -18,6 +25,13 @@ from fslsage_ray.outputs.metrics import MetricsTable
 from fslsage_ray.run.driver import RoundDriver
 from fslsage_ray.run.folder import RunFolder
 from fslsage_ray.runtime.backend import Backend, WorkerLost
+from fslsage_ray.runtime.oom import (
+    OutOfMemory,
+    first_line,
+    is_out_of_memory,
+    smaller_setting,
+    smallest_text,
+)
 
 log = logging.getLogger("fslsage_ray")
 
@@ -59,16 +73,25 @@ class Training:
         self.folder = folder
         self.callbacks = callbacks
         self.task_fingerprint = task_fingerprint
-        self.restarts = 0
+        self.restarts = 0  # lost workers replaced (bounded by runtime.max_restarts)
+        self.runtime = self.config.runtime  # the workers' settings now (smaller after an OOM)
+        self.memory_changes: list[str] = []  # each `runtime.key old -> new` made after an OOM
 
     def run_from(self, checkpoint: dict[str, Any]) -> None:
         t, global_parts = self._restore(checkpoint)
         while t < self.config.run.rounds:
             try:
                 global_parts, checkpoint, done = self._round(t, global_parts, checkpoint)
+            except OutOfMemory as exc:  # a worker's: restart the workers with less
+                t, global_parts = self._recover_memory(exc, checkpoint)
+                continue
             except WorkerLost as exc:  # during the round, a checkpoint or a resize
                 t, global_parts = self._recover(exc, checkpoint)
                 continue
+            except Exception as exc:
+                if is_out_of_memory(exc):  # this process's own: nothing to restart
+                    self._stop_out_of_memory_here(exc, checkpoint)
+                raise
             if done:
                 break
             t += 1
@@ -134,3 +157,50 @@ class Training:
             ) from again
         log.info("workers replaced: %s", self.backend.describe())
         return self._restore(checkpoint)
+
+    def _recover_memory(self, exc: OutOfMemory, checkpoint: dict[str, Any]) -> tuple[int, Parts]:
+        """Restart every worker with the next smaller setting and redo the rounds since the
+        last checkpoint; stop, resumable, when no smaller setting is left. These restarts do
+        not count against runtime.max_restarts: the settings' ladder is what bounds them."""
+        location = self.folder.location
+        shrink = smaller_setting(self.runtime, exc.role)
+        if shrink is None:
+            self.folder.save_checkpoint(checkpoint)  # the last good state, for --resume
+            raise RunStopped(
+                f"{exc}, again at the smallest setting ({smallest_text(self.runtime)}); "
+                f"completed rounds are in {location}; continue with "
+                f"`fslsage-ray run --resume {location}` where more memory is free"
+            ) from exc
+        log.warning(
+            "%s; restarting the workers with %s; redoing rounds after %d",
+            exc,
+            shrink.change,
+            checkpoint["round"],
+        )
+        self.callbacks.on_phase("restarting workers with less memory")
+        try:
+            self.backend.restart(shrink.runtime)
+        except Exception as again:
+            self.folder.save_checkpoint(checkpoint)
+            raise RunStopped(
+                f"could not restart the workers after running out of memory ({again}); "
+                f"continue later with `fslsage-ray run --resume {location}`"
+            ) from again
+        self.runtime = shrink.runtime
+        self.memory_changes.append(shrink.change)
+        log.info("workers replaced: %s", self.backend.describe())
+        return self._restore(checkpoint)
+
+    def _stop_out_of_memory_here(self, exc: BaseException, checkpoint: dict[str, Any]) -> None:
+        """Out of memory in this process (in-process backend, or FedAvg's server on the
+        driver): no process to restart with less, and the hosts' state may be half-updated;
+        keep the last checkpoint and stop with one line."""
+        location = self.folder.location
+        self.folder.save_checkpoint(checkpoint)
+        raise RunStopped(
+            f"out of memory in the driver process ({first_line(exc)}), which cannot be "
+            f"restarted with less; completed rounds are in {location}; continue with "
+            f"`fslsage-ray run --resume {location}` where more memory is free (or with "
+            "runtime.client_state_budget_gb=0 runtime.server_state_budget_gb=0, which keep "
+            "idle clients' state on disk; results are the same)"
+        ) from exc

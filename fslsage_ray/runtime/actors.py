@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from fslsage_ray.runtime.allocator import prepare_process
 from fslsage_ray.runtime.client_host import ClientHost
 from fslsage_ray.runtime.device import choose_device
 from fslsage_ray.runtime.handles import Parcel
+from fslsage_ray.runtime.oom import CLIENT, SERVER, ActorOutOfMemory, first_line, is_out_of_memory
 from fslsage_ray.runtime.server_host import ServerHost, UploadOrderError
 from fslsage_ray.tasks.base import Arrays
 
@@ -82,6 +84,24 @@ def _device(world: WorldSpec) -> torch.device:
     return choose_device(world.config.runtime.device, gpu_assigned=bool(ray.get_gpu_ids()))
 
 
+def _span(assignment: Mapping[int, Any]) -> str:
+    ids = sorted(assignment)
+    return f"{ids[0]}-{ids[-1]}" if len(ids) > 1 else str(ids[0]) if ids else "none"
+
+
+@contextmanager
+def _out_of_memory_named(role: str, where: str) -> Iterator[None]:
+    """An out-of-memory error leaves the actor as ActorOutOfMemory, saying which actor ran
+    out: the run restarts the actors with a smaller setting (runtime/oom.py) instead of
+    treating it as any failure."""
+    try:
+        yield
+    except Exception as exc:
+        if is_out_of_memory(exc):
+            raise ActorOutOfMemory(role, where, first_line(exc)) from exc
+        raise
+
+
 @ray.remote
 class ClientActor:
     def __init__(
@@ -93,11 +113,13 @@ class ClientActor:
     ) -> None:
         _prepare_process(world)
         self.host = ClientHost(world, train, assignment, _device(world), server)
+        self.name = f"client actor hosting clients {_span(assignment)}"
 
     def call(self, verb: str, *args: Any) -> Any:
         refs = [ref for arg in args for ref in _refs_in(arg)]
         values = dict(zip(refs, ray.get(refs), strict=True))
-        return _sealed(getattr(self.host, verb)(*(_with_values(a, values) for a in args)))
+        with _out_of_memory_named(CLIENT, self.name):
+            return _sealed(getattr(self.host, verb)(*(_with_values(a, values) for a in args)))
 
 
 @ray.remote
@@ -116,7 +138,8 @@ class ServerActor:
         args = tuple(_with_values(a, values) for a in args)
         if verb == "wait_processed":  # uploads may still be on their way: wait for them
             return await self._wait_processed(*args)
-        result = getattr(self.host, verb)(*args)
+        with _out_of_memory_named(SERVER, "server actor"):
+            result = getattr(self.host, verb)(*args)
         self._event().set()  # uploads may have been applied
         return _sealed(result)
 

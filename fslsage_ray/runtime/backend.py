@@ -17,6 +17,7 @@ import torch
 
 from fslsage_ray.algorithms.base import State
 from fslsage_ray.algorithms.jobs import JobReport
+from fslsage_ray.config.schema import RuntimeConfig
 from fslsage_ray.experiment import WorldSpec
 from fslsage_ray.runtime.client_host import ClientResult
 from fslsage_ray.runtime.handles import Handle, opened, parcels_for
@@ -218,8 +219,9 @@ class Backend(ABC):
         """Between rounds: grow or shrink the worker pool to the resources now available."""
         return False
 
-    def restart(self) -> None:
-        """Replace lost workers with fresh ones (state comes from a following restore)."""
+    def restart(self, runtime: RuntimeConfig | None = None) -> None:
+        """Replace lost workers with fresh ones (state comes from a following restore); with
+        `runtime`, fresh ones running with these settings."""
         raise WorkerLost(f"{self.describe()} cannot replace lost workers")
 
     def describe(self) -> str:

@@ -6,12 +6,15 @@ actor, its round bookkeeping and evaluation models live on the driver).
 
 The actors' resources are reserved first, as one placement group (runtime/reservation.py),
 and every actor starts inside its bundle; a resize or restart replaces the group. Every wait
-on an actor has a timeout; a dead or silent actor surfaces as WorkerLost, and `restart`
-replaces every actor (the coordinator then restores their state from a snapshot).
+on an actor has a timeout; a dead or silent actor surfaces as WorkerLost (an actor out of
+memory as OutOfMemory, runtime/oom.py), and `restart` replaces every actor, with smaller
+settings after an out-of-memory error (the coordinator then restores their state from a
+snapshot).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -29,6 +32,7 @@ from fslsage_ray.runtime.actors import ClientActor, RemoteHandle, ServerActor
 from fslsage_ray.runtime.backend import Backend, WorkerLost, server_share
 from fslsage_ray.runtime.cluster import alive_nodes, connect, shutdown_private
 from fslsage_ray.runtime.handles import Done, LocalHandle, Parcel
+from fslsage_ray.runtime.oom import OutOfMemory, first_line, out_of_memory_in
 from fslsage_ray.runtime.placement import ActorLayout, ray_options
 from fslsage_ray.runtime.reservation import (
     bundle_nodes,
@@ -44,6 +48,11 @@ __all__ = ["RayBackend", "server_share"]
 log = logging.getLogger("fslsage_ray")
 STARTUP_TIMEOUT_S = 300.0
 _LOST = (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError)
+
+
+def _killed_for_memory(exc: ray.exceptions.OutOfMemoryError) -> OutOfMemory:
+    """Ray names the node and the worker it killed, not which of our actors that was."""
+    return OutOfMemory(None, "a worker killed by Ray's memory monitor", first_line(exc))
 
 
 class RayBackend(Backend):
@@ -145,9 +154,15 @@ class RayBackend(Backend):
         self.restore(snap)
         return self.layout is layout
 
-    def restart(self) -> None:
+    def restart(self, runtime: RuntimeConfig | None = None) -> None:
         """Replace every actor in a new placement group on the nodes left (a node may have
-        gone): an elastic pool sized to them, a fixed one as before (or refused)."""
+        gone): an elastic pool sized to them, a fixed one as before (or refused). With
+        `runtime`, the new actors run with these settings (after an out-of-memory error: a
+        smaller in-flight window or state budget, runtime/oom.py)."""
+        if runtime is not None:
+            self.runtime = runtime
+            config = dataclasses.replace(self.world.config, runtime=runtime)
+            self.world = dataclasses.replace(self.world, config=config)  # what the hosts read
         self._release()
         self._reserve(self._settled_plan())
         self._create_actors()
@@ -189,7 +204,14 @@ class RayBackend(Backend):
             got = iter(ray.get(refs, timeout=self.timeout_s))
         except _LOST as exc:
             raise WorkerLost(f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+        except ray.exceptions.OutOfMemoryError as exc:  # Ray's memory monitor killed a worker
+            raise _killed_for_memory(exc) from exc
         except ray.exceptions.RayTaskError as exc:
+            oom = out_of_memory_in(exc)  # an actor (or one it waited on) ran out of memory
+            if oom is None and isinstance(exc.cause, ray.exceptions.OutOfMemoryError):
+                oom = _killed_for_memory(exc.cause)
+            if oom is not None:
+                raise oom from exc
             # A client actor that was waiting on the server when the server died.
             if isinstance(exc.cause, _LOST):
                 raise WorkerLost(f"{type(exc.cause).__name__} inside {exc.function_name}") from exc
