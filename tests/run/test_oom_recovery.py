@@ -10,13 +10,16 @@ that `--resume` continues to the undisturbed run's metrics.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import ray
 import torch
 
-from fslsage_ray.config import load_config
+from fslsage_ray.config import config_to_dict, load_config
 from fslsage_ray.config.schema import RuntimeConfig
 from fslsage_ray.errors import RunStopped
+from fslsage_ray.outputs.checkpoint import config_differences
 from fslsage_ray.runtime import ray_backend
 from fslsage_ray.runtime.backend import Backend
 from fslsage_ray.runtime.client_host import ClientHost
@@ -71,6 +74,17 @@ def test_the_window_halves_to_one_then_idle_state_goes_to_disk_then_nothing_is_l
     assert runtime.server_state_budget_gb is None
     assert smaller_setting(runtime, "server").change.startswith("runtime.server_state_budget")
     assert smaller_setting(runtime, None).runtime.server_state_budget_gb == 0.0
+
+
+def test_every_smaller_setting_is_one_a_resume_accepts():
+    """Only layout settings are lowered: a checkpoint made before (or after) the change
+    continues under the other."""
+    config = load_config(None, SMALL)
+    runtime = config.runtime
+    while (shrink := smaller_setting(runtime, None)) is not None:
+        runtime = shrink.runtime
+        changed = dataclasses.replace(config, runtime=runtime)
+        assert config_differences(config_to_dict(config), changed) == [], shrink.change
 
 
 def test_an_out_of_memory_error_is_found_through_nested_actor_calls_and_others_are_not():
