@@ -121,3 +121,24 @@ def test_fsl_sage_rows_carry_the_eval_figures_and_other_methods_nan(run_cache):
         assert 0 < row["am_rel_error_eval_after"] < row["am_rel_error_eval_before"]
     other = run_cache([*TINY, inprocess, "algorithm.name=sflv2"])
     assert all(math.isnan(r["am_rel_error_eval_before"]) for r in other)
+
+
+@pytest.mark.slow
+def test_the_tiny_configs_alignment_fits_the_am(tmp_path):
+    """configs/e2e/gpt2_tiny_cpu.yaml up to its second alignment (full 64-sample buffers):
+    each alignment leaves the AM well below its error before (about 0.7 -> 0.3 there)."""
+    need_e2e()
+    from fslsage_ray.config import load_config
+    from fslsage_ray.simulation import Simulation
+
+    config = load_config(
+        "configs/e2e/gpt2_tiny_cpu.yaml",
+        ["runtime.backend=inprocess", "run.rounds=6", "run.checkpoint_every=0",
+         f"data.data_dir={TINY[1].split('=', 1)[1]}"],
+    )  # fmt: skip
+    rows = Simulation(config, run_dir=tmp_path / "run", progress=False).run().to_pylist()
+    aligned = [r for r in rows if r["aligned"]]
+    assert [r["round"] for r in aligned] == [0, 5]
+    for row in aligned:
+        assert row["am_rel_error_eval_after"] < 0.6 * row["am_rel_error_eval_before"], row
+    assert aligned[-1]["am_rel_error_eval_after"] < 0.45
