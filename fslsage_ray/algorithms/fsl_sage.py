@@ -24,7 +24,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from fslsage_ray.algorithms.align_job import AlignJob, AlignOutcome, Chunk, Context, chunk_to
+from fslsage_ray.algorithms.align_job import (
+    AlignJob,
+    AlignOutcome,
+    Chunk,
+    Context,
+    chunk_to,
+    eval_mode,
+)
 from fslsage_ray.algorithms.aux_group import AlignGroupJob, group_jobs
 from fslsage_ray.algorithms.base import Algorithm, Channel, ModelSizes, Server, State
 from fslsage_ray.algorithms.clients import SinglePartClient
@@ -274,6 +281,20 @@ class FslSageServer(Server):
             chunks.append((z, y, context, g_star))
         return chunks
 
+    def _eval_targets(self, cid: int) -> list[torch.Tensor]:
+        """g* of every alignment batch with the server in eval mode (dropout off), for the
+        eval-mode error figure only: no BatchNorm statistic moves and no random number is
+        drawn (eval_mode keeps the generators as they were), so training is unchanged."""
+        buf = self.states.get(cid).buffer
+        size = self.alignment.batch_size
+        targets = []
+        with eval_mode(self.model):
+            for start in range(0, len(buf), size):
+                z, y, context = buf.rows(start, start + size)
+                g_star, _ = true_cut_gradient(self.model, z, y, self.task, context)
+                targets.append(g_star.cpu())
+        return targets
+
     def prepare_jobs(self, cids: Sequence[int]) -> list[AlignJob | AlignGroupJob]:
         """Targets g* computed here, in client order (they move the server's BN statistics);
         the fitting itself needs only the job, so it can run anywhere. With
@@ -287,6 +308,7 @@ class FslSageServer(Server):
                 self.alignment.epochs,
                 self.task,
                 self.dropout_seed,
+                self._eval_targets(cid) if self.dropout_seed is not None else None,
             )
             for cid in sorted(cids)
             if cid in self.states
@@ -313,10 +335,7 @@ class FslSageServer(Server):
         report = JobReport(
             outcome.cid,
             {"aux_model.down": state_bytes(outcome.aux_state)},
-            {
-                "am_rel_error_before": outcome.rel_error_before,
-                "am_rel_error_after": outcome.rel_error_after,
-            },
+            outcome.figures(),
         )
         return report, None if outcome.where == "client" else outcome.aux_state
 

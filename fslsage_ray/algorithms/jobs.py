@@ -15,9 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # The figures FSL-SAGE's alignment reports (mean over clients of ||g_hat - g*||^2 / ||g*||^2
-# before and after fitting). Every built-in algorithm names them as its job figures, NaN
-# where it has no alignment, so that the tables of different algorithms share one schema.
-AM_ERROR_FIGURES = ("am_rel_error_before", "am_rel_error_after")
+# before and after fitting): in train mode (as the clients use the AM, dropout on), then in
+# eval mode (dropout off on the AM and on the server's g*; NaN where the task's models draw
+# no random numbers, as images: there the two differ only in BatchNorm statistics, which the
+# AM always takes from its batch). Every built-in algorithm names them as its job figures,
+# NaN where it has no alignment, so that the tables of different algorithms share one schema.
+AM_ERROR_FIGURES = (
+    "am_rel_error_before",
+    "am_rel_error_after",
+    "am_rel_error_eval_before",
+    "am_rel_error_eval_after",
+)
 
 
 @dataclass(frozen=True)
