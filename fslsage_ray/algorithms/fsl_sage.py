@@ -227,13 +227,19 @@ class FslSageServer(Server):
             )
             return AlignState(aux, aux_optim, AlignmentBuffer(self.alignment.buffer_size), device)
 
-        # Per client: built on first use, idle ones spilled above the budget (state_store.py).
+        # Per client: built on first use, idle ones spilled above the budget (state_store.py);
+        # streaming, this round's participants too, after each upload, job or adoption.
         self.states = StateStore(
             build,
             aux_models,
             budget_bytes(config.runtime.server_state_budget_gb),
             prefix="fslsage-server-",
         )
+        self.stream = config.runtime.stream_participants
+
+    def _let_go(self) -> None:
+        if self.stream:
+            self.states.release(keep=())
 
     def end_round(self) -> None:
         self.states.release(keep=())
@@ -260,6 +266,7 @@ class FslSageServer(Server):
         z, y, context = step.batch
         grad_sum = step.cut_grad * self.task.loss_count(y) if self.lazy else None
         self.states.get(cid).buffer.append(z, y, context, grad_sum)
+        self._let_go()
         self.record_loss(step.loss)
 
     def _chunks(self, cid: int) -> list[Chunk]:
@@ -299,20 +306,26 @@ class FslSageServer(Server):
         """Targets g* computed here, in client order (they move the server's BN statistics);
         the fitting itself needs only the job, so it can run anywhere. With
         alignment.group_size > 1, groups of jobs fitted together (aux_group.py)."""
-        jobs = [
-            AlignJob(
-                cid,
-                [chunk_to(chunk, torch.device("cpu")) for chunk in self._chunks(cid)],
-                to_cpu(self.states.get(cid).aux.state_dict()),
-                to_cpu(self.states.get(cid).aux_optim.state_dict()),
-                self.alignment.epochs,
-                self.task,
-                self.dropout_seed,
-                self._eval_targets(cid) if self.dropout_seed is not None else None,
+        jobs = []
+        for cid in sorted(cids):
+            if cid not in self.states:
+                continue
+            chunks = [chunk_to(chunk, torch.device("cpu")) for chunk in self._chunks(cid)]
+            state = self.states.get(cid)
+            aux, aux_optim = to_cpu(state.aux.state_dict()), to_cpu(state.aux_optim.state_dict())
+            jobs.append(
+                AlignJob(
+                    cid,
+                    chunks,
+                    aux,
+                    aux_optim,
+                    self.alignment.epochs,
+                    self.task,
+                    self.dropout_seed,
+                    self._eval_targets(cid) if self.dropout_seed is not None else None,
+                )
             )
-            for cid in sorted(cids)
-            if cid in self.states
-        ]
+            self._let_go()
         if self.alignment.group_size == 1:
             return jobs
         groups = group_jobs(jobs, self.alignment.group_size)
@@ -322,8 +335,11 @@ class FslSageServer(Server):
         """Fit client cid's AM here, on the server's own copy (spec step 3)."""
         state = self.states.get(job.cid)
         if isinstance(job, AlignGroupJob):
-            return job.run(state.aux)
-        return job.run(state.aux, state.aux_optim, where="server")
+            outcome = job.run(state.aux)
+        else:
+            outcome = job.run(state.aux, state.aux_optim, where="server")
+        self._let_go()
+        return outcome
 
     def complete_job(self, outcome: AlignOutcome) -> tuple[JobReport, Any | None]:
         """Adopt an AM fitted elsewhere (and its Adam state, which persists); the AM goes
@@ -332,6 +348,7 @@ class FslSageServer(Server):
             state = self.states.get(outcome.cid)
             state.aux.load_state_dict(outcome.aux_state)
             state.aux_optim.load_state_dict(outcome.optim_state)
+            self._let_go()
         report = JobReport(
             outcome.cid,
             {"aux_model.down": state_bytes(outcome.aux_state)},

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fslsage_ray.algorithms.aggregate import sample_weights, weighted_average
+from fslsage_ray.algorithms.aggregate import RunningAverage, sample_weights, weighted_average
 from fslsage_ray.algorithms.base import Server
 from fslsage_ray.algorithms.optim import (
     dropout_rng,
@@ -139,19 +139,44 @@ class SingleServer(Server):
         restore_pair(snap, self.model, self.optimizer)
 
 
+class RoundCount:
+    """How many rounds the copies have been averaged: a copy's weights saved in round r are
+    its own only until that round's average replaces them."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
 class ServerCopy:
     """One client's server-model copy and its optimizer. Between rounds every copy equals the
     average, so a copy put aside keeps only its optimizer's state and takes its weights from
-    the average when it comes back."""
+    the average when it comes back; one put aside mid-round, after training (participants
+    streamed), keeps its weights too, valid until the round's average."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, average: nn.Module):
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        average: nn.Module,
+        rounds: RoundCount,
+    ):
         self.model, self.optimizer, self.average = model, optimizer, average
+        self.rounds = rounds
+        self.trained_in: int | None = None  # the round its weights moved away from the average
 
     def snapshot(self) -> dict[str, Any]:
-        return {"optimizer": to_cpu(self.optimizer.state_dict())}
+        snap: dict[str, Any] = {"optimizer": to_cpu(self.optimizer.state_dict())}
+        if self.trained_in == self.rounds.value:
+            snap["model"] = to_cpu(self.model.state_dict())
+            snap["round"] = torch.tensor(self.trained_in)
+        return snap
 
     def restore(self, snap: Mapping[str, Any]) -> None:
-        self.model.load_state_dict(self.average.state_dict())
+        if "model" in snap and int(snap["round"]) == self.rounds.value:
+            self.model.load_state_dict(snap["model"])
+            self.trained_in = self.rounds.value
+        else:
+            self.model.load_state_dict(self.average.state_dict())
         self.optimizer.load_state_dict(snap["optimizer"])
 
 
@@ -183,13 +208,15 @@ class ServerCopies(Server):
         self.cids = sorted(client_sizes)
         self.sizes = dict(client_sizes)
         self.touched: set[int] = set()
+        self.rounds = RoundCount()
+        self.stream = config.runtime.stream_participants
         o = config.optim
         steps = steps_per_round or {}
 
         def build(cid: int) -> ServerCopy:
             model = copy.deepcopy(self.average)
             optimizer = make_optimizer(model.parameters(), o.lr, o, o.weight_decay, steps.get(cid))
-            return ServerCopy(model, optimizer, self.average)
+            return ServerCopy(model, optimizer, self.average, self.rounds)
 
         self.states = StateStore(
             build,
@@ -209,6 +236,7 @@ class ServerCopies(Server):
     def process_upload(self, cid, payload):
         self.touched.add(cid)
         state = self.states.get(cid)
+        state.trained_in = self.rounds.value
         step = server_step(
             state.model,
             state.optimizer,
@@ -218,21 +246,32 @@ class ServerCopies(Server):
             self.returns_gradients,
             (self.run_seed, cid) if self.task.stochastic_steps else None,
         )
+        if self.stream:
+            self.states.release(keep=())
         self.record_loss(step.loss)
         return step.answer(payload)
 
     def end_round(self) -> None:
         """Average the copies that trained this round (all of them unless clients sampled);
-        copies not in memory take the average when they come back."""
+        copies not in memory take the average when they come back. Streaming, the copies
+        are added one at a time (a running sum in the same client order: the same bits)."""
         trained = [c for c in self.cids if c in self.touched]
         self.touched = set()
         if trained:
             weights = sample_weights([self.sizes[c] for c in trained])
-            models = [self.states.get(c).model for c in trained]
-            state = weighted_average([m.state_dict() for m in models], weights)
+            if self.stream:
+                total = RunningAverage()
+                for cid, weight in zip(trained, weights, strict=True):
+                    total.add(self.states.get(cid).model.state_dict(), weight)
+                    self.states.release(keep=())
+                state = total.result()
+            else:
+                models = [self.states.get(c).model for c in trained]
+                state = weighted_average([m.state_dict() for m in models], weights)
             self.average.load_state_dict(state)
             for entry in self.states.resident.values():
                 entry.model.load_state_dict(state)
+        self.rounds.value += 1  # weights saved this round are the average's from now on
         self.states.release(keep=())
 
     def eval_head(self) -> nn.Module:
@@ -243,7 +282,9 @@ class ServerCopies(Server):
         average between rounds)."""
         return {
             "average": to_cpu(self.average.state_dict()),
-            "copies": {c: self.states.snapshot(c) for c in self.states.built},
+            "copies": {
+                c: {"optimizer": self.states.snapshot(c)["optimizer"]} for c in self.states.built
+            },
         }
 
     def restore(self, snap: Mapping[str, Any]) -> None:

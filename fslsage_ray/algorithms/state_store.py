@@ -6,8 +6,14 @@ server, FSL-SAGE's alignment buffer and AM optimizer, or SplitFed-MS/FSL-AN's se
 copy. Above the budget the least recently used idle entries are written to disk as plain
 tensors (a snapshot) and rebuilt when next needed; a rebuilt entry continues exactly as if it
 had stayed in memory. An entry is built only when first used (one never used is its initial
-state, which `build` gives again), and the entries in `keep` (this round's participants)
-always stay in memory.
+state, which `build` gives again), and the entries in `keep` always stay in memory.
+
+Within a round the same budget can hold participants too (runtime.stream_participants): an
+owner then releases after each client's step, keeping only the clients still in flight, so
+a round's participants stream through memory instead of all being resident at once. What an
+entry holds only for the round (its batch order, its round statistics) is not part of its
+snapshot; the owner's `aside` hook takes it out on a spill and `bring_back` puts it back, so
+a client spilled mid-round continues its round exactly.
 """
 
 from __future__ import annotations
@@ -54,18 +60,29 @@ class StateStore(Generic[T]):
         cids: Iterable[int],
         budget_bytes: float | None,
         prefix: str = "fslsage-clients-",
+        aside: Callable[[T], Any] | None = None,
+        bring_back: Callable[[T, Any], None] | None = None,
     ) -> None:
+        """`aside(entry)`: what a spilled entry must keep beyond its snapshot (kept in memory,
+        small; None: nothing), given back by `bring_back(entry, kept)` when it is rebuilt."""
         self._build = build
         self.cids = sorted(cids)
+        self._known = frozenset(self.cids)
         self.budget = budget_bytes
         self.prefix = prefix
         self.resident: OrderedDict[int, T] = OrderedDict()  # least recently used first
         self.spilled: dict[int, Path] = {}
         self.entry_bytes: int | None = None  # one entry's state, measured once
+        self.peak_resident = 0  # most entries in memory at once since `reset_peak`
+        self._aside, self._bring_back = aside, bring_back
+        self._kept_aside: dict[int, Any] = {}
         self._dir: Path | None = None
 
     def __contains__(self, cid: object) -> bool:
-        return cid in set(self.cids)
+        return cid in self._known
+
+    def reset_peak(self) -> None:
+        self.peak_resident = len(self.resident)
 
     @property
     def built(self) -> list[int]:
@@ -80,28 +97,49 @@ class StateStore(Generic[T]):
                 path = self.spilled.pop(cid)
                 entry.restore(torch.load(path, map_location="cpu", weights_only=True))
                 path.unlink()
+            if cid in self._kept_aside and self._bring_back is not None:
+                self._bring_back(entry, self._kept_aside.pop(cid))
             self.resident[cid] = entry
+            self.peak_resident = max(self.peak_resident, len(self.resident))
         self.resident.move_to_end(cid)
         return self.resident[cid]
 
-    def release(self, keep: Iterable[int]) -> None:
-        """Spill least recently used entries (not in `keep`) until within the budget."""
-        if self.budget is None or not self.resident:
-            return
+    @property
+    def capacity(self) -> int | None:
+        """Entries the budget holds (None: no budget; unknown before the first entry)."""
+        if self.budget is None:
+            return None
         if self.entry_bytes is None:
+            if not self.resident:
+                return None
             self.entry_bytes = max(1, _nbytes(next(iter(self.resident.values())).snapshot()))
-        capacity = int(self.budget // self.entry_bytes)
-        keep = set(keep)
-        for cid in [c for c in self.resident if c not in keep]:
-            if len(self.resident) <= capacity:
+        return int(self.budget // self.entry_bytes)
+
+    def release(self, keep: Iterable[int]) -> None:
+        """Spill least recently used entries (not in `keep`) until within the budget. Cheap
+        when within it: an owner may call it after every client's step."""
+        capacity = self.capacity
+        if capacity is None or len(self.resident) <= capacity:
+            return
+        keep, excess, victims = set(keep), len(self.resident) - capacity, []
+        for cid in self.resident:  # least recently used first
+            if len(victims) == excess:
                 break
+            if cid not in keep:
+                victims.append(cid)
+        for cid in victims:
             self._spill(cid)
 
     def _spill(self, cid: int) -> None:
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix=self.prefix))
         path = self._dir / f"{cid}.pt"
-        torch.save(self.resident.pop(cid).snapshot(), path)
+        entry = self.resident.pop(cid)
+        torch.save(entry.snapshot(), path)
+        if self._aside is not None:
+            kept = self._aside(entry)
+            if kept is not None:
+                self._kept_aside[cid] = kept
         self.spilled[cid] = path
 
     def snapshot(self, cid: int) -> dict[str, Any]:
@@ -115,12 +153,17 @@ class StateStore(Generic[T]):
         else:
             self.get(cid).restore(snap)
 
+    def drop_aside(self) -> None:
+        """Forget what spilled entries kept aside (their round is over)."""
+        self._kept_aside.clear()
+
     def reset(self) -> None:
         """Every entry back to its initial state (built again on next use)."""
         for path in self.spilled.values():
             path.unlink(missing_ok=True)
         self.resident.clear()
         self.spilled.clear()
+        self._kept_aside.clear()
 
     def close(self) -> None:
         if self._dir is not None:

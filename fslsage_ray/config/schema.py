@@ -269,6 +269,12 @@ class RuntimeConfig:
     server_state_budget_gb: float | None = layout(None)  # per-client state on the server
     # (FSL-SAGE's alignment buffers and AM optimizers, SplitFed-MS/FSL-AN's server copies): idle
     # clients' above it go to local disk and come back when next needed (None: keep all in memory)
+    stream_participants: bool = layout(True)  # the budgets above hold within a round too: a
+    # participant's state is loaded before it steps and may go back to disk after, so memory
+    # does not grow with participants (same results); false: a round's participants all stay
+    # in memory until it ends
+    job_window: int = layout(512)  # server jobs (FSL-SAGE's AM fitting) are prepared, run and
+    # delivered this many clients at a time, so their jobs never all exist at once (same results)
     torch_threads: int | None = layout(None)  # per process, equal everywhere so results do not
     # depend on layout; None: from the client actor's CPU share, fixed at start (config.yaml)
     pin_malloc: bool = layout(True)  # fix glibc's mmap threshold in every process
@@ -355,6 +361,7 @@ class RuntimeConfig:
             f"runtime.local_num_gpus must be >= 0, got {self.local_num_gpus}",
         )
         _require(self.max_inflight_uploads >= 1, "runtime.max_inflight_uploads must be >= 1")
+        _require(self.job_window >= 1, "runtime.job_window must be >= 1")
         _require(self.call_timeout_s > 0, "runtime.call_timeout_s must be > 0")
         _require(
             self.eval_on in ("workers", "server"),

@@ -17,6 +17,7 @@ import torch
 
 from fslsage_ray.algorithms.base import State
 from fslsage_ray.algorithms.jobs import JobReport
+from fslsage_ray.config import Config
 from fslsage_ray.config.schema import RuntimeConfig
 from fslsage_ray.experiment import WorldSpec
 from fslsage_ray.runtime.client_host import ClientResult
@@ -116,7 +117,14 @@ class Backend(ABC):
         results to their clients."""
         clients = None if only is None else list(only)
         self._get([self.server.call("wait_processed", it_limit, clients)])
-        chosen = self.participants if only is None else list(only)
+        chosen = sorted(self.participants if only is None else only)
+        reports: dict[int, JobReport] = {}
+        for window in job_windows(chosen, self.world.config):
+            reports.update(self._run_job_window(window))
+        return reports
+
+    def _run_job_window(self, chosen: list[int]) -> dict[int, JobReport]:
+        """Jobs of these clients (consecutive in client order), run and delivered."""
         if self.shares_work and self.world.config.runtime.align_on != "server":
             reports, deliveries = self._jobs_on_workers(chosen)
         else:
@@ -233,6 +241,16 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook: in-process has nothing to release
         """Release processes; safe to call twice."""
+
+
+def job_windows(chosen: Sequence[int], config: Config) -> list[list[int]]:
+    """Clients in order, runtime.job_window at a time (a multiple of alignment.group_size,
+    so jobs group as they would all at once), so a round's jobs never all exist at once.
+    Preparing a job reads only the server model and that client's state, and adopting it
+    writes only that client's, so windows in client order compute what one call does."""
+    group = max(1, config.alignment.group_size)
+    size = max(group, config.runtime.job_window // group * group)
+    return [list(chosen[i : i + size]) for i in range(0, len(chosen), size)] or [[]]
 
 
 def server_share(hosted: Sequence[Sequence[int]]) -> list[int]:

@@ -2,13 +2,19 @@
 
 Clients on a host run iteration by iteration (all clients' iteration 0, then 1, ...), the
 order in which parallel clients would reach the server, so uploads arrive nearly sorted.
+
+With runtime.stream_participants (and a client_state_budget_gb), a round's participants do
+not all stay in memory: a participant starts its round when first needed, and after each
+of its steps, jobs and deliveries the store may spill it (keeping only clients with a step
+still in flight), so a host's memory is bounded by the budget whatever the participation.
+Every client computes on its own state only, so the numbers are those of the in-memory path.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,8 +80,16 @@ class ClientHost:
             )
 
         self.store = ClientStore(
-            build, self.views, budget_bytes(cfg.runtime.client_state_budget_gb)
+            build,
+            self.views,
+            budget_bytes(cfg.runtime.client_state_budget_gb),
+            aside=self._round_state,
+            bring_back=put_round_state,
         )
+        self.stream = cfg.runtime.stream_participants
+        self.parts: Mapping[str, State] = {}
+        self.started: set[int] = set()  # participants whose round has started
+        self.holding: set[int] = set()  # a held step: stays in memory (its autograd graph)
         self.batch_size = cfg.algorithm.batch_size
         self.channel = (
             None if server is None else ServerChannel(server, cfg.runtime.max_inflight_uploads)
@@ -89,12 +103,39 @@ class ClientHost:
     def start_round(
         self, parts: Mapping[str, State], participants: Sequence[int] | None = None
     ) -> None:
-        """Only this round's participants start; the others keep their state untouched."""
-        self.active = [c for c in self.views if participants is None or c in participants]
+        """Only this round's participants start; the others keep their state untouched.
+        Streaming, each starts when first needed (its own state and generator only)."""
+        chosen = None if participants is None else set(participants)
+        self.active = [c for c in self.views if chosen is None or c in chosen]
         self.busy_s = dict.fromkeys(self.active, 0.0)
+        self.parts, self.started, self.holding = parts, set(), set()
+        self.store.reset_peak()
+        if self.stream:
+            return
         for cid in self.active:
-            self.store.get(cid).start_round(parts)
+            self._client(cid)
         self.store.release(keep=self.active)
+
+    def _client(self, cid: int) -> Client:
+        """A participant, loaded (and its round started if this is its first use)."""
+        client = self.store.get(cid)
+        if cid not in self.started:
+            client.start_round(self.parts)
+            self.started.add(cid)
+        return client
+
+    def _let_go(self, in_flight: Iterable[int] = ()) -> None:
+        """Streaming: back within the budget, except clients with a step in flight."""
+        if self.stream:
+            self.store.release(keep=self.holding.union(in_flight))
+
+    def _round_state(self, client: Client) -> dict[str, Any] | None:
+        """What a participant spilled mid-round keeps in memory (None between rounds)."""
+        if client.cid not in self.started:
+            return None
+        if client.cid in self.holding:
+            raise RuntimeError(f"client {client.cid} has a held step and cannot be spilled")
+        return round_state(client)
 
     def run_local(
         self,
@@ -106,27 +147,35 @@ class ClientHost:
         """Local iterations [start, stop) of this round's clients (or `only` these); with
         `hold_last`, the last one waits for the client's next call (see LocalPhase). Returns
         once the server has taken every upload sent."""
-        chosen = [(c, self.store.get(c)) for c in self.active if only is None or c in only]
+        chosen = [c for c in self.active if only is None or c in only]
         if not chosen:
             return
-        last = max(client.num_batches for _, client in chosen)
+        batches = {cid: self.views[cid].num_batches(self.batch_size) for cid in chosen}
+        last = max(batches.values())
         stop = last if stop is None else min(stop, last)
+        pipelined = (
+            start < stop and not hold_last and hasattr(self._client(chosen[0]), "start_step")
+        )
         for it in range(start, stop):
-            stepping = [(cid, c) for cid, c in chosen if it < c.num_batches]
-            if not hold_last and all(hasattr(c, "start_step") for _, c in stepping):
+            stepping = [cid for cid in chosen if it < batches[cid]]
+            if pipelined:
                 self._pipelined_steps(it, stepping)
                 continue
-            for cid, client in stepping:
+            for cid in stepping:
+                client = self._client(cid)
+                self.holding.discard(cid)  # its held step is taken now
                 with self._computing(cid):
                     client.seed_step()
                     if hold_last and it == stop - 1:
                         client.step(it, self.channel, hold=True)
+                        self.holding.add(cid)
                     else:
                         client.step(it, self.channel)
+                self._let_go()
         if self.channel is not None:
             self.channel.drain()
 
-    def _pipelined_steps(self, it: int, stepping: list[tuple[int, Client]]) -> None:
+    def _pipelined_steps(self, it: int, stepping: list[int]) -> None:
         """Iteration `it` of these clients with up to the channel's `window` exchanges in
         flight: each client's forward and send, then, oldest first, its answer and
         backward. Every client has its own model and the server takes each batch on its
@@ -138,8 +187,10 @@ class ClientHost:
             cid, client, pending = waiting.popleft()
             with self._computing(cid):
                 client.finish_step(pending, self.channel)
+            self._let_go(c for c, _, _ in waiting)
 
-        for cid, client in stepping:
+        for cid in stepping:
+            client = self._client(cid)
             with self._computing(cid):
                 client.seed_step()
                 pending = client.start_step(it, self.channel)
@@ -165,7 +216,11 @@ class ClientHost:
     def run_jobs(self, jobs: Mapping[int, Any]) -> list[Any]:
         """Server jobs for this host's clients ({cid: job}), run on their own state (see
         jobs.py)."""
-        return [self.store.get(job.cid).run_job(job) for job in jobs.values()]
+        outcomes = []
+        for job in jobs.values():
+            outcomes.append(self._client(job.cid).run_job(job))
+            self._let_go()
+        return outcomes
 
     def evaluate_batches(
         self, models: Sequence[torch.nn.Module], test: Arrays, ranges: Sequence[tuple[int, int]]
@@ -175,9 +230,11 @@ class ClientHost:
         return evaluate_batches(self.task, client, head, test, ranges, self.device)
 
     def accept_deliveries(self, deliveries: Mapping[int, Any]) -> None:
+        active = set(self.active)
         for cid, delivery in deliveries.items():
-            if cid in self.active:
-                self.store.get(cid).accept_delivery(delivery)
+            if cid in active:
+                self._client(cid).accept_delivery(delivery)
+                self._let_go()
 
     def snapshot(self) -> dict[int, dict[str, Any]]:
         """Clients that ever ran; one that never did is in its initial state, built again."""
@@ -192,8 +249,9 @@ class ClientHost:
     def finish_round(self) -> list[ClientResult]:
         results = []
         for cid in self.active:
-            c = self.store.get(cid)
+            c = self._client(cid)
             c.end_round()
+            self.holding.discard(cid)
             results.append(
                 ClientResult(
                     cid,
@@ -206,5 +264,28 @@ class ClientHost:
                     list(c.stats.messages),
                 )
             )
+            self._let_go()
+        self.started = set()
+        self.store.drop_aside()
         self.store.release(keep=())
         return results
+
+
+ROUND_MODULES = ("model", "aux")  # a client's modules whose train/eval mode a round sets
+
+
+def round_state(client: Client) -> dict[str, Any]:
+    """A started client's round-only state, outside its snapshot: batch order, round
+    statistics, and its modules' train/eval modes (a rebuilt module starts in train mode)."""
+    modes = {
+        name: module.training
+        for name in ROUND_MODULES
+        if isinstance(module := getattr(client, name, None), torch.nn.Module)
+    }
+    return {"batches": client._batches, "stats": client.stats, "modes": modes}
+
+
+def put_round_state(client: Client, kept: Mapping[str, Any]) -> None:
+    client._batches, client.stats = kept["batches"], kept["stats"]
+    for name, training in kept["modes"].items():
+        getattr(client, name).train(training)
