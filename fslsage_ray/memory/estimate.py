@@ -98,18 +98,27 @@ def _data(config: Config) -> tuple[Task, Arrays, list[int], int, int, Arrays]:
     return data.task, data.train, [len(p) for p in parts], per_row, n_test, data.test
 
 
+def local_node(runtime: RuntimeConfig) -> dict[str, float]:
+    """The one node a private local Ray on this machine advertises (Ray counts the GPUs it
+    sees; torch's count stands in for that when runtime.local_num_gpus does not say)."""
+    node: dict[str, float] = {"CPU": float(runtime.local_num_cpus or os.cpu_count() or 1)}
+    gpus = runtime.local_num_gpus
+    if gpus is None:
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus:
+        node["GPU"] = float(gpus)
+    node["memory"] = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    return node
+
+
 def local_groups(config: Config) -> tuple[tuple[int, ...], ...]:
     """Clients per client actor as a private local Ray on this machine would place them."""
     from fslsage_ray.runtime.placement import layout_actors
 
-    runtime = config.runtime
-    node: dict[str, float] = {"CPU": float(runtime.local_num_cpus or os.cpu_count() or 1)}
-    if runtime.local_num_gpus:
-        node["GPU"] = float(runtime.local_num_gpus)
-    node["memory"] = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     uses_server = get_algorithm(config).uses_server
+    node = local_node(config.runtime)
     return layout_actors(
-        runtime, config.algorithm.num_clients, [node], uses_server=uses_server
+        config.runtime, config.algorithm.num_clients, [node], uses_server=uses_server
     ).groups
 
 
@@ -121,23 +130,11 @@ def _resident(hosted: int, active: int, entry: int, budget_gb: float | None) -> 
     return min(hosted, max(active, int(budget_gb * GIB // entry)))
 
 
-def plan_memory(config: Config, groups: Sequence[Sequence[int]] | None = None) -> MemoryPlan:
-    """Every actor kind's parts. `groups`: clients per client actor (default: as a local
-    Ray on this machine would place them; `info` passes the cluster's plan). GPU shares left
-    to the plan (runtime.*_num_gpus=auto) are first fitted to this machine (memory/fit.py)."""
-    planner = MemoryPlanner(config)
-    if config.runtime.gpus_auto and config.runtime.backend == "ray":
-        from fslsage_ray.memory.fit import fit_local
-
-        config = fit_local(config, planner).config
-        planner = planner.with_runtime(config.runtime)
-    return planner.plan(groups)
-
-
 class MemoryPlanner:
     """The plan's parts that take work (data shapes, the template, the probed steps and
     evaluation chunk), computed once; `plan` then sizes any layout, in-flight window or
-    batch from them in microseconds, so a fit can try many (memory/fit.py)."""
+    batch from them in microseconds, so a fit can try many (memory/fit.py). A config with
+    'auto' GPU shares is planned as if granted a GPU; plan_memory (auto.py) fits them first."""
 
     def __init__(self, config: Config) -> None:
         self.config = config = _planning_config(config)
