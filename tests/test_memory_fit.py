@@ -4,8 +4,13 @@ cluster with declared GPUs that `info` lays out as fitted."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +27,7 @@ from fslsage_ray.memory.parts import ActorMemory, Part
 from fslsage_ray.runtime.placement import layout_actors
 
 GIB = 2**30
+HERE = Path(__file__).parent
 
 
 def plan_of(state_per_client: float, step: float, graph: float, server: float = 2.0):
@@ -119,7 +125,7 @@ def test_a_layout_that_cannot_fit_is_refused_in_one_line_naming_parts_and_what_w
     text = str(refused.value)
     assert "\n" not in text
     assert "a client actor with 1 client(s) at window 1 needs 6.9 GiB" in text
-    assert "one step 6.80" in text and "one GPU has 8.0 GiB (7.2 GiB usable)" in text
+    assert "one step 6.8 GiB" in text and "one GPU has 8.0 GiB (7.2 GiB usable)" in text
     # what would fit: half the batch, one actor of 1.2 + 3.4 + 0.5 GiB beside the server
     assert "try algorithm.batch_size<=16" in text
     # the server alone over a GPU
@@ -177,3 +183,55 @@ def test_fitted_config_keeps_learning_settings() -> None:
     fitted = replace(config, runtime=fit.apply(config.runtime))
     assert fitted.algorithm == config.algorithm and fitted.optim == config.optim
     assert fitted.runtime.upload_order == config.runtime.upload_order
+
+
+@pytest.mark.ray
+def test_info_and_actors_on_a_loopback_cluster_follow_the_fit() -> None:
+    """A 2-CPU head without GPUs and a 2-CPU node declaring 2 GPUs of 2 GiB (they do not
+    exist: Ray hands out the IDs all the same). `info` prints each decision; actors placed in
+    the fitted bundles get the GPUs the plan gave them; 0.6 GiB GPUs refuse 12 actors."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env |= {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "runtime" / "gpu_fit_scenario.py")],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    case = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert case["info_code"] == 0
+    decided = [x for x in case["info"].splitlines() if x.startswith("gpu fit: ")]
+    assert [x.split(":")[1].strip() for x in decided] == [
+        "gpu memory",
+        "server actor",
+        "client actor",
+        "client actors",
+        "in-flight window",
+    ]
+    assert "2.0 GiB a GPU" in decided[0] and "runtime.gpu_memory_gb" in decided[0]
+    # the shares really fit one 2 GiB GPU: tensors + a CUDA context per actor in 90% of it
+    usable = 2 * GIB * (1 - HEADROOM)
+    server, client = case["server_gpus"], case["actor_gpus"]
+    assert server * usable >= case["server_gpu_bytes"] + CUDA_CONTEXT
+    assert client * usable >= case["client_gpu_bytes"] + CUDA_CONTEXT
+    per_gpu = int(1 / client + 1e-9)
+    assert per_gpu == 3 and f"{per_gpu} a GPU" in decided[2]
+    # the most actors the two GPUs hold: 3 beside the server's share on one, 3 on the other,
+    # less what the server leaves; all on the GPU node, as `info` planned
+    actors = case["num_actors"]
+    assert actors == case["layout_actors"] == case["actors_on_gpu_node"]
+    assert actors == int((1 - server) / client + 1e-9) + per_gpu
+    assert f"client actors: {actors}" in decided[3] and f"room for {actors}" in case["info"]
+    assert case["window"] == 8 and "kept" in decided[4]
+    gpus = [ids[0] for ids in case["actor_gpu_ids"]]
+    assert all(len(ids) == 1 for ids in case["actor_gpu_ids"])
+    assert case["server_gpu_ids"] == ["0"]
+    assert gpus.count("0") * client + server <= 1 and gpus.count("1") * client <= 1
+    # a layout that cannot fit: refused before any work, in one line naming what and why
+    assert case["refused_code"] != 0
+    errors = [x for x in case["refused"].splitlines() if x.startswith("error:")]
+    assert len(errors) == 1
+    assert "12 client actor(s) of" in errors[0] and "the nodes hold 1 beside" in errors[0]
+    assert "try leaving runtime.num_actors and clients_per_actor unset" in errors[0]

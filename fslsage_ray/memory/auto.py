@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fslsage_ray.config.schema import Config
+from fslsage_ray.config.schema import AUTO, Config
 from fslsage_ray.memory.estimate import MemoryPlanner, local_node
 from fslsage_ray.memory.fit import Needs, fit_gpus, gpu_sizes
 from fslsage_ray.memory.parts import MemoryPlan
@@ -62,8 +62,12 @@ def fit_config(
 ) -> Fitted:
     """The config with its 'auto' GPU shares decided for `nodes` (a no-op without any)."""
     runtime = config.runtime
-    if not runtime.gpus_auto or runtime.backend != "ray":
+    if not runtime.gpus_auto:
         return Fitted(config, ())
+    if runtime.backend != "ray":  # no actors to share a GPU: runtime.device decides alone
+        keys = ("actor_num_gpus", "server_num_gpus")
+        shares = {k: 0.0 for k in keys if getattr(runtime, k) == AUTO}
+        return Fitted(replace(config, runtime=replace(runtime, **shares)), ())
     from fslsage_ray.algorithms.registry import get_algorithm
 
     planner = planner or MemoryPlanner(config)
@@ -91,8 +95,32 @@ def fit_to_cluster(config: Config) -> Fitted:
     from fslsage_ray.runtime.cluster import alive_nodes, cluster_address, connect
 
     if not config.runtime.gpus_auto or config.runtime.backend != "ray":
-        return Fitted(config, ())
+        return fit_config(config, ())
     if cluster_address(config.runtime) is None:
         return fit_local(config)
     connect(config.runtime)
     return fit_config(config, [n.resources for n in alive_nodes()])
+
+
+class ClusterMemory:
+    """What `fslsage-ray info` adds to its cluster report (runtime/cluster_info.py takes
+    these as callbacks, memory sitting above runtime): the GPU fit for the nodes it read,
+    then the memory plan of the layout it made; the model is probed once for both."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.planner: MemoryPlanner | None = None
+
+    def _planner(self, config: Config) -> MemoryPlanner:
+        if self.planner is None:
+            self.planner = MemoryPlanner(config)
+        return self.planner.with_runtime(config.runtime)
+
+    def fit(self, nodes: Sequence[Mapping[str, float]]) -> tuple[Config, tuple[str, ...]]:
+        if not self.config.runtime.gpus_auto:
+            return self.config, ()
+        fitted = fit_config(self.config, nodes, self._planner(self.config))
+        return fitted.config, fitted.lines
+
+    def lines(self, config: Config, groups: Sequence[Sequence[int]]) -> list[str]:
+        return [f"memory: {line}" for line in self._planner(config).plan(groups).lines()]

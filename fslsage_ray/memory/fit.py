@@ -118,15 +118,16 @@ def gpu_sizes(
 
 
 def _gib(nbytes: float) -> str:
-    return f"{nbytes / GIB:.1f} GiB"
+    """A size as a person reads it: GiB, or MiB below one GiB (small models plan MiB)."""
+    return f"{nbytes / GIB:.1f} GiB" if nbytes >= GIB else f"{nbytes / MIB:.1f} MiB"
 
 
 def _largest_parts(actor: ActorMemory, count: int = 3) -> str:
     """The GPU parts held at the actor's GPU peak, largest first, in GiB."""
     phase = actor.peak_phase(True)
-    held = [p for p in actor.parts if p.on_device and p.phase in (RESIDENT, phase)]
+    held = [p for p in actor.parts if p.on_device and p.nbytes and p.phase in (RESIDENT, phase)]
     held.sort(key=lambda p: -p.nbytes)
-    return ", ".join(f"{p.name.split(':')[0]} {p.nbytes / GIB:.2f}" for p in held[:count])
+    return ", ".join(f"{p.name.split(':')[0]} {_gib(p.nbytes)}" for p in held[:count])
 
 
 class _Search:
@@ -342,6 +343,8 @@ def _smaller_batch(
 
 
 def _server_advice(search: _Search, batch: int | None) -> str:
+    if CUDA_CONTEXT >= search.usable:
+        return "the CUDA context alone takes all of it: use a larger GPU"
     b = (batch or 0) // 2
     while b >= 1:
         server = search.needs(1, 1, b)[1]
@@ -373,10 +376,11 @@ def _refusal(
         )
     else:
         room = search.capacity(share, server_gpus)
+        fewer = " (nor any fewer, hosting more clients each)" if len(counts) > 1 else ""
         what = (
-            f"{actors} client actor(s) of {share:g} GPU ({_gib(client.gpu_total)} of tensors "
-            f"each, window 1) do not fit: the nodes hold {room} beside the server's "
-            f"{server_gpus:g} GPU"
+            f"{actors} client actor(s) of {share:g} GPU ({_gib(client.gpu_total)} of tensors + "
+            f"CUDA context each, window 1) do not fit{fewer}: the nodes hold {room} beside the "
+            f"server's {server_gpus:g} GPU"
         )
     tries = []
     b = _smaller_batch(search, counts, server_gpus, batch)
