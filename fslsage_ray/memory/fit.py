@@ -391,4 +391,4 @@ def _refusal(
     if runtime.client_state_budget_gb is None and hosted > 1:
         tries.append("runtime.client_state_budget_gb (idle clients' state off the actor)")
     tries.append("more or larger GPUs")
-    return f"{what}; try {' or '.join(tries)}"
+    return f"{what}; try {', or '.join(tries)}"
