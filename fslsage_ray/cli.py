@@ -136,14 +136,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if config.runtime.backend == "inprocess":
         print("backend: in-process (no Ray)")
         return 0
+    from fslsage_ray.memory.auto import ClusterMemory
     from fslsage_ray.runtime.cluster_info import cluster_lines
 
-    def memory_lines(groups: list[list[int]]) -> list[str]:
-        from fslsage_ray.memory import plan_memory
-
-        return [f"memory: {line}" for line in plan_memory(config, groups).lines()]
-
-    for line in cluster_lines(config, memory_lines):
+    memory = ClusterMemory(config)
+    for line in cluster_lines(config, memory.lines, memory.fit):
         print(line)
     return 0
 

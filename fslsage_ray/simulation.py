@@ -91,6 +91,13 @@ class Simulation:
             self.folder.local if write_outputs else None,
             (*task.metric_names, "train_loss"),  # also logged against GiB (trackers.py)
         )
+        if config.runtime.gpus_auto:  # GPU shares sized from the memory plan, for these nodes
+            from fslsage_ray.memory.auto import fit_to_cluster
+
+            fitted = fit_to_cluster(config)  # a layout that cannot fit is refused here
+            for line in fitted.lines:
+                log.info("gpu fit: %s", line)
+            config = self.config = fitted.config  # config.yaml keeps "auto" (the folder's)
         self.backend = make_backend(config)
         # The models are built in a thread while Ray starts: Ray's start waits on the
         # processes it launches, and the building (mostly imports) fills that time.

@@ -34,6 +34,7 @@ ALIGN_ON = ("workers", "clients", "server")
 TRACKERS = ("none", "mlflow", "tensorboard", "wandb")
 PLACEMENT_STRATEGIES = ("pack", "spread", "strict_spread")
 PROMPT_FORMATS = ("raw", "authors")
+AUTO = "auto"  # runtime.actor_num_gpus / server_num_gpus: sized from the memory plan
 
 
 @dataclass(frozen=True)
@@ -248,12 +249,14 @@ class RuntimeConfig:
     num_actors: int | None = layout(None)  # client actors; None: as many as the resources allow
     clients_per_actor: int | None = layout(None)  # force packing; None: spread clients evenly
     actor_num_cpus: float = layout(1.0)
-    actor_num_gpus: float = layout(0.0)  # fractions such as 0.25 pack several actors on one GPU
+    actor_num_gpus: float | str = layout(0.0)  # fractions such as 0.25 pack several actors on one
+    # GPU; "auto": the share the memory plan needs, with clients per actor and the in-flight
+    # window chosen so it fits (memory/fit.py)
     actor_memory_gb: float = layout(0.0)  # memory each client actor reserves (0: no reservation)
     actor_resources: dict[str, float] = layout(factory=dict)  # custom, e.g. {slot: 1}
     server_num_cpus: float = layout(0.0)  # 0: the server shares the client actors' cores (it
     # computes a fraction of a round and idles in FedAvg); reserve some on a cluster
-    server_num_gpus: float = layout(0.0)
+    server_num_gpus: float | str = layout(0.0)  # or "auto", as actor_num_gpus
     server_memory_gb: float = layout(0.0)
     server_resources: dict[str, float] = layout(factory=dict)
     placement_strategy: str = layout("pack")  # how the actors' bundles (server's included) go onto
@@ -264,6 +267,8 @@ class RuntimeConfig:
     local_num_cpus: int | None = layout(None)  # CPUs a private local Ray advertises; None: all
     # cores
     local_num_gpus: int | None = layout(None)
+    gpu_memory_gb: float | None = layout(None)  # GiB of one GPU, for the "auto" shares; None:
+    # the driver's visible GPU, else Ray's accelerator type (memory/fit.py)
     client_state_budget_gb: float | None = layout(None)  # per client actor: idle clients above it
     # go to local disk and come back when next scheduled (None: keep all in memory)
     server_state_budget_gb: float | None = layout(None)  # per-client state on the server
@@ -307,6 +312,11 @@ class RuntimeConfig:
             self.clients_per_actor is None or self.clients_per_actor >= 1,
             "runtime.clients_per_actor must be >= 1",
         )
+        for key in ("actor_num_gpus", "server_num_gpus"):
+            _require(
+                not isinstance(getattr(self, key), str) or getattr(self, key) == AUTO,
+                f"runtime.{key} must be a number or {AUTO!r}, got {getattr(self, key)!r}",
+            )
         for key in (
             "actor_num_cpus",
             "actor_num_gpus",
@@ -315,9 +325,13 @@ class RuntimeConfig:
             "server_num_gpus",
             "server_memory_gb",
         ):
-            _require(getattr(self, key) >= 0, f"runtime.{key} must be >= 0")
+            _require(self._amount(key) >= 0, f"runtime.{key} must be >= 0")
+        _require(
+            self.gpu_memory_gb is None or self.gpu_memory_gb > 0,
+            f"runtime.gpu_memory_gb must be > 0 (or null), got {self.gpu_memory_gb}",
+        )
         for key in ("actor_num_gpus", "server_num_gpus"):
-            amount = getattr(self, key)
+            amount = self._amount(key)
             _require(
                 amount <= 1 or amount == int(amount),
                 f"runtime.{key} must be a share of one GPU (<= 1) or a whole number of GPUs, "
@@ -337,7 +351,7 @@ class RuntimeConfig:
                     f"runtime.{key}: ask for {name} with the num_cpus/num_gpus/memory_gb keys",
                 )
         _require(
-            self.actor_num_cpus > 0 or self.actor_num_gpus > 0,
+            self.actor_num_cpus > 0 or self.actor_num_gpus == AUTO or self.actor_num_gpus > 0,
             "runtime: a client actor must request some CPU or GPU",
         )
         _require(
@@ -374,10 +388,20 @@ class RuntimeConfig:
         _require(self.max_restarts >= 0, "runtime.max_restarts must be >= 0")
         _require(
             not (self.device == "cuda" and self.backend == "ray")
-            or (self.actor_num_gpus > 0 and self.server_num_gpus > 0),
+            or (self._amount("actor_num_gpus", 1) > 0 and self._amount("server_num_gpus", 1) > 0),
             "runtime.device=cuda on Ray needs runtime.actor_num_gpus > 0 and "
             "runtime.server_num_gpus > 0 (an actor computes on CUDA only with a GPU reserved)",
         )
+
+    def _amount(self, key: str, auto: float = 0.0) -> float:
+        """A resource amount, "auto" read as `auto` (decided later, from the memory plan)."""
+        value = getattr(self, key)
+        return auto if value == AUTO else value
+
+    @property
+    def gpus_auto(self) -> bool:
+        """Whether a GPU share is left to the memory plan (runtime.*_num_gpus=auto)."""
+        return AUTO in (self.actor_num_gpus, self.server_num_gpus)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,11 @@ actor hosts comes from the placement planner (runtime/placement.py). No Ray is n
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -23,7 +25,7 @@ from torch import nn
 from fslsage_ray.algorithms.participation import participant_count
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.algorithms.state_store import GIB, _nbytes
-from fslsage_ray.config.schema import Config
+from fslsage_ray.config.schema import AUTO, Config, RuntimeConfig
 from fslsage_ray.experiment import (
     WorldSpec,
     build_template,
@@ -96,18 +98,27 @@ def _data(config: Config) -> tuple[Task, Arrays, list[int], int, int, Arrays]:
     return data.task, data.train, [len(p) for p in parts], per_row, n_test, data.test
 
 
+def local_node(runtime: RuntimeConfig) -> dict[str, float]:
+    """The one node a private local Ray on this machine advertises (Ray counts the GPUs it
+    sees; torch's count stands in for that when runtime.local_num_gpus does not say)."""
+    node: dict[str, float] = {"CPU": float(runtime.local_num_cpus or os.cpu_count() or 1)}
+    gpus = runtime.local_num_gpus
+    if gpus is None:
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus:
+        node["GPU"] = float(gpus)
+    node["memory"] = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    return node
+
+
 def local_groups(config: Config) -> tuple[tuple[int, ...], ...]:
     """Clients per client actor as a private local Ray on this machine would place them."""
     from fslsage_ray.runtime.placement import layout_actors
 
-    runtime = config.runtime
-    node: dict[str, float] = {"CPU": float(runtime.local_num_cpus or os.cpu_count() or 1)}
-    if runtime.local_num_gpus:
-        node["GPU"] = float(runtime.local_num_gpus)
-    node["memory"] = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     uses_server = get_algorithm(config).uses_server
+    node = local_node(config.runtime)
     return layout_actors(
-        runtime, config.algorithm.num_clients, [node], uses_server=uses_server
+        config.runtime, config.algorithm.num_clients, [node], uses_server=uses_server
     ).groups
 
 
@@ -119,184 +130,258 @@ def _resident(hosted: int, active: int, entry: int, budget_gb: float | None) -> 
     return min(hosted, max(active, int(budget_gb * GIB // entry)))
 
 
-def plan_memory(config: Config, groups: Sequence[Sequence[int]] | None = None) -> MemoryPlan:
-    """Every actor kind's parts. `groups`: clients per client actor (default: as a local
-    Ray on this machine would place them; `info` passes the cluster's plan)."""
-    task, train, client_sizes, row_bytes, n_test, test = _data(config)
-    world = WorldSpec(config, task)
-    template = build_template(world)
-    algorithm = get_algorithm(config)
-    probed = probe_steps(algorithm, config, template, train)
-    client = probed.client
-    B = config.algorithm.batch_size
-    runtime = config.runtime
-    m = len(client_sizes)
-    in_process = runtime.backend == "inprocess"
-    if in_process:
-        groups = [tuple(range(m))]
-    elif groups is None:
-        groups = local_groups(config)
-    k = participant_count(m, config.algorithm.clients_per_round)
-    window = 1 if in_process else runtime.max_inflight_uploads
-    batch = min(B, max(client_sizes))
-    payload = _payload_bytes(probed.payload, batch)
+class MemoryPlanner:
+    """The plan's parts that take work (data shapes, the template, the probed steps and
+    evaluation chunk), computed once; `plan` then sizes any layout, in-flight window or
+    batch from them in microseconds, so a fit can try many (memory/fit.py). A config with
+    'auto' GPU shares is planned as if granted a GPU; plan_memory (auto.py) fits them first."""
 
-    client_part = client.model
-    aux = getattr(client, "aux", None)
-    aux_optimizer = getattr(client, "aux_optimizer", None)
-    entry = state_bytes(client_part) + adam_state_bytes(client_part)
-    if aux is not None:
-        entry += state_bytes(aux) + (adam_state_bytes(aux) if aux_optimizer else 0)
-    hosted = max(len(g) for g in groups)
-    active = min(hosted, math.ceil(k * hosted / m))
-    resident = _resident(hosted, active, entry, runtime.client_state_budget_gb)
-    trainable = param_bytes(client_part, True) + (param_bytes(aux, True) if aux_optimizer else 0)
-    exchanging = algorithm.returns_gradients
-    graphs = min(window, active) if exchanging else 1
-    step_act = probed.lines["client_step"].at(batch)
-    template_bytes = state_bytes(template.client) + state_bytes(template.server)
+    def __init__(self, config: Config) -> None:
+        self.config = config = _planning_config(config)
+        self.task, self.train, self.client_sizes, self.row_bytes, self.n_test, self.test = _data(
+            config
+        )
+        task = self.task
+        self.world = WorldSpec(config, task)
+        self.template = template = build_template(self.world)
+        self.algorithm = algorithm = get_algorithm(config)
+        self.probed = probed = probe_steps(algorithm, config, template, self.train)
+        self.eval_rows = eval_rows = min(config.run.eval_batch_size, self.n_test)
+        head = (
+            probed.server.eval_head() if probed.server is not None else _head(algorithm, template)
+        )
+        self.eval_client = algorithm.client_module(template)
+        self.chunk = eval_chunk_bytes(task, self.eval_client, head, self.test, eval_rows)
+        self.eval_models = state_bytes(self.eval_client) + (
+            state_bytes(head) if probed.server else 0
+        )
+        self.shared = sum(
+            _nbytes(v)
+            for v in algorithm.initial_parts(
+                template, initial_aux(template, config.run.seed)
+            ).values()
+        )
+        server = probed.server
+        self.server_snapshot = (
+            _server_snapshot_bytes(server, len(self.client_sizes)) if server is not None else 0
+        )
+        self.buffer_rows = _buffer_rows(config, algorithm, self.client_sizes)
 
-    c: list[Part] = [
-        Part("template (client + server part, once per process)", template_bytes),
-        Part(
-            f"client models: {resident} x trainable + buffers",
-            resident * (param_bytes(client_part, True) + buffer_bytes(client_part)),
-        ),
-    ]
-    frozen = param_bytes(client_part, False)
-    if frozen:
-        c.append(Part(f"frozen weights: {resident} x (one copy per client)", resident * frozen))
-    c.append(
-        Part(
-            f"optimizer state (Adam): {resident} x 2 moments",
-            resident * adam_state_bytes(client_part),
+    def with_runtime(self, runtime: RuntimeConfig) -> MemoryPlanner:
+        """The same probed pieces, planned for another runtime section (a fitted one)."""
+        other = copy.copy(self)
+        other.config = replace(self.config, runtime=_planning_runtime(runtime))
+        return other
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.client_sizes)
+
+    def plan(
+        self,
+        groups: Sequence[Sequence[int]] | None = None,
+        window: int | None = None,
+        batch: int | None = None,
+    ) -> MemoryPlan:
+        """`groups` as plan_memory; `window`: runtime.max_inflight_uploads unless given;
+        `batch`: algorithm.batch_size unless given (a fit's suggestion of a smaller one)."""
+        config, algorithm, probed = self.config, self.algorithm, self.probed
+        task, client_sizes, row_bytes, n_test, test = (
+            self.task,
+            self.client_sizes,
+            self.row_bytes,
+            self.n_test,
+            self.test,
         )
-    )
-    if aux is not None:
-        c.append(Part(f"AMs: {resident} x AM", resident * state_bytes(aux)))
-        if aux_optimizer:
-            c.append(
-                Part(f"AM optimizers: {resident} x 2 moments", resident * adam_state_bytes(aux))
-            )
-    c += [
-        Part(
-            "data: hosted clients' training rows",
-            sum(sorted(client_sizes, reverse=True)[:hosted]) * row_bytes,
-            on_device=False,
-            note="object store, mapped" if not in_process else "",
-        ),
-        Part(
-            f"one step at batch {batch}: activations, gradients, Adam temporaries",
-            step_act,
-            "step",
-        ),
-    ]
-    if graphs > 1:
-        graph_only = max(0, step_act - trainable - step_workspace_bytes(client_part, config))
-        c.append(
+        template = self.template
+        client = probed.client
+        B = batch or config.algorithm.batch_size
+        runtime = config.runtime
+        m = len(client_sizes)
+        in_process = runtime.backend == "inprocess"
+        if in_process:
+            groups = [tuple(range(m))]
+        elif groups is None:
+            groups = local_groups(config)
+        k = participant_count(m, config.algorithm.clients_per_round)
+        window = 1 if in_process else (window or runtime.max_inflight_uploads)
+        batch = min(B, max(client_sizes))
+        payload = _payload_bytes(probed.payload, batch)
+        client_part = client.model
+        aux = getattr(client, "aux", None)
+        aux_optimizer = getattr(client, "aux_optimizer", None)
+        entry = state_bytes(client_part) + adam_state_bytes(client_part)
+        if aux is not None:
+            entry += state_bytes(aux) + (adam_state_bytes(aux) if aux_optimizer else 0)
+        hosted = max(len(g) for g in groups)
+        active = min(hosted, math.ceil(k * hosted / m))
+        resident = _resident(hosted, active, entry, runtime.client_state_budget_gb)
+        trainable = param_bytes(client_part, True) + (
+            param_bytes(aux, True) if aux_optimizer else 0
+        )
+        exchanging = algorithm.returns_gradients
+        graphs = min(window, active) if exchanging else 1
+        step_act = probed.lines["client_step"].at(batch)
+        template_bytes = state_bytes(template.client) + state_bytes(template.server)
+
+        c: list[Part] = [
+            Part("template (client + server part, once per process)", template_bytes),
             Part(
-                f"in-flight window: {graphs - 1} more graphs awaiting dL/dz",
-                (graphs - 1) * graph_only,
-                "step",
-            )
-        )
-    if payload and not in_process:
-        held = window if exchanging else max(1, window // 2)
-        c.append(
-            Part(
-                f"in-flight uploads: {held} payload(s) of {batch} samples"
-                + (" + their dL/dz" if exchanging else ""),
-                held * payload * (2 if exchanging else 1),
-                "step",
-                on_device=False,
-            )
-        )
-    eval_rows = min(config.run.eval_batch_size, n_test)
-    head = probed.server.eval_head() if probed.server is not None else _head(algorithm, template)
-    eval_client = algorithm.client_module(template)
-    chunk = eval_chunk_bytes(task, eval_client, head, test, eval_rows)
-    eval_models = state_bytes(eval_client) + (state_bytes(head) if probed.server else 0)
-    evaluates_on_workers = (
-        not in_process
-        and task.batched_evaluation
-        and (runtime.eval_on == "workers" or not algorithm.uses_server)
-    )
-    if evaluates_on_workers:
-        c += [
-            Part("evaluation models (client + head, copies)", eval_models, "eval"),
-            Part(f"evaluation chunk: {eval_rows} test rows", chunk, "eval"),
+                f"client models: {resident} x trainable + buffers",
+                resident * (param_bytes(client_part, True) + buffer_bytes(client_part)),
+            ),
         ]
-    s: list[Part] = []
-    server = probed.server
-    if server is not None:
-        s += _server_parts(
-            config,
-            algorithm,
-            server,
-            probed,
-            template_bytes,
-            state_bytes(eval_client),
-            batch,
-            payload,
-            client_sizes,
-            k,
-            len(groups),
-            window,
-            in_process,
-        )
-        if not evaluates_on_workers or runtime.server_num_cpus > 0 or runtime.server_num_gpus > 0:
-            s.append(Part(f"evaluation chunk: {eval_rows} test rows", chunk, "eval"))
-        if aux is not None and algorithm.server_holds_aux and not in_process:
-            if runtime.align_on != "server":
-                c += _align_job_parts(
-                    config, probed, aux, _buffer_rows(config, algorithm, client_sizes)
-                )
-    shared = sum(
-        _nbytes(v)
-        for v in algorithm.initial_parts(template, initial_aux(template, config.run.seed)).values()
-    )
-    d: list[Part] = [
-        Part(
-            "data set: training and test arrays",
-            row_bytes * sum(client_sizes) + n_test * _test_row_bytes(test),
-            on_device=False,
-        ),
-        Part("global model parts", shared, on_device=False),
-        Part(f"round results: {k} participants' parts", k * shared, "aggregate", on_device=False),
-    ]
-    if config.run.checkpoint_every:
-        snap = m * entry + (_server_snapshot_bytes(server, m) if server is not None else 0)
-        d.append(
+        frozen = param_bytes(client_part, False)
+        if frozen:
+            c.append(Part(f"frozen weights: {resident} x (one copy per client)", resident * frozen))
+        c.append(
             Part(
-                f"checkpoint: {m} clients' and the server's state",
-                snap,
-                "checkpoint",
-                on_device=False,
+                f"optimizer state (Adam): {resident} x 2 moments",
+                resident * adam_state_bytes(client_part),
             )
         )
-    if server is None and not in_process:  # FedAvg: the eval models live on the driver
-        d.append(
-            Part("template and evaluation model", template_bytes + eval_models, on_device=False)
+        if aux is not None:
+            c.append(Part(f"AMs: {resident} x AM", resident * state_bytes(aux)))
+            if aux_optimizer:
+                c.append(
+                    Part(f"AM optimizers: {resident} x 2 moments", resident * adam_state_bytes(aux))
+                )
+        c += [
+            Part(
+                "data: hosted clients' training rows",
+                sum(sorted(client_sizes, reverse=True)[:hosted]) * row_bytes,
+                on_device=False,
+                note="object store, mapped" if not in_process else "",
+            ),
+            Part(
+                f"one step at batch {batch}: activations, gradients, Adam temporaries",
+                step_act,
+                "step",
+            ),
+        ]
+        if graphs > 1:
+            graph_only = max(0, step_act - trainable - step_workspace_bytes(client_part, config))
+            c.append(
+                Part(
+                    f"in-flight window: {graphs - 1} more graphs awaiting dL/dz",
+                    (graphs - 1) * graph_only,
+                    "step",
+                )
+            )
+        if payload and not in_process:
+            held = window if exchanging else max(1, window // 2)
+            c.append(
+                Part(
+                    f"in-flight uploads: {held} payload(s) of {batch} samples"
+                    + (" + their dL/dz" if exchanging else ""),
+                    held * payload * (2 if exchanging else 1),
+                    "step",
+                    on_device=False,
+                )
+            )
+        eval_rows, eval_client, chunk, eval_models = (
+            self.eval_rows,
+            self.eval_client,
+            self.chunk,
+            self.eval_models,
         )
-    notes = [
-        "steps, alignment and evaluation: the allocation peak of the algorithm's own code on "
-        "the batch and half of it (at most 64; profiler), scaled to the batch",
-        "GPU column: tensors through torch's allocator; CUDA context (~0.3-0.5 GiB) not counted",
-    ]
-    if in_process:
-        parts = tuple(c + s + d)
-        actors = (ActorMemory("in-process", 1, m, parts, BASELINE_RSS["python + torch"]),)
-        store = 0
-    else:
-        actors = (
-            ActorMemory("client actor", len(groups), hosted, tuple(c), BASELINE_RSS["ray worker"]),
+        evaluates_on_workers = (
+            not in_process
+            and task.batched_evaluation
+            and (runtime.eval_on == "workers" or not algorithm.uses_server)
         )
+        if evaluates_on_workers:
+            c += [
+                Part("evaluation models (client + head, copies)", eval_models, "eval"),
+                Part(f"evaluation chunk: {eval_rows} test rows", chunk, "eval"),
+            ]
+        s: list[Part] = []
+        server = probed.server
         if server is not None:
-            actors += (ActorMemory("server actor", 1, 0, tuple(s), BASELINE_RSS["ray worker"]),)
-        actors += (ActorMemory("driver", 1, 0, tuple(d), BASELINE_RSS["ray worker"]),)
-        store = row_bytes * sum(client_sizes) + n_test * _test_row_bytes(test)
-        store += len(groups) * (window + max(1, window // 2)) * payload
-    return MemoryPlan(algorithm.name, runtime.backend, B, actors, int(store), tuple(notes))
+            s += _server_parts(
+                config,
+                algorithm,
+                server,
+                probed,
+                template_bytes,
+                state_bytes(eval_client),
+                batch,
+                payload,
+                client_sizes,
+                k,
+                len(groups),
+                window,
+                in_process,
+                self.buffer_rows,
+            )
+            own = runtime.server_num_cpus > 0 or runtime.server_num_gpus > 0
+            if not evaluates_on_workers or own:
+                s.append(Part(f"evaluation chunk: {eval_rows} test rows", chunk, "eval"))
+            if aux is not None and algorithm.server_holds_aux and not in_process:
+                if runtime.align_on != "server":
+                    c += _align_job_parts(config, probed, aux, self.buffer_rows)
+        shared = self.shared
+        d: list[Part] = [
+            Part(
+                "data set: training and test arrays",
+                row_bytes * sum(client_sizes) + n_test * _test_row_bytes(test),
+                on_device=False,
+            ),
+            Part("global model parts", shared, on_device=False),
+            Part(
+                f"round results: {k} participants' parts", k * shared, "aggregate", on_device=False
+            ),
+        ]
+        if config.run.checkpoint_every:
+            snap = m * entry + self.server_snapshot
+            d.append(
+                Part(
+                    f"checkpoint: {m} clients' and the server's state",
+                    snap,
+                    "checkpoint",
+                    on_device=False,
+                )
+            )
+        if server is None and not in_process:  # FedAvg: the eval models live on the driver
+            d.append(
+                Part("template and evaluation model", template_bytes + eval_models, on_device=False)
+            )
+        notes = [
+            "steps, alignment and evaluation: the allocation peak of the algorithm's own code on "
+            "the batch and half of it (at most 64; profiler), scaled to the batch",
+            "GPU column: tensors through torch's allocator; CUDA context (~0.3-0.5 GiB) not "
+            "counted",
+        ]
+        if in_process:
+            parts = tuple(c + s + d)
+            actors = (ActorMemory("in-process", 1, m, parts, BASELINE_RSS["python + torch"]),)
+            store = 0
+        else:
+            actors = (
+                ActorMemory(
+                    "client actor", len(groups), hosted, tuple(c), BASELINE_RSS["ray worker"]
+                ),
+            )
+            if server is not None:
+                actors += (ActorMemory("server actor", 1, 0, tuple(s), BASELINE_RSS["ray worker"]),)
+            actors += (ActorMemory("driver", 1, 0, tuple(d), BASELINE_RSS["ray worker"]),)
+            store = row_bytes * sum(client_sizes) + n_test * _test_row_bytes(test)
+            store += len(groups) * (window + max(1, window // 2)) * payload
+        return MemoryPlan(algorithm.name, runtime.backend, B, actors, int(store), tuple(notes))
+
+
+def _planning_runtime(runtime: RuntimeConfig) -> RuntimeConfig:
+    """A GPU share left to the fit is planned as if granted (a server with a GPU of its own
+    evaluates on it); the fit replaces it with the share it finds."""
+    return replace(
+        runtime,
+        actor_num_gpus=1.0 if runtime.actor_num_gpus == AUTO else runtime.actor_num_gpus,
+        server_num_gpus=1.0 if runtime.server_num_gpus == AUTO else runtime.server_num_gpus,
+    )
+
+
+def _planning_config(config: Config) -> Config:
+    return replace(config, runtime=_planning_runtime(config.runtime))
 
 
 def _head(algorithm: Any, template: Any) -> nn.Module:
@@ -345,6 +430,7 @@ def _server_parts(
     actors,
     window,
     in_process,
+    buffer_rows,
 ) -> list[Part]:
     """The server actor: template, its model(s) and optimizer(s), per-client state."""
     runtime = config.runtime
@@ -362,7 +448,7 @@ def _server_parts(
     states = getattr(server, "states", None)
     if states is not None and states.resident:
         entry = next(iter(states.resident.values()))
-        sized = _entry_parts(config, entry, _buffer_rows(config, algorithm, client_sizes))
+        sized = _entry_parts(config, entry, buffer_rows)
         per_client = sum(sized.values())
         resident = _resident(len(client_sizes), k, per_client, runtime.server_state_budget_gb)
         for name, nbytes in sized.items():
@@ -382,8 +468,7 @@ def _server_parts(
             )
         )
     if algorithm.server_holds_aux:
-        rows = _buffer_rows(config, algorithm, client_sizes)
-        parts += _align_server_parts(config, probed, k, in_process, rows)
+        parts += _align_server_parts(config, probed, k, in_process, buffer_rows)
     return parts
 
 

@@ -8,14 +8,20 @@ from collections.abc import Callable, Iterable, Iterator
 
 from fslsage_ray.config.schema import Config
 
+Fit = Callable[[list[dict[str, float]]], tuple[Config, Iterable[str]]]
+
 
 def cluster_lines(
-    config: Config, about_groups: Callable[[list[list[int]]], Iterable[str]] | None = None
+    config: Config,
+    about_groups: Callable[[Config, list[list[int]]], Iterable[str]] | None = None,
+    fit: Fit | None = None,
 ) -> Iterator[str]:
     """Connect (a private local Ray unless one is named), then yield the report line by line,
     so what is known is printed before an impossible request stops it; a private Ray started
-    here is shut down at the end. `about_groups` adds lines on the planned client groups (the
-    memory layout, which sits above this layer and so is passed in, not imported)."""
+    here is shut down at the end. `fit` decides what the config leaves to the memory plan
+    (runtime.*_num_gpus=auto) for the nodes read, with a line per decision; `about_groups`
+    adds lines on the planned client groups (the memory plan). Both sit above this layer, so
+    they are passed in, not imported."""
     import ray
 
     from fslsage_ray.algorithms.registry import get_algorithm
@@ -30,6 +36,10 @@ def cluster_lines(
         yield f"ray cluster: {where}, {len(nodes)} node(s)"
         for node in nodes:
             yield f"  {node.name}: {resources_line(node.resources)}"
+        if fit is not None:
+            config, decided = fit([n.resources for n in nodes])
+            for line in decided:
+                yield f"gpu fit: {line}"
         runtime = config.runtime
         uses_server = get_algorithm(config).uses_server
         layout = layout_actors(
@@ -51,7 +61,7 @@ def cluster_lines(
         for i, group in enumerate(layout.groups):
             yield f"  client actor {i}: clients {group[0]}..{group[-1]} ({len(group)})"
         if about_groups is not None:
-            yield from about_groups(layout.groups)
+            yield from about_groups(config, layout.groups)
     finally:
         if started:
             ray.shutdown()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fslsage_ray.config.schema import ConfigError, RuntimeConfig
+from fslsage_ray.config.schema import AUTO, ConfigError, RuntimeConfig
 
 # Resources Ray hands out per device: a share below one comes from a single device, and a
 # request of one or more takes whole free devices (ray._private.accelerators).
@@ -98,8 +98,13 @@ class ActorLayout:
         return lines
 
 
-def _request(cpus: float, gpus: float, memory_gb: float, custom: dict[str, float]) -> dict:
+def _request(cpus: float, gpus: float | str, memory_gb: float, custom: dict[str, float]) -> dict:
     """In Ray's resource names; memory in bytes, as Ray's node resources report it."""
+    if gpus == AUTO:  # the memory layer decides it first (memory/fit.py), above this one
+        raise ConfigError(
+            "runtime.*_num_gpus=auto reached the actor layout undecided: it is sized from the "
+            "memory plan by `fslsage-ray info` and runs; give a number here"
+        )
     req = {"CPU": cpus, "GPU": gpus, "memory": memory_gb * _GIB, **custom}
     return {k: v for k, v in req.items() if v > 0}
 
@@ -185,6 +190,11 @@ class _Free:
         return tuple((k, tuple(ids)) for k, ids in sorted(chosen.items()))
 
 
+def holds(node: Mapping[str, float], request: Mapping[str, float]) -> bool:
+    """Whether an empty node has room for `request`, as Ray would place it."""
+    return _Free(node).take(request) is not None
+
+
 def _fill(
     nodes: Sequence[Mapping[str, float]],
     server: Mapping[str, float],
@@ -264,8 +274,8 @@ def layout_actors(
     shapes = fmt_nodes(nodes, shown)
     candidates: list[int | None] = [None]
     if server:
-        holds = [i for i, n in enumerate(nodes) if _Free(n).take(server) is not None]
-        candidates = _one_of_each_shape(holds, nodes, shown)
+        holding = [i for i, n in enumerate(nodes) if holds(n, server)]
+        candidates = _one_of_each_shape(holding, nodes, shown)
         if not candidates:
             raise ConfigError(
                 f"the server actor asks for {fmt_request(server)} but no node holds that "
