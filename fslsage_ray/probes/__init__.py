@@ -1,0 +1,1 @@
+"""Probes: what a run reveals, measured while it trains without changing it."""
