@@ -56,6 +56,25 @@ def test_plan_matches_measured_parts_on_the_tiny_gpt2(algorithm: str) -> None:
     _within(compare("tiny_gpt2", algorithm))
 
 
+@pytest.mark.parametrize("algorithm", ["fsl_sage", "sflv1"])
+def test_plan_counts_lora_frozen_weights_once_per_process(algorithm: str) -> None:
+    """With LoRA the clients (and SplitFed-MS's server copies) share the template's frozen
+    base: the plan adds only their own tensors per copy, and still matches what is held."""
+    pytest.importorskip("transformers")
+    e2e = CASES["tiny_gpt2"][1][1].split("=", 1)[1]
+    if not Path(e2e).is_dir():
+        pytest.skip(f"real data folder {e2e} is absent")
+    from memory_plan import config_for
+
+    from fslsage_ray.memory.estimate import plan_memory
+
+    lora = ["model.gpt2.lora_rank=2"]
+    _within(compare("tiny_gpt2", algorithm, lora))
+    client = plan_memory(config_for("tiny_gpt2", algorithm, lora)).actor("in-process")
+    shared = [p for p in client.parts if p.name.startswith("frozen weights: the template's")]
+    assert [p.nbytes for p in shared] == [0]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["fsl_sage", "sflv1", "fedavg"])
 def test_plan_matches_measured_parts_on_resnet18(algorithm: str) -> None:

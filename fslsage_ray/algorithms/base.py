@@ -23,6 +23,7 @@ from fslsage_ray.algorithms.phases import LocalPhase, Phase
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
 from fslsage_ray.config.schema import Config
 from fslsage_ray.models import SplitModel
+from fslsage_ray.models.frozen import load_own_state
 from fslsage_ray.tasks.base import Batch, Payload, PayloadArray, PayloadSizes, Task
 
 State = dict[str, torch.Tensor]
@@ -68,12 +69,10 @@ def transfer_state(module: nn.Module, mode: str) -> State:
 
 
 def load_transfer_state(module: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
-    """Load a transfer_state; only frozen parameters may be missing from it."""
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    frozen = {n for n, p in module.named_parameters(remove_duplicate=False) if not p.requires_grad}
-    wrong = sorted(set(missing) - frozen) + sorted(unexpected)
-    if wrong:
-        raise KeyError(f"model transfer does not fit the model: {wrong[:5]}")
+    """Load a transfer_state; only frozen parameters may be missing from it. Frozen ones
+    that are there ("all") are checked, never written: a client's frozen base is shared
+    with every other copy in its process (models/frozen.py), and no one trains it."""
+    load_own_state(module, state, "model transfer")
 
 
 @dataclass

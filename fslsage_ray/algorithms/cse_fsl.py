@@ -6,11 +6,10 @@ The fed server averages client models AND AMs.
 
 from __future__ import annotations
 
-import copy
-
 from fslsage_ray.algorithms.base import Algorithm
 from fslsage_ray.algorithms.clients import LocalLossClient
 from fslsage_ray.algorithms.servers import SingleServer
+from fslsage_ray.models.frozen import copy_sharing_frozen
 
 
 class CseFsl(Algorithm):
@@ -27,14 +26,14 @@ class CseFsl(Algorithm):
             self.config,
             generator,
             device,
-            copy.deepcopy(template.client),
+            copy_sharing_frozen(template.client),
             own_aux,
             upload_every=self.upload_every(),
         )
 
     def make_server(self, template, own_aux, client_sizes, device):
         return SingleServer(
-            copy.deepcopy(template.server),
+            copy_sharing_frozen(template.server),
             template.task,
             self.config,
             device,

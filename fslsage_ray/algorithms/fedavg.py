@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
-
 from torch import nn
 
 from fslsage_ray.algorithms.base import Algorithm
 from fslsage_ray.algorithms.clients import FullModelClient
 from fslsage_ray.algorithms.servers import NoServer
 from fslsage_ray.models import SplitModel
+from fslsage_ray.models.frozen import copy_sharing_frozen
 
 
 class WholeModel(nn.Sequential):
@@ -34,7 +33,7 @@ class FedAvg(Algorithm):
         return None
 
     def make_client(self, cid, view, template, own_aux, generator, device):
-        model = copy.deepcopy(self.client_module(template))
+        model = copy_sharing_frozen(self.client_module(template))
         return FullModelClient(cid, view, self.config, generator, device, model)
 
     def make_server(self, template, own_aux, client_sizes, device):

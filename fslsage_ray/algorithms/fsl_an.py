@@ -7,10 +7,9 @@ averaged at round end; nothing returns to clients.
 
 from __future__ import annotations
 
-import copy
-
 from fslsage_ray.algorithms.cse_fsl import CseFsl
 from fslsage_ray.algorithms.servers import ServerCopies
+from fslsage_ray.models.frozen import copy_sharing_frozen
 
 
 class FslAn(CseFsl):
@@ -24,7 +23,7 @@ class FslAn(CseFsl):
 
     def make_server(self, template, own_aux, client_sizes, device):
         return ServerCopies(
-            copy.deepcopy(template.server),
+            copy_sharing_frozen(template.server),
             template.task,
             client_sizes,
             self.config,

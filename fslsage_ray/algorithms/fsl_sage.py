@@ -17,7 +17,6 @@ several are fitted together with alignment.group_size > 1 (aux_group.py).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -49,6 +48,7 @@ from fslsage_ray.algorithms.servers import server_step
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
 from fslsage_ray.algorithms.state_store import StateStore, StateView, budget_bytes
 from fslsage_ray.config.schema import AlignmentConfig, Config
+from fslsage_ray.models.frozen import copy_sharing_frozen
 from fslsage_ray.tasks.base import Batch, Payload, Task, forward
 
 __all__ = ["AlignJob", "AlignOutcome", "FslSage", "FslSageClient", "FslSageServer"]
@@ -394,14 +394,14 @@ class FslSage(Algorithm):
             self.config,
             generator,
             device,
-            copy.deepcopy(template.client),
+            copy_sharing_frozen(template.client),
             own_aux,
             upload_every=self.upload_every(),
         )
 
     def make_server(self, template, own_aux, client_sizes, device) -> FslSageServer:
         return FslSageServer(
-            copy.deepcopy(template.server),
+            copy_sharing_frozen(template.server),
             own_aux,
             template.task,
             self.config,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from fslsage_ray.algorithms.optim import (
 from fslsage_ray.algorithms.snapshot import restore_pair, snapshot_pair, to_cpu
 from fslsage_ray.algorithms.state_store import StateStore, StateView, budget_bytes
 from fslsage_ray.config.schema import Config
+from fslsage_ray.models.frozen import copy_sharing_frozen, load_own_state, own_state
 from fslsage_ray.tasks.base import Payload, PayloadArray, Task, forward
 
 
@@ -167,16 +167,16 @@ class ServerCopy:
     def snapshot(self) -> dict[str, Any]:
         snap: dict[str, Any] = {"optimizer": to_cpu(self.optimizer.state_dict())}
         if self.trained_in == self.rounds.value:
-            snap["model"] = to_cpu(self.model.state_dict())
+            snap["model"] = to_cpu(own_state(self.model))
             snap["round"] = torch.tensor(self.trained_in)
         return snap
 
     def restore(self, snap: Mapping[str, Any]) -> None:
         if "model" in snap and int(snap["round"]) == self.rounds.value:
-            self.model.load_state_dict(snap["model"])
+            load_own_state(self.model, snap["model"])
             self.trained_in = self.rounds.value
         else:
-            self.model.load_state_dict(self.average.state_dict())
+            load_own_state(self.model, own_state(self.average))
         self.optimizer.load_state_dict(snap["optimizer"])
 
 
@@ -214,7 +214,7 @@ class ServerCopies(Server):
         steps = steps_per_round or {}
 
         def build(cid: int) -> ServerCopy:
-            model = copy.deepcopy(self.average)
+            model = copy_sharing_frozen(self.average)
             optimizer = make_optimizer(model.parameters(), o.lr, o, o.weight_decay, steps.get(cid))
             return ServerCopy(model, optimizer, self.average, self.rounds)
 
@@ -262,15 +262,15 @@ class ServerCopies(Server):
             if self.stream:
                 total = RunningAverage()
                 for cid, weight in zip(trained, weights, strict=True):
-                    total.add(self.states.get(cid).model.state_dict(), weight)
+                    total.add(own_state(self.states.get(cid).model), weight)
                     self.states.release(keep=())
                 state = total.result()
             else:
                 models = [self.states.get(c).model for c in trained]
-                state = weighted_average([m.state_dict() for m in models], weights)
-            self.average.load_state_dict(state)
+                state = weighted_average([own_state(m) for m in models], weights)
+            load_own_state(self.average, state)
             for entry in self.states.resident.values():
-                entry.model.load_state_dict(state)
+                load_own_state(entry.model, state)
         self.rounds.value += 1  # weights saved this round are the average's from now on
         self.states.release(keep=())
 
@@ -281,14 +281,14 @@ class ServerCopies(Server):
         """The average, and the optimizer of every copy ever made (a copy's weights are the
         average between rounds)."""
         return {
-            "average": to_cpu(self.average.state_dict()),
+            "average": to_cpu(own_state(self.average)),
             "copies": {
                 c: {"optimizer": self.states.snapshot(c)["optimizer"]} for c in self.states.built
             },
         }
 
     def restore(self, snap: Mapping[str, Any]) -> None:
-        self.average.load_state_dict(snap["average"])
+        load_own_state(self.average, snap["average"])
         self.states.reset()
         for cid in self.cids:
             if cid in snap["copies"]:

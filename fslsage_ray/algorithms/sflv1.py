@@ -6,11 +6,10 @@ averages the copies and the fed server averages the client models.
 
 from __future__ import annotations
 
-import copy
-
 from fslsage_ray.algorithms.base import Algorithm
 from fslsage_ray.algorithms.clients import GradientReturnClient
 from fslsage_ray.algorithms.servers import ServerCopies
+from fslsage_ray.models.frozen import copy_sharing_frozen
 
 
 class SplitFedMS(Algorithm):
@@ -24,12 +23,12 @@ class SplitFedMS(Algorithm):
 
     def make_client(self, cid, view, template, own_aux, generator, device):
         return GradientReturnClient(
-            cid, view, self.config, generator, device, copy.deepcopy(template.client)
+            cid, view, self.config, generator, device, copy_sharing_frozen(template.client)
         )
 
     def make_server(self, template, own_aux, client_sizes, device):
         return ServerCopies(
-            copy.deepcopy(template.server),
+            copy_sharing_frozen(template.server),
             template.task,
             client_sizes,
             self.config,

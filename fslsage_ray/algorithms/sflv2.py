@@ -6,10 +6,9 @@ server, which steps and returns dL/dz. Clients are as in SplitFed-MS.
 
 from __future__ import annotations
 
-import copy
-
 from fslsage_ray.algorithms.servers import SingleServer
 from fslsage_ray.algorithms.sflv1 import SplitFedMS
+from fslsage_ray.models.frozen import copy_sharing_frozen
 
 
 class SplitFedSS(SplitFedMS):
@@ -19,7 +18,7 @@ class SplitFedSS(SplitFedMS):
 
     def make_server(self, template, own_aux, client_sizes, device):
         return SingleServer(
-            copy.deepcopy(template.server),
+            copy_sharing_frozen(template.server),
             template.task,
             self.config,
             device,

@@ -1,7 +1,8 @@
 """The memory plan of a config, from sizes, before any training (like the byte plan).
 
 Model state comes from the run's own template: parameters (trainable, and frozen ones such
-as LoRA's base weights, which every client copy holds for itself), buffers, Adam's two
+as LoRA's base weights, held once per process, in its template, and shared by every client
+and server copy there: models/frozen.py), buffers, Adam's two
 moments per trainable parameter (optim.py: Adam or AdamW, nothing else), gradients (one
 client steps at a time and frees them after its step), and the per-client state that
 stores keep between rounds (runtime.client_state_budget_gb and server_state_budget_gb bound
@@ -51,6 +52,13 @@ def buffer_bytes(module: nn.Module) -> int:
 def state_bytes(module: nn.Module) -> int:
     """Parameters (trainable and frozen) and buffers: one copy of the module."""
     return param_bytes(module, True) + param_bytes(module, False) + buffer_bytes(module)
+
+
+def own_bytes(module: nn.Module) -> int:
+    """What one more copy of the module costs in a process: its trainable parameters and
+    buffers. Frozen ones are the template's, shared by every copy (models/frozen.py), and
+    a snapshot leaves them out too."""
+    return param_bytes(module, True) + buffer_bytes(module)
 
 
 def adam_state_bytes(module: nn.Module) -> int:
@@ -210,7 +218,7 @@ class MemoryPlanner:
         client_part = client.model
         aux = getattr(client, "aux", None)
         aux_optimizer = getattr(client, "aux_optimizer", None)
-        entry = state_bytes(client_part) + adam_state_bytes(client_part)
+        entry = own_bytes(client_part) + adam_state_bytes(client_part)
         if aux is not None:
             entry += state_bytes(aux) + (adam_state_bytes(aux) if aux_optimizer else 0)
         hosted = max(len(g) for g in groups)
@@ -228,12 +236,11 @@ class MemoryPlanner:
             Part("template (client + server part, once per process)", template_bytes),
             Part(
                 f"client models: {resident} x trainable + buffers",
-                resident * (param_bytes(client_part, True) + buffer_bytes(client_part)),
+                resident * own_bytes(client_part),
             ),
         ]
-        frozen = param_bytes(client_part, False)
-        if frozen:
-            c.append(Part(f"frozen weights: {resident} x (one copy per client)", resident * frozen))
+        if param_bytes(client_part, False):  # counted once, in the template
+            c.append(Part(f"frozen weights: the template's, shared by the {resident} clients", 0))
         c.append(
             Part(
                 f"optimizer state (Adam): {resident} x 2 moments",
@@ -304,7 +311,7 @@ class MemoryPlanner:
                 server,
                 probed,
                 template_bytes,
-                state_bytes(eval_client),
+                own_bytes(eval_client),
                 batch,
                 payload,
                 client_sizes,
@@ -442,7 +449,7 @@ def _server_parts(
     optimizer = getattr(server, "optimizer", None)
     if model is not None:
         label = "server model" if optimizer is not None else "average server model"
-        parts.append(Part(label, state_bytes(model)))
+        parts.append(Part(label + " (frozen weights: the template's)", own_bytes(model)))
         if optimizer is not None:
             parts.append(Part("server optimizer state (Adam)", adam_state_bytes(model)))
     states = getattr(server, "states", None)
@@ -501,7 +508,7 @@ def _entry_parts(config: Config, entry: Any, buffer_rows: int) -> dict[str, int]
         )
         out[f"alignment buffers ({buffer_rows} rows)"] = int(per_row * buffer_rows)
     else:  # SplitFed-MS, FSL-AN: a server-model copy and its optimizer
-        out["per-client server copies"] = state_bytes(entry.model)
+        out["per-client server copies"] = own_bytes(entry.model)
         out["per-client server optimizers (Adam)"] = adam_state_bytes(entry.model)
     return out
 

@@ -27,6 +27,7 @@ from fslsage_ray.algorithms.evaluate import evaluate_batches, evaluate_split
 from fslsage_ray.algorithms.jobs import JobReport
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.experiment import WorldSpec, build_template, initial_aux
+from fslsage_ray.models.frozen import copy_sharing_frozen
 from fslsage_ray.runtime.handles import Parcel
 from fslsage_ray.tasks.base import Arrays, Payload, PayloadArray, Sums
 
@@ -80,7 +81,7 @@ class ServerHost:
         cids = list(client_sizes) if algorithm.server_holds_aux else []
         own_aux = FreshModules(cids, lambda: initial_aux(template, cfg.run.seed))
         self.server = algorithm.make_server(template, own_aux, dict(client_sizes), device)
-        self.eval_client = copy.deepcopy(algorithm.client_module(template)).to(device)
+        self.eval_client = copy_sharing_frozen(algorithm.client_module(template)).to(device)
         self.world = world
         self.device = device
         self.test = test
