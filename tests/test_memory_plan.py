@@ -66,7 +66,7 @@ def test_plan_counts_lora_frozen_weights_once_per_process(algorithm: str) -> Non
         pytest.skip(f"real data folder {e2e} is absent")
     from memory_plan import config_for
 
-    from fslsage_ray.memory.estimate import plan_memory
+    from fslsage_ray.memory import plan_memory
 
     lora = ["model.gpt2.lora_rank=2"]
     _within(compare("tiny_gpt2", algorithm, lora))
