@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("runtime", ("runtime",)),
     ("outputs", ("outputs",)),
     ("memory", ("memory",)),
+    ("probes", ("probes",)),
     ("coordinator", ("simulation", "run", "callbacks", "stopping", "plan")),
     ("studies", ("compare", "study", "lm")),
     ("cli", ("cli", "__main__")),
