@@ -29,6 +29,7 @@ from typing import Any
 
 ENTRY_POINT_GROUP = "fslsage_ray.plugins"
 ALGORITHM, MODEL, DATA = "algorithm", "model", "data"  # the config sections owners live in
+PROBE = "probes"  # probes (fslsage_ray/probes): their settings sit in `probes.<section>`
 
 
 def _import(target: Any) -> Any:
@@ -116,6 +117,27 @@ _DATASETS: dict[str, Entry] = {
     "parquet": Entry("fslsage_ray.data.sources:load_parquet_source", "Parquet images"),
     "e2e": Entry("fslsage_ray.data.sources:load_e2e_source", "E2E NLG"),
 }
+_PROBES: dict[str, Entry] = {
+    "dcor": Entry(
+        "fslsage_ray.probes.dcor:DistanceCorrelationProbe",
+        "distance correlation",
+        "fslsage_ray.probes.settings:DcorSettings",
+        "dcor",
+    ),
+    "stealing": Entry(
+        "fslsage_ray.probes.stealing:StealingProbe",
+        "model stealing",
+        "fslsage_ray.probes.settings:StealingSettings",
+        "stealing",
+    ),
+    "exposure": Entry("fslsage_ray.probes.exposure:ExposureProbe", "exposure"),
+    "reconstruction": Entry(
+        "fslsage_ray.probes.reconstruction:ReconstructionProbe",
+        "reconstruction",
+        "fslsage_ray.probes.settings:ReconstructionSettings",
+        "reconstruction",
+    ),
+}
 _entry_points_loaded = False
 
 
@@ -195,7 +217,14 @@ def register_dataset(name: str, target: Any, label: str | None = None, **owned: 
     _register(_DATASETS, "data set", name, _entry(name, target, label, **owned))
 
 
-_TABLES = {ALGORITHM: _ALGORITHMS, MODEL: _MODELS, DATA: _DATASETS}
+def register_probe(name: str, target: Any, label: str | None = None, **owned: Any) -> None:
+    """A Probe subclass (or "module:Class", fslsage_ray/probes/base.py) under a name that
+    `probes.list` may give; `settings=`/`section=` as for an algorithm, read from
+    `probes.<section>`."""
+    _register(_PROBES, "probe", name, _entry(name, target, label, **owned))
+
+
+_TABLES = {ALGORITHM: _ALGORITHMS, MODEL: _MODELS, DATA: _DATASETS, PROBE: _PROBES}
 
 
 def entry(kind: str, name: str) -> Entry | None:
@@ -231,6 +260,11 @@ def algorithm_names() -> tuple[str, ...]:
 def model_names() -> tuple[str, ...]:
     _load_entry_points()
     return tuple(_MODELS)
+
+
+def probe_names() -> tuple[str, ...]:
+    _load_entry_points()
+    return tuple(_PROBES)
 
 
 def dataset_names() -> tuple[str, ...]:

@@ -32,6 +32,7 @@ from fslsage_ray.outputs.provenance import PROVENANCE_FILE, ProvenanceRecord, pr
 from fslsage_ray.outputs.run_dir import CONFIG_FILE, LOG_FILE, METRICS_FILE
 from fslsage_ray.outputs.storage import Where, download, is_uri
 from fslsage_ray.outputs.trackers import TrackerCallback, check_tracker, make_tracker
+from fslsage_ray.probes.runner import ProbeRunner, check_probes
 from fslsage_ray.run.driver import RoundDriver
 from fslsage_ray.run.folder import RunFolder
 from fslsage_ray.run.round_log import RoundLogLine
@@ -85,6 +86,7 @@ class Simulation:
         read = read_data(config)  # bad data or partition fails here, before any Ray work
         task = read.data.task
         check_models(WorldSpec(config, task))  # and a model the task cannot use
+        check_probes(config, get_algorithm(config), task)  # and a probe that cannot measure
         self.folder.check_resumable_with(task, read.data.files, allow_data_change)
         self.tracker = make_tracker(
             config.run,
@@ -215,6 +217,7 @@ class Simulation:
                 self.system,
                 self.metrics,
                 callbacks,
+                self._probes(),
             )
             self._training = Training(driver, folder, callbacks, task.fingerprint())
             if folder.resumed is not None:
@@ -237,6 +240,15 @@ class Simulation:
                 folder.detach_log()
                 folder.close()
         return self.metrics.to_arrow()
+
+    def _probes(self) -> ProbeRunner | None:
+        """The run's leakage probes (config `probes`); None: none listed."""
+        if not self.config.probes.enabled:
+            return None
+        p = self.prepared
+        return ProbeRunner(
+            self.config, self.algorithm, p.world.task, p.train, p.parts, self.folder.path
+        )
 
     def _start_workers(self) -> None:
         p = self.prepared

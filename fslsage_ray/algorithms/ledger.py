@@ -61,6 +61,10 @@ class Ledger:
         self._round[kind] += int(nbytes)
         self._messages.append((cid, step, kind, int(nbytes)))
 
+    def messages(self) -> list[tuple[int, int, str, int]]:
+        """The round's messages so far, left in place (a copy)."""
+        return list(self._messages)
+
     def take_messages(self) -> list[tuple[int, int, str, int]]:
         messages, self._messages = self._messages, []
         return messages

@@ -16,6 +16,7 @@ from fslsage_ray import registry
 from fslsage_ray.config.effects import budget, display, layout, results
 from fslsage_ray.config.errors import ConfigError
 from fslsage_ray.config.owned import chosen_settings, complete_sections, settings_class
+from fslsage_ray.config.probes import ProbesConfig
 from fslsage_ray.config.system import SystemConfig
 from fslsage_ray.registry import algorithm_names, dataset_names, model_names
 
@@ -468,6 +469,7 @@ class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     run: RunConfig = field(default_factory=RunConfig)
     system: SystemConfig = field(default_factory=SystemConfig)  # simulated time (off: none)
+    probes: ProbesConfig = field(default_factory=ProbesConfig)  # leakage probes (off: none)
     plugins: list[str] = results(factory=list)  # modules that register algorithms, models or
     # data sets (fslsage_ray.registry); imported first, in every process
     alignment: InitVar[Any] = None  # code may still pass Config(alignment=AlignmentConfig(...))

@@ -53,6 +53,9 @@ def refuse_unused(config: Any, raw: Mapping[str, Any]) -> None:
     elif system.trace is not None and "trace" in _given(raw, "system", system):
         if not Path(system.trace).is_file():
             raise ConfigError(f"system.trace: no file {system.trace}")
+    if not config.probes.enabled:
+        keys = [k for k in _given(raw, "probes", config.probes) if k != "list"]
+        _refuse("probes", keys, "while probes.list is empty (no probe runs); list the probes")
     optim = config.optim
     if optim.schedule == "constant":
         keys = [k for k in _given(raw, "optim", optim) if k in ("warmup_steps", "decay_rounds")]

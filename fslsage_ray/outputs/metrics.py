@@ -24,6 +24,7 @@ TIMING_COLUMNS = (
     "client_busy_s",
     "server_busy_s",
     "server_busy_frac",
+    "probe_s",  # seconds the leakage probes took (fslsage_ray/probes)
 )
 
 

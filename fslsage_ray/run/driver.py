@@ -16,6 +16,7 @@ from fslsage_ray.algorithms.phases import LocalPhase, ServerJobPhase
 from fslsage_ray.config import Config
 from fslsage_ray.outputs.callbacks import CallbackList
 from fslsage_ray.outputs.metrics import MetricsTable
+from fslsage_ray.probes.runner import ProbeRunner
 from fslsage_ray.run.record import RoundRecord, job_figures
 from fslsage_ray.runtime.backend import Backend, ServerStats
 from fslsage_ray.runtime.client_host import ClientResult
@@ -36,7 +37,9 @@ class RoundDriver:
         system: SystemModel | None,
         metrics: MetricsTable,
         callbacks: CallbackList,
+        probes: ProbeRunner | None = None,
     ) -> None:
+        """`probes`: the run's leakage probes (None: probes.list is empty)."""
         self.config = config
         self.algorithm = algorithm
         self.backend = backend
@@ -44,6 +47,7 @@ class RoundDriver:
         self.system = system  # None: no simulated time
         self.metrics = metrics
         self.callbacks = callbacks
+        self.probes = probes
         self.num_batches = backend.num_batches()
 
     def play_round(self, t: int, global_parts: Parts) -> tuple[dict[str, Any], Parts]:
@@ -71,6 +75,10 @@ class RoundDriver:
             t, wall_s, local_s, jobs_s, eval_s, test, results, server, reports, len(chosen)
         )
         row = record.as_row()
+        if self.probes is not None:  # reads the round's state and messages, changes neither
+            self.callbacks.on_phase(f"round {t}: probes")
+            self.probes.observe(t, ledger.messages())
+            row.update(self.probes.columns(t, self.backend, new_parts))
         if self.system is not None:
             row.update(self._sim_columns(t, chosen, ledger, results, server))
         else:

@@ -118,14 +118,19 @@ class Training:
         return global_parts, checkpoint, done
 
     def state(self, round_done: int, global_parts: Parts, backend: Backend | None = None):
-        return checkpoint_state(
+        state = checkpoint_state(
             self.config, self.task_fingerprint, self.metrics, round_done, global_parts, backend
         )
+        if self.driver.probes is not None:  # cumulative counts (exposure) continue exactly
+            state["probes"] = self.driver.probes.state()
+        return state
 
     def _restore(self, state: dict[str, Any]) -> tuple[int, Parts]:
         if "backend" in state:  # else: the initial state, which fresh workers already hold
             self.backend.restore(state["backend"])
         self.metrics.restore(state["metrics"])
+        if self.driver.probes is not None:
+            self.driver.probes.restore(state.get("probes"))
         self.callbacks.on_restore(self.metrics.rows)
         return state["round"] + 1, state["global_parts"]
 

@@ -9,7 +9,7 @@ for both; a server verb is a method of ServerHost called from here, and nowhere 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -196,6 +196,14 @@ class Backend(ABC):
                 replies.append(worker.call("evaluate_batches", models, self.test, mine))
         sums = [s for part in self._get(replies) for s in part]
         return task.eval_metrics(add_sums(sums), rows)
+
+    def inspect(self, measure: Callable[..., Any], parts: Mapping[str, State], *args: Any) -> Any:
+        """`measure(server host, parts, *args)` on the server host, its evaluation client
+        holding these parts' client (or full) part: read-only probes of the round's state
+        (fslsage_ray/probes), the same code in this process and in a server actor.
+        `measure` must be a module-level function (Ray sends its name)."""
+        (out,) = self._get([self.server.call("inspect", measure, dict(parts), *args)])
+        return out
 
     # --- state -----------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

@@ -236,6 +236,13 @@ class ServerHost:
             self.device,
         )
 
+    def inspect(self, measure: Callable[..., Any], parts: Mapping[str, Any], *args: Any) -> Any:
+        """`measure(self, parts, *args)` with the evaluation client holding the parts' client
+        (or full) part, as `evaluate` loads it: probes read the server's models here and
+        change nothing that training uses (Backend.inspect)."""
+        load_transfer_state(self.eval_client, parts["full" if "full" in parts else "client"])
+        return measure(self, parts, *args)
+
     def evaluate(self, client_state: Mapping[str, torch.Tensor]) -> dict[str, float]:
         """The task's test metrics of this client model followed by the server's."""
         load_transfer_state(self.eval_client, client_state)
