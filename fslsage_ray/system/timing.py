@@ -130,11 +130,14 @@ def work_batch(work: RoundWork) -> float:
 
 
 def sim_columns(result: RoundTime, previous_s: float) -> dict[str, float | int]:
+    # Plain Python numbers: rows go into the checkpoint, which loads with weights_only and so
+    # refuses numpy scalars (a resumed run with simulated time could not read its checkpoint).
     cid, share = result.slowest
+    seconds = float(result.seconds)
     return {
-        "sim_round_s": result.seconds,
-        "sim_time_s": previous_s + result.seconds,
-        "sim_slowest_client": cid,
-        "sim_slowest_share": share,
-        "sim_server_busy_frac": result.server_busy_s / result.seconds if result.seconds else 0.0,
+        "sim_round_s": seconds,
+        "sim_time_s": float(previous_s) + seconds,
+        "sim_slowest_client": int(cid),
+        "sim_slowest_share": float(share),
+        "sim_server_busy_frac": float(result.server_busy_s) / seconds if seconds else 0.0,
     }

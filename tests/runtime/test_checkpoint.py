@@ -91,3 +91,15 @@ def test_a_damaged_checkpoint_is_refused(tmp_path):
     (tmp_path / "run" / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="cannot be read"):
         Simulation.resume(tmp_path / "run", progress=False)
+
+
+def test_resume_with_simulated_time_reads_its_checkpoint_and_keeps_the_clock(tmp_path):
+    # Rows go into the checkpoint, which loads with weights_only: a numpy scalar among the
+    # sim_* columns once made a run with simulated time unable to resume.
+    clock = [*INPROC, "system.profile=mobile"]
+    straight = run_small(tmp_path / "straight", *clock, "run.rounds=4")
+    run_small(tmp_path / "stopped", *clock, "run.rounds=2")
+    resumed = Simulation.resume(tmp_path / "stopped", ["run.rounds=4"], progress=False).run()
+    rows = resumed.to_pylist()
+    assert_same_learning(straight, rows)
+    assert [r["sim_time_s"] for r in rows] == [r["sim_time_s"] for r in straight]
