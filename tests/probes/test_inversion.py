@@ -38,6 +38,16 @@ class NoiseCut(nn.Module):
         return torch.randn(x.shape[0], *self.shape, generator=stream)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These tensors are tiny: on a shared 2-core machine two intra-op threads mostly wait
+    for each other (3-8x slower), so the module runs on one thread and then restores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
     bundle = load_digits_data()
