@@ -46,10 +46,10 @@ def median_round_s(walls: list[float]) -> float:
 
 def _layout(backend: Any) -> tuple[int, int]:
     """(client actors, most clients on one actor); in-process: no actors, all clients here."""
-    plan = getattr(backend, "plan", None)
-    if plan is None or not plan.groups:
+    layout = getattr(backend, "layout", None)  # RayBackend's ActorLayout
+    if layout is None or not layout.groups:
         return 0, 0
-    return plan.num_actors, max(len(g) for g in plan.groups)
+    return layout.num_actors, max(len(g) for g in layout.groups)
 
 
 def measure_run(

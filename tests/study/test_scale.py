@@ -131,3 +131,16 @@ def test_a_missing_cifar_folder_is_refused_before_any_run(tmp_path, capsys):
     )
     assert code == 2 and "cannot load cifar10" in capsys.readouterr().err
     assert not (tmp_path / "study").exists()
+
+
+def test_the_study_reads_a_ray_backends_actor_layout() -> None:
+    # The study's "actors x clients" column printed "in-process" for Ray runs after the
+    # backend's `plan` attribute became `layout`: read the layout a RayBackend holds.
+    from types import SimpleNamespace
+
+    from fslsage_ray.runtime.placement import ActorLayout
+    from fslsage_ray.study.measure import _layout
+
+    layout = ActorLayout(((0, 1, 2), (3, 4)), {"CPU": 1.0}, {}, capacity=2)
+    assert _layout(SimpleNamespace(layout=layout)) == (2, 3)
+    assert _layout(SimpleNamespace()) == (0, 0)  # the in-process backend has none
