@@ -30,6 +30,16 @@ NOISE_TOLERANCE_DB = 0.5
 VOCABULARY = 24
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These tensors are tiny: on a shared 2-core machine two intra-op threads mostly wait
+    for each other (measured 3-8x slower), so the module runs on one and then restores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
     """Public (first 1200) and probe (last 200) digits, float (N, 1, 8, 8) in [0, 1]."""
