@@ -93,7 +93,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     config = _config(args)
     client_sizes, sizes = planned_sizes(config)
     rounds = args.rounds or config.run.rounds
-    plan = plan_rounds(config, client_sizes, sizes, rounds)
+    authors = None
+    if args.ledger == "authors":
+        from fslsage_ray.experiment import planned_authors_view
+
+        authors = planned_authors_view(config, sizes)
+    plan = plan_rounds(config, client_sizes, sizes, rounds, authors)
     memory = None
     if args.memory:  # torch and the model are needed for this part only
         from fslsage_ray.memory import plan_memory
@@ -118,6 +123,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             f"round {row['round']:>4}: {row['gib']:.4f} GiB (cum {row['gib_cum']:.3f}){took} | "
             f"{kinds}"
         )
+    if authors is not None:
+        _print_authors_plan(plan)
     last = plan["rounds"][-1]
     if abs(last["gib_cum_if_all"] - last["gib_cum"]) > 1e-12:
         print(
@@ -128,6 +135,17 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if memory is not None:
         print("\n".join(memory.lines()))
     return 0
+
+
+def _print_authors_plan(plan: dict) -> None:
+    """The same rounds as the authors' code books them (plan --ledger authors)."""
+    print("as the authors' code books them (calculate_load and the KV presents):")
+    for row in plan["rounds"]:
+        kinds = ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in row["authors_bytes"].items())
+        print(
+            f"round {row['round']:>4}: {row['authors_total'] / 2**30:.4f} GiB "
+            f"(cum {row['authors_gib_cum']:.3f}) | {kinds}"
+        )
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -395,6 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument(
         "--memory", action="store_true", help="also the memory each actor kind will hold"
+    )
+    plan.add_argument(
+        "--ledger",
+        choices=("ours", "authors"),
+        default="ours",
+        help="authors: also the bytes as the authors' GPT-2 code books them (gpt2 only)",
     )
 
     simtime = sub.add_parser(

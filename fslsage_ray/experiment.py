@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
+from fslsage_ray.algorithms.authors_ledger import AuthorsView, authors_sizes, check_authors_view
 from fslsage_ray.algorithms.base import ModelSizes, transfer_state
 from fslsage_ray.algorithms.ledger import state_bytes
 from fslsage_ray.config.schema import Config
@@ -117,3 +118,15 @@ def planned_sizes(config: Config) -> tuple[list[int], ModelSizes]:
     task_data = load_data(config)
     parts = partition(config, task_data.train_keys)
     return [len(p) for p in parts], model_sizes(WorldSpec(config, task_data.task))
+
+
+def authors_view(config: Config, task: Task, sizes: ModelSizes) -> AuthorsView:
+    """This run's messages priced as the authors' GPT-2 code books them (a language-model
+    task's vocabulary and sequence length; run.authors_ledger, plan --ledger authors)."""
+    return AuthorsView(authors_sizes(config, task.vocab_size, task.seq_len), sizes.payload)
+
+
+def planned_authors_view(config: Config, sizes: ModelSizes) -> AuthorsView:
+    """authors_view for the plan: refused before any data is read where it does not apply."""
+    check_authors_view(config)
+    return authors_view(config, load_data(config).task, sizes)

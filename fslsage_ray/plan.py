@@ -8,20 +8,30 @@ from __future__ import annotations
 
 from typing import Any
 
+from fslsage_ray.algorithms.authors_ledger import AuthorsView
 from fslsage_ray.algorithms.base import ModelSizes
 from fslsage_ray.algorithms.ledger import GIB
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.config import Config
+from fslsage_ray.system.events import planned_messages
 from fslsage_ray.system.schedule import RoundSchedule
 
 
 def plan_rounds(
-    config: Config, client_sizes: list[int], sizes: ModelSizes, rounds: int
+    config: Config,
+    client_sizes: list[int],
+    sizes: ModelSizes,
+    rounds: int,
+    authors: AuthorsView | None = None,
 ) -> dict[str, Any]:
-    """{"algorithm", "rounds": [{"round", "bytes": {kind: n}, "total", "gib"}], ...}."""
+    """{"algorithm", "rounds": [{"round", "bytes": {kind: n}, "total", "gib"}], ...}.
+
+    With `authors`, every round also has "authors_bytes" and "authors_total", the same
+    round's messages priced as the authors' code books them (algorithms/authors_ledger.py),
+    and "authors_gib_cum"."""
     algorithm = get_algorithm(config)
     out = []
-    cumulative = cumulative_all = 0
+    cumulative = cumulative_all = cumulative_authors = 0
     schedule = RoundSchedule.of(config, len(client_sizes))  # the run's, availability included
     for t in range(rounds):
         chosen = schedule.clients(t)
@@ -41,6 +51,14 @@ def plan_rounds(
                 "gib_cum_if_all": cumulative_all / GIB,  # whole client parts sent
             }
         )
+        if authors is not None:
+            members_by_id = {c: client_sizes[c] for c in chosen}
+            messages = planned_messages(algorithm, t, members_by_id, sizes)
+            counts_authors = authors.round_bytes((m.kind, m.nbytes) for m in messages)
+            cumulative_authors += sum(counts_authors.values())
+            out[-1]["authors_bytes"] = counts_authors
+            out[-1]["authors_total"] = sum(counts_authors.values())
+            out[-1]["authors_gib_cum"] = cumulative_authors / GIB
     return {
         "algorithm": algorithm.name,
         "num_clients": len(client_sizes),

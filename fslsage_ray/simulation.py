@@ -20,11 +20,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from fslsage_ray.algorithms.authors_ledger import AuthorsView, check_authors_view
 from fslsage_ray.algorithms.base import Algorithm
 from fslsage_ray.algorithms.registry import get_algorithm
 from fslsage_ray.config import Config, ConfigError, load_config
 from fslsage_ray.errors import RunInterrupted
-from fslsage_ray.experiment import WorldSpec, check_models
+from fslsage_ray.experiment import WorldSpec, authors_view, check_models
 from fslsage_ray.outputs.callbacks import CallbackList, RunCallback, RunInfo, load_callbacks
 from fslsage_ray.outputs.metrics import MetricsTable
 from fslsage_ray.outputs.progress import ProgressBar, print_over_bars
@@ -87,6 +88,8 @@ class Simulation:
         task = read.data.task
         check_models(WorldSpec(config, task))  # and a model the task cannot use
         check_probes(config, get_algorithm(config), task)  # and a probe that cannot measure
+        if config.run.authors_ledger:  # and the authors' byte count where it is undefined
+            check_authors_view(config)
         self.folder.check_resumable_with(task, read.data.files, allow_data_change)
         self.tracker = make_tracker(
             config.run,
@@ -218,6 +221,7 @@ class Simulation:
                 self.metrics,
                 callbacks,
                 self._probes(),
+                self._authors_view(),
             )
             self._training = Training(driver, folder, callbacks, task.fingerprint())
             if folder.resumed is not None:
@@ -240,6 +244,13 @@ class Simulation:
                 folder.detach_log()
                 folder.close()
         return self.metrics.to_arrow()
+
+    def _authors_view(self) -> AuthorsView | None:
+        """The authors' byte count (run.authors_ledger); None: off."""
+        if not self.config.run.authors_ledger:
+            return None
+        p = self.prepared
+        return authors_view(self.config, p.world.task, p.sizes)
 
     def _probes(self) -> ProbeRunner | None:
         """The run's leakage probes (config `probes`); None: none listed."""

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from fslsage_ray.config.effects import results
 from fslsage_ray.config.errors import ConfigError
 
+ITERATION0 = ("auto", "before_alignment", "after_alignment")
+
 
 @dataclass(frozen=True)
 class AlignmentConfig:
@@ -25,6 +27,11 @@ class AlignmentConfig:
     # other float sums than one at a time), consecutive clients by id, the same groups on any
     # layout; for GPUs: on CPU it measured slower (benchmarks/RESULTS.md). Text and dropout
     # AMs are fitted one at a time
+    iteration0: str = results("auto")  # in an alignment round, the AM a client's first local
+    # step (it = 0) goes through: "before_alignment" (the AM it held, the step taken before the
+    # server's step and the fit, as on the authors' llm branch, src/algos/fsl_sage.py:52-101),
+    # "after_alignment" (it waits for the fitted AM, as on their master branch) or "auto":
+    # what algorithm.server_order implies (interleaved: before; client_major: after)
 
     def __post_init__(self) -> None:
         checks = (
@@ -33,6 +40,10 @@ class AlignmentConfig:
             (self.batch_size >= 1, "alignment.batch_size must be >= 1"),
             (self.buffer_size >= 1, "alignment.buffer_size must be >= 1"),
             (self.group_size >= 1, "alignment.group_size must be >= 1"),
+            (
+                self.iteration0 in ITERATION0,
+                f"alignment.iteration0 must be one of {ITERATION0}, got {self.iteration0!r}",
+            ),
         )
         for ok, message in checks:
             if not ok:

@@ -9,7 +9,9 @@ clients (`interleaved`, the default) every client is aligned after the round's f
 slot (it = 0), so its it = 0 step still uses the AM it held at the start of the round and
 the aligned AM is used from it = 1 on. In the authors' order (`client_major`) client i is
 aligned right after its own first upload, and its it = 0 step waits for that AM (a held
-step), so the aligned AM is used from it = 0 on.
+step), so the aligned AM is used from it = 0 on. `alignment.iteration0` overrides either
+choice: "before_alignment" in the client-major order is the authors' llm branch (client i's
+it = 0 step through its old AM, then the server's step and the fit).
 
 Fitting an AM is a job (align_job.py) that runs on the server or on its client's idle host;
 several are fitted together with alignment.group_size > 1 (aux_group.py).
@@ -417,19 +419,34 @@ class FslSage(Algorithm):
     def round_phases(self, round_idx: int, participants: Sequence[int]) -> list[Phase]:
         if not is_alignment_round(round_idx, self.config.alignment):
             return super().round_phases(round_idx, participants)
+        hold = self.first_step_waits_for_alignment
         if not self.client_major:
-            return [LocalPhase(0, 1), ServerJobPhase("aligning AMs"), LocalPhase(1, None)]
+            return [
+                LocalPhase(0, 1, hold_last=hold),
+                ServerJobPhase("aligning AMs"),
+                LocalPhase(1, None),
+            ]
         # The authors' order: client i uploads its first batch, the server steps on it and
-        # fits AM_i with that server model, and client i's first step already uses AM_i.
+        # fits AM_i with that server model; client i's first step uses AM_i (their master
+        # branch) or, with alignment.iteration0=before_alignment, the AM it held (their llm).
         phases: list[Phase] = []
         for cid in participants:
             only = (cid,)
             phases += [
-                LocalPhase(0, 1, only, hold_last=True),
+                LocalPhase(0, 1, only, hold_last=hold),
                 ServerJobPhase("aligning AMs", only),
                 LocalPhase(1, None, only),
             ]
         return phases
+
+    @property
+    def first_step_waits_for_alignment(self) -> bool:
+        """Whether a client's it = 0 step of an alignment round goes through the fitted AM
+        (alignment.iteration0; "auto": only in the client-major order, as before)."""
+        chosen = self.config.alignment.iteration0
+        if chosen == "auto":
+            return self.client_major
+        return chosen == "after_alignment"
 
     def plan_round_bytes(
         self, round_idx: int, client_sizes: Sequence[int], sizes: ModelSizes

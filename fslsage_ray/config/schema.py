@@ -413,6 +413,9 @@ class RunConfig:
     out_dir: str = display("runs")
     max_gib: float | None = budget(None)  # stop once this much communication is spent
     count_labels: bool = results(False)  # count uploaded labels in the ledger (the paper does not)
+    authors_ledger: bool = results(False)  # also price every message as the authors' GPT-2 code
+    # books it (frozen weights, causal masks, KV presents): authors_comm_* columns next to
+    # comm_*, the project's own ledger unchanged (docs/lm_authors_code.md); gpt2 only
     eval_batch_size: int = results(1000)
     checkpoint_every: int = display(10)  # rounds between checkpoints (0: never); resume continues
     # exactly

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from fslsage_ray.algorithms.aggregate import sample_weights, weighted_average
+from fslsage_ray.algorithms.authors_ledger import AuthorsView
 from fslsage_ray.algorithms.base import PART_KINDS, Algorithm, Parts
 from fslsage_ray.algorithms.jobs import JobReport
 from fslsage_ray.algorithms.ledger import Ledger, state_bytes
@@ -38,8 +39,10 @@ class RoundDriver:
         metrics: MetricsTable,
         callbacks: CallbackList,
         probes: ProbeRunner | None = None,
+        authors: AuthorsView | None = None,
     ) -> None:
-        """`probes`: the run's leakage probes (None: probes.list is empty)."""
+        """`probes`: the run's leakage probes (None: probes.list is empty); `authors`: the
+        authors' byte count, priced from the same messages (None: run.authors_ledger off)."""
         self.config = config
         self.algorithm = algorithm
         self.backend = backend
@@ -48,6 +51,7 @@ class RoundDriver:
         self.metrics = metrics
         self.callbacks = callbacks
         self.probes = probes
+        self.authors = authors
         self.num_batches = backend.num_batches()
 
     def play_round(self, t: int, global_parts: Parts) -> tuple[dict[str, Any], Parts]:
@@ -79,6 +83,10 @@ class RoundDriver:
             self.callbacks.on_phase(f"round {t}: probes")
             self.probes.observe(t, ledger.messages())
             row.update(self.probes.columns(t, self.backend, new_parts))
+        if self.authors is not None:
+            priced = self.authors.round_bytes((k, n) for _, _, k, n in ledger.messages())
+            previous = self.metrics.rows[-1] if self.metrics.rows else None
+            row.update(self.authors.columns(sum(priced.values()), previous))
         if self.system is not None:
             row.update(self._sim_columns(t, chosen, ledger, results, server))
         else:

@@ -186,6 +186,30 @@ def test_client_major_alignment_fits_each_am_after_that_clients_first_upload():
     assert keys == [(0, 0), (2, 0), (4, 0), (0, 1), (2, 1)]
 
 
+@pytest.mark.parametrize("order", ["interleaved", "client_major"])
+def test_iteration0_chooses_whether_the_first_step_waits_for_the_fitted_am(order):
+    """auto keeps each order's own choice; the explicit values override it, in both orders."""
+
+    def first_phase(iteration0: str) -> LocalPhase:
+        config = Config(
+            algorithm=AlgorithmConfig(server_order=order),
+            alignment=AlignmentConfig(every=10, iteration0=iteration0),
+        )
+        phases = FslSage(config).round_phases(0, [3, 7])
+        assert phases[1].label == "aligning AMs" and phases[2].start == 1
+        assert FslSage(config).round_phases(1, [3, 7])[0].hold_last is False
+        return phases[0]
+
+    assert first_phase("auto").hold_last is (order == "client_major")
+    assert first_phase("before_alignment").hold_last is False
+    assert first_phase("after_alignment").hold_last is True
+
+
+def test_iteration0_refuses_an_unknown_value():
+    with pytest.raises(ValueError, match="alignment.iteration0 must be one of"):
+        AlignmentConfig(iteration0="first")
+
+
 def test_a_held_step_waits_for_the_new_aux_model():
     """hold=True uploads at once but steps only at the next call, through the AM held then."""
     alg = AlgorithmConfig(batch_size=8, upload_every=1)

@@ -81,6 +81,9 @@ CASES = [
     (["plan"], ["algorithm.num_clients=5000"], ["5000", "clients"]),
     (["run", "--quiet"], ["model.name=vgg"], ["vgg"]),
     (["run", "--quiet"], ["model.aux=bogus"], ["bogus"]),
+    (["run", "--quiet"], ["alignment.iteration0=first"], ["alignment.iteration0", "first"]),
+    (["run", "--quiet"], ["run.authors_ledger=true"], ["authors", "model.name is 'cnn'"]),
+    (["plan", "--ledger", "authors"], [], ["authors", "model.name is 'cnn'"]),
 ]
 
 

@@ -104,6 +104,89 @@ def test_client_major_runs_each_client_whole_and_aligns_after_its_first_upload(
     ]
 
 
+AUTHORS_LLM = (CLIENT_MAJOR, "alignment.iteration0=before_alignment")
+
+
+def _am_version(aux: torch.nn.Module) -> float:
+    """A fingerprint of an AM's weights: equal for one AM, different once it is fitted."""
+    with torch.no_grad():
+        return float(sum(p.double().sum() for p in aux.parameters()))
+
+
+def test_before_alignment_steps_through_the_old_am_then_the_server_steps_and_fits(
+    tmp_path, monkeypatch
+):
+    """The authors' llm order (src/algos/fsl_sage.py:52-101): client i's it = 0 step goes
+    through the AM it held, then the server steps on that batch and fits AM_i, and its
+    it = 1 step uses the fitted AM; then client 1. Each client step records which AM it
+    used (the initial one, shared by all, or its own fitted one).
+
+    Here the upload goes out before the client's step and the in-process server applies it
+    at once, so "server step" is booked first; theirs steps the client first (:63, then
+    :88). The two commute: the server steps on activations taken before the client's step
+    (theirs too, :44), and neither touches the other's weights or the AM."""
+    events: list[tuple[str, int, str]] = []
+    initial: list[float] = []
+    fitted: dict[int, float] = {}
+    upload, fit, descend = (
+        FslSageServer.process_upload,
+        FslSageServer.run_job,
+        FslSageClient._descend,
+    )
+
+    def record_upload(self, cid, payload):
+        events.append(("server step", cid, ""))
+        return upload(self, cid, payload)
+
+    def record_fit(self, job):
+        outcome = fit(self, job)
+        fitted[job.cid] = _am_version(self.states.get(job.cid).aux)
+        events.append(("fit AM", job.cid, ""))
+        return outcome
+
+    def record_step(self, smashed, batch):
+        version = _am_version(self.aux)
+        if not initial:
+            initial.append(version)
+        which = "initial" if version == initial[0] else f"fitted {fitted.get(self.cid)}"
+        events.append(("client step", self.cid, which))
+        return descend(self, smashed, batch)
+
+    monkeypatch.setattr(FslSageServer, "process_upload", record_upload)
+    monkeypatch.setattr(FslSageServer, "run_job", record_fit)
+    monkeypatch.setattr(FslSageClient, "_descend", record_step)
+    run_small(
+        tmp_path / "r",
+        "runtime.backend=inprocess",
+        *AUTHORS_LLM,
+        "algorithm.num_clients=2",
+        "run.rounds=1",
+        "data.train_subset=128",  # 64 per client: 2 batches of 32, uploads at it 0
+    )
+    assert fitted[0] != initial[0] and fitted[1] != initial[0]
+    assert events == [
+        ("server step", 0, ""),
+        ("client step", 0, "initial"),
+        ("fit AM", 0, ""),
+        ("client step", 0, f"fitted {fitted[0]}"),
+        ("server step", 1, ""),
+        ("client step", 1, "initial"),
+        ("fit AM", 1, ""),
+        ("client step", 1, f"fitted {fitted[1]}"),
+    ]
+
+
+@pytest.mark.ray
+@pytest.mark.slow  # about 50 s on 2 cores
+def test_before_alignment_is_the_same_in_process_and_on_two_actors(tmp_path, ray_local):
+    alg = ("algorithm.name=fsl_sage", "run.rounds=3", *AUTHORS_LLM)
+    reference = run_small(tmp_path / "in", "runtime.backend=inprocess", *alg)
+    two = run_small(tmp_path / "two", "runtime.num_actors=2", *alg)
+    assert_same_learning(reference, two)
+    after = run_small(tmp_path / "after", "runtime.backend=inprocess", *alg[:2], CLIENT_MAJOR)
+    assert reference[-1]["test_loss"] != after[-1]["test_loss"]  # the first step's AM matters
+
+
 @pytest.mark.ray
 @pytest.mark.parametrize("method", ["fsl_sage", pytest.param("cse_fsl", marks=pytest.mark.slow)])
 def test_client_major_is_the_same_in_process_and_on_one_or_three_actors(
