@@ -189,8 +189,9 @@ def _report(
     budgets: tuple[float, ...],
 ) -> list[Path]:
     """Figures and the summary table for finished runs, in their shared headline metric,
-    with the leakage probes' figures and table where the runs have probe columns; run folders and the output folder may be URIs. Returns the files written, where the
-    output folder is local (a tracker logs them)."""
+    with the leakage probes' figures and table where the runs have probe columns; run
+    folders and the output folder may be URIs. Returns the files written, where the output
+    folder is local (a tracker logs them)."""
     from fslsage_ray.outputs.plots import default_target, plot_all
     from fslsage_ray.outputs.probe_report import PROBE_TABLE_TITLE, plot_probes, probe_table
     from fslsage_ray.outputs.runs import common_headline, load_runs
