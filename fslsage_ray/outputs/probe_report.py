@@ -186,7 +186,7 @@ def plot_probe(
         ax.set_xlim(left=0)
     ax.set_ylabel(view.label)
     versus = "communication" if key == "gib" else "rounds"
-    ax.set_title(f"{_dataset_title(records)}: {view.column} vs {versus}")
+    ax.set_title(f"{_dataset_title(records)}: {view.header} vs {versus}")
     return plots._finish(fig, ax, out_path)  # through the module: tests watch legends
 
 
