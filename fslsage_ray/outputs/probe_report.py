@@ -115,8 +115,14 @@ def _shown(records: Sequence[RunRecord]) -> list[ProbeView]:
 
 
 def _probe_rows(record: RunRecord, column: str) -> list[dict[str, Any]]:
-    """The rows of probe rounds that carry this column (measured or NaN)."""
-    return [row for row in record.metrics if column in row and row[column] is not None]
+    """The rows of probe rounds that carry this column (measured, or NaN for n/a)."""
+    return [row for row in _probe_rounds(record) if row.get(column) is not None]
+
+
+def _probe_rounds(record: RunRecord) -> list[dict[str, Any]]:
+    """The probe rounds: those with the probes' cost (`probe_s`); the simulator writes NaN
+    in every probe column on the other rounds, so NaN alone does not tell them apart."""
+    return [row for row in record.metrics if is_number(row.get("probe_s"))]
 
 
 def has_column(records: Sequence[RunRecord], column: str) -> bool:
@@ -223,8 +229,8 @@ def plot_probes(records: Sequence[RunRecord], out_dir: str | Path) -> list[Path]
     return paths
 
 
-def _last_probe_row(record: RunRecord, columns: Sequence[str]) -> dict[str, Any] | None:
-    rows = [row for row in record.metrics if any(row.get(c) is not None for c in columns)]
+def _last_probe_row(record: RunRecord) -> dict[str, Any] | None:
+    rows = _probe_rounds(record)
     return rows[-1] if rows else None
 
 
@@ -244,12 +250,11 @@ def probe_table(records: Sequence[RunRecord]) -> str | None:
     views = _shown(records)
     if not views:
         return None
-    columns = [v.column for v in views]
     header = ["method", "round", "test acc", "GiB"]
     header += [v.header for v in views]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for group in group_runs(records):
-        last = [_last_probe_row(r, columns) for r in group.records]
+        last = [_last_probe_row(r) for r in group.records]
         if None in last:
             continue
         rows = [row for row in last if row is not None]

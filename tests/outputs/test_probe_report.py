@@ -16,18 +16,18 @@ from fslsage_ray.outputs import probe_report
 from fslsage_ray.outputs.runs import load_runs
 
 NAN = math.nan
-PROBE_ROUNDS = (1, 3)
+PROBE_ROUNDS = (1, 2)  # round 3 is not probed: the table must not read it
 
 
 def add_probe_columns(folder: Path, columns: dict[str, tuple[float, float]]) -> Path:
-    """Probe columns on the probe rounds (their two values), absent (null) on the others,
-    as the simulator writes them."""
+    """Probe columns on the probe rounds (their two values), NaN on the others, as the
+    simulator writes them."""
     path = folder / "metrics.parquet"
     rows = pq.read_table(path).to_pylist()
     for row in rows:
         for name, values in columns.items():
             rnd = row["round"]
-            row[name] = values[PROBE_ROUNDS.index(rnd)] if rnd in PROBE_ROUNDS else None
+            row[name] = values[PROBE_ROUNDS.index(rnd)] if rnd in PROBE_ROUNDS else NAN
     pq.write_table(pa.Table.from_pylist(rows), path)
     return folder
 
@@ -88,14 +88,14 @@ def test_plot_writes_probe_figures_and_table(probe_runs, tmp_path, capsys):
     )
     rows = {line.split(" | ")[0].lstrip("| "): line for line in lines[2:]}
     assert rows["FSL-SAGE"] == (
-        "| FSL-SAGE | 3 | 50.0% | 0.400 | 0.800 | 25.0% | 18.0 | 12.5 | 0.450 | 1,280 | 0 |"
+        "| FSL-SAGE | 2 | 40.0% | 0.300 | 0.800 | 25.0% | 18.0 | 12.5 | 0.450 | 1,280 | 0 |"
     )
     assert rows["SplitFed-SS"] == (
-        "| SplitFed-SS | 3 | 50.0% | 0.800 | 0.850 | n/a | 18.5 | 12.5 | 0.500 | 3,200 | 320 |"
+        "| SplitFed-SS | 2 | 40.0% | 0.600 | 0.850 | n/a | 18.5 | 12.5 | 0.500 | 3,200 | 320 |"
     )
     # no cut: n/a, not 0; its exposure is a measured 0
     assert rows["FedAvg"] == (
-        "| FedAvg | 3 | 50.0% | 3.200 | n/a | n/a | n/a | n/a | n/a | 0 | 0 |"
+        "| FedAvg | 2 | 40.0% | 2.400 | n/a | n/a | n/a | n/a | n/a | 0 | 0 |"
     )
     assert probe_report.PROBE_TABLE_TITLE in capsys.readouterr().out
 
@@ -107,7 +107,7 @@ def test_a_method_without_the_probe_is_named_na_without_a_line(probe_runs, legen
     assert legends[-1] == ["FedAvg: n/a", "FSL-SAGE", "SplitFed-SS"]
     drawn = {line.get_label(): list(line.get_xdata()) for line in fig.axes[0].get_lines()}
     assert drawn["FedAvg: n/a"] == []
-    assert drawn["FSL-SAGE"] == [1, 3]  # the probe rounds only
+    assert drawn["FSL-SAGE"] == [1, 2]  # the probe rounds only
 
     probe_report.plot_probe(records, views["steal_acc"], "comm_gib_cum", tmp_path / "s.png")
     assert legends[-1] == [
