@@ -206,10 +206,12 @@ def _report(
     target: tuple[str, float] | None,
     budgets: tuple[float, ...],
 ) -> list[Path]:
-    """Figures and the summary table for finished runs, in their shared headline metric;
-    run folders and the output folder may be URIs. Returns the files written, where the
-    output folder is local (a tracker logs them)."""
+    """Figures and the summary table for finished runs, in their shared headline metric,
+    with the leakage probes' figures and table where the runs have probe columns; run
+    folders and the output folder may be URIs. Returns the files written, where the output
+    folder is local (a tracker logs them)."""
     from fslsage_ray.outputs.plots import default_target, plot_all
+    from fslsage_ray.outputs.probe_report import PROBE_TABLE_TITLE, plot_probes, probe_table
     from fslsage_ray.outputs.runs import common_headline, load_runs
     from fslsage_ray.outputs.summary import summarize, to_markdown
 
@@ -223,7 +225,11 @@ def _report(
                 value = default_target(next(iter(datasets)), metric.column)
             with output_folder(out_dir) as local_out:
                 figures = plot_all(records, local_out, target=value, budgets=budgets)
+                figures += plot_probes(records, local_out)
                 table = to_markdown(summarize(records, value), value)
+                probes = probe_table(records)
+                if probes is not None:
+                    table += f"\n\n{PROBE_TABLE_TITLE}\n\n{probes}"
                 (local_out / "summary.md").write_text(table + "\n")
     except (FileNotFoundError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
