@@ -26,7 +26,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 from fslsage_ray.callbacks import RunCallback  # noqa: E402
 from fslsage_ray.cli import main as cli_main  # noqa: E402
-from fslsage_ray.config import load_config  # noqa: E402
+from fslsage_ray.config import load_config, quickstart_path  # noqa: E402
 from fslsage_ray.memory.estimate import MemoryPlanner  # noqa: E402
 from fslsage_ray.outputs.metrics import TIMING_COLUMNS  # noqa: E402
 from fslsage_ray.outputs.run_dir import LOG_FILE  # noqa: E402
@@ -77,15 +77,15 @@ def learning(rows: list[dict]) -> list[dict]:
 def train(address: str, algorithm: str, out: Path) -> dict:
     """One run on the cluster under 'auto' and the same run in-process."""
     on_cluster = [*OVERRIDES, f"algorithm.name={algorithm}"]
-    config = load_config(
-        None, [*on_cluster, f"runtime.address={address}", "runtime.gpu_memory_gb=2"]
+    config = load_config(  # the quick start, as `info` reads it
+        quickstart_path(), [*on_cluster, f"runtime.address={address}", "runtime.gpu_memory_gb=2"]
     )
     seen = SeeActors()
     sim = seen.sim = Simulation(config, out / algorithm, progress=False, callbacks=[seen])
     rows = sim.run().to_pylist()
     layout, runtime = sim.backend.layout, sim.config.runtime
     plan = MemoryPlanner(sim.config).plan(layout.groups)
-    inprocess = load_config(None, [*on_cluster, "runtime.backend=inprocess"])
+    inprocess = load_config(quickstart_path(), [*on_cluster, "runtime.backend=inprocess"])
     reference = Simulation(inprocess, out / f"{algorithm}-inprocess", progress=False).run()
     return {
         "rows": learning(rows),
