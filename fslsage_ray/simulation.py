@@ -96,12 +96,12 @@ class Simulation:
             self.folder.local if write_outputs else None,
             (*task.metric_names, "train_loss"),  # also logged against GiB (trackers.py)
         )
+        self.fit_lines: tuple[str, ...] = ()  # the 'auto' GPU fit's decisions, for run.log
         if config.runtime.gpus_auto:  # GPU shares sized from the memory plan, for these nodes
             from fslsage_ray.memory.auto import fit_to_cluster
 
             fitted = fit_to_cluster(config)  # a layout that cannot fit is refused here
-            for line in fitted.lines:
-                log.info("gpu fit: %s", line)
+            self.fit_lines = fitted.lines
             config = self.config = fitted.config  # config.yaml keeps "auto" (the folder's)
         self.backend = make_backend(config)
         # The models are built in a thread while Ray starts: Ray's start waits on the
@@ -127,6 +127,7 @@ class Simulation:
                 self.folder.sync()
             except BaseException:  # release the reservation: a refused run holds nothing
                 self.backend.close()
+                self.folder.discard()  # and leaves no run folder behind
                 raise
         # Seconds each start-up phase took, logged when the run starts (benchmarks/startup.py);
         # the models were built while the cluster started.
@@ -202,7 +203,7 @@ class Simulation:
     def _run(self, stopper: Stopper) -> pa.Table:
         folder, backend, callbacks = self.folder, self.backend, self.callbacks
         folder.attach_log()
-        ok = False
+        ok = refused = False
         try:
             task = self.prepared.world.task
             info = RunInfo(
@@ -236,12 +237,17 @@ class Simulation:
             print_over_bars(line)  # before the workers' slower shutdown
             log.warning("%s", line)
             raise RunInterrupted(line, stopper.exit_code) from None
+        except ConfigError:  # refused before its first round: no run folder is left behind
+            refused = not self.metrics.rows
+            raise
         finally:
             try:
                 callbacks.on_run_end(ok)
             finally:
                 backend.close()
                 folder.detach_log()
+                if refused:
+                    folder.discard()
                 folder.close()
         return self.metrics.to_arrow()
 
@@ -266,6 +272,8 @@ class Simulation:
         started = time.perf_counter()
         self.backend.start(p.world, p.train, p.test, p.parts)
         self.startup["workers"] = time.perf_counter() - started
+        for line in self.fit_lines:  # how the 'auto' GPU shares were sized, with each reason
+            log.info("gpu fit: %s", line)
         log.info("backend: %s", self.backend.describe())
         log.info("start-up: %s", ", ".join(f"{k} {v:.1f}s" for k, v in self.startup.items()))
         log.info("clients: %d, samples per client: %s", len(p.parts), sizes_text(p.client_sizes))

@@ -185,24 +185,42 @@ def test_fitted_config_keeps_learning_settings() -> None:
     assert fitted.runtime.upload_order == config.runtime.upload_order
 
 
-@pytest.mark.ray
-def test_info_and_actors_on_a_loopback_cluster_follow_the_fit() -> None:
-    """A 2-CPU head without GPUs and a 2-CPU node declaring 2 GPUs of 2 GiB (they do not
-    exist: Ray hands out the IDs all the same). `info` prints each decision; actors placed in
-    the fitted bundles get the GPUs the plan gave them; 0.6 GiB GPUs refuse 12 actors."""
+def loopback_scenario(*args: str) -> dict:
+    """tests/runtime/gpu_fit_scenario.py on its own loopback cluster: a 2-CPU head without
+    GPUs and a 2-CPU node declaring 2 GPUs of 2 GiB (they do not exist: Ray hands out the
+    IDs all the same)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env |= {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     proc = subprocess.run(
-        [sys.executable, str(HERE / "runtime" / "gpu_fit_scenario.py")],
+        [sys.executable, str(HERE / "runtime" / "gpu_fit_scenario.py"), *args],
         capture_output=True,
         text=True,
-        timeout=400,
+        timeout=600,
         env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    case = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def loopback() -> dict:
+    """One cluster for the module's cases: `info` on a layout that fits and on one that
+    cannot, then a 2-round FSL-SAGE run under 'auto' and the same run in-process."""
+    return loopback_scenario("fsl_sage")
+
+
+def fit_lines(text: str) -> list[str]:
+    """The 'auto' fit's decision lines, as `info` prints them or run.log records them."""
+    return [x[x.index("gpu fit: ") :] for x in text.splitlines() if "gpu fit: " in x]
+
+
+@pytest.mark.ray
+def test_info_and_actors_on_a_loopback_cluster_follow_the_fit(loopback) -> None:
+    """`info` prints each decision; the run's actors, placed in the fitted bundles, get the
+    GPUs the plan gave them; 0.6 GiB GPUs refuse 12 actors."""
+    case, run = loopback, loopback["runs"]["fsl_sage"]
     assert case["info_code"] == 0
-    decided = [x for x in case["info"].splitlines() if x.startswith("gpu fit: ")]
+    decided = fit_lines(case["info"])
     assert [x.split(":")[1].strip() for x in decided] == [
         "gpu memory",
         "server actor",
@@ -213,21 +231,23 @@ def test_info_and_actors_on_a_loopback_cluster_follow_the_fit() -> None:
     assert "2.0 GiB a GPU" in decided[0] and "runtime.gpu_memory_gb" in decided[0]
     # the shares really fit one 2 GiB GPU: tensors + a CUDA context per actor in 90% of it
     usable = 2 * GIB * (1 - HEADROOM)
-    server, client = case["server_gpus"], case["actor_gpus"]
-    assert server * usable >= case["server_gpu_bytes"] + CUDA_CONTEXT
-    assert client * usable >= case["client_gpu_bytes"] + CUDA_CONTEXT
+    server, client = run["server_gpus"], run["actor_gpus"]
+    assert server * usable >= run["server_gpu_bytes"] + CUDA_CONTEXT
+    assert client * usable >= run["client_gpu_bytes"] + CUDA_CONTEXT
     per_gpu = int(1 / client + 1e-9)
     assert per_gpu == 3 and f"{per_gpu} a GPU" in decided[2]
     # the most actors the two GPUs hold: 3 beside the server's share on one, 3 on the other,
     # less what the server leaves; all on the GPU node, as `info` planned
-    actors = case["num_actors"]
-    assert actors == case["layout_actors"] == case["actors_on_gpu_node"]
+    actors = run["num_actors"]
+    assert actors == run["layout_actors"] == len(run["clients"])
+    assert all(seen["node"] == case["gpu_node"] for seen in [*run["clients"], run["server"]])
     assert actors == int((1 - server) / client + 1e-9) + per_gpu
     assert f"client actors: {actors}" in decided[3] and f"room for {actors}" in case["info"]
-    assert case["window"] == 8 and "kept" in decided[4]
-    gpus = [ids[0] for ids in case["actor_gpu_ids"]]
-    assert all(len(ids) == 1 for ids in case["actor_gpu_ids"])
-    assert case["server_gpu_ids"] == ["0"]
+    assert run["window"] == 8 and "kept" in decided[4]
+    gpus = [seen["gpu_ids"] for seen in run["clients"]]
+    assert all(len(ids) == 1 for ids in gpus)
+    assert run["server"]["gpu_ids"] == ["0"]
+    gpus = [ids[0] for ids in gpus]
     assert gpus.count("0") * client + server <= 1 and gpus.count("1") * client <= 1
     # a layout that cannot fit: refused before any work, in one line naming what and why
     assert case["refused_code"] != 0
@@ -235,3 +255,48 @@ def test_info_and_actors_on_a_loopback_cluster_follow_the_fit() -> None:
     assert len(errors) == 1
     assert "12 client actor(s) of" in errors[0] and "the nodes hold 1 beside" in errors[0]
     assert "try leaving runtime.num_actors and clients_per_actor unset" in errors[0]
+
+
+def check_run_under_auto(case: dict, algorithm: str) -> dict:
+    """A run under actor_num_gpus=auto and server_num_gpus=auto: its run.log gives each
+    decision with its reason, every actor holds the fitted GPU share as a Ray resource (and
+    computes on CPU, as runtime.device=cpu says), and the metrics equal the in-process run's
+    bit for bit. Returns the run's record."""
+    run = case["runs"][algorithm]
+    logged = fit_lines(run["run_log"])
+    assert [x.split(":")[1].strip() for x in logged] == [
+        "gpu memory",
+        "server actor",
+        "client actor",
+        "client actors",
+        "in-flight window",
+    ]
+    hosted = math.ceil(12 / run["num_actors"])
+    assert f"client actors: {run['num_actors']}, up to {hosted} clients each" in logged[3]
+    assert f"{run['actor_gpus']:g} GPU each (runtime.actor_num_gpus=auto)" in logged[2]
+    assert f"server actor: {run['server_gpus']:g} GPU" in logged[1]
+    assert 0 < run["actor_gpus"] < 1 and 0 < run["server_gpus"] < 1
+    assert hosted > 1  # the fit put several clients on an actor: fewer actors than clients
+    for seen in run["clients"]:
+        assert seen["resources"]["GPU"] == run["actor_gpus"] and len(seen["gpu_ids"]) == 1
+    assert run["server"]["resources"]["GPU"] == run["server_gpus"]
+    assert run["devices"] == ["cpu"] * (1 + run["num_actors"])
+    assert "computing on: server cpu, clients cpu" in run["run_log"]
+    assert len(run["rows"]) == 2 and run["rows"] == run["reference"]
+    return run
+
+
+@pytest.mark.ray
+def test_a_run_under_auto_logs_the_fit_holds_its_shares_and_learns_as_in_process(
+    loopback,
+) -> None:
+    run = check_run_under_auto(loopback, "fsl_sage")
+    # the run decided as `info` did for the same config and cluster
+    assert fit_lines(run["run_log"]) == fit_lines(loopback["info"])
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_splitfed_ms_under_auto_learns_as_in_process() -> None:
+    """SplitFed-MS: per-client server copies on the server actor's share."""
+    check_run_under_auto(loopback_scenario("--no-info", "sflv1"), "sflv1")

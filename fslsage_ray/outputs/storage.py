@@ -162,6 +162,11 @@ class Mirror:
             sent.append(rel)
         return sent
 
+    @property
+    def sent(self) -> list[str]:
+        """Paths (relative) of the files at the URI as this mirror last saw or sent them."""
+        return list(self._sent)
+
     def close(self) -> None:
         """Upload what is left, then drop the staging folder."""
         try:

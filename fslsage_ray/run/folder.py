@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from fslsage_ray.outputs.run_dir import (
     detach_log,
     prepare_run_dir,
 )
-from fslsage_ray.outputs.storage import Mirror, Where, delete, is_uri, join
+from fslsage_ray.outputs.storage import Mirror, Where, delete, is_uri, join, write_bytes
 from fslsage_ray.tasks.base import Task
 
 
@@ -56,6 +57,9 @@ class RunFolder:
         self.resumed: dict[str, Any] | None = None  # the checkpoint a resume continues from
         self.saved_round: int | None = None  # the round of the checkpoint on disk
         self.log_handler: logging.Handler | None = None
+        self._before: set[str] = set()  # what the folder held when `create` made it ours
+        self._made: Path | None = None  # the outermost folder `create` had to make
+        self._provenance: bytes | None = None  # an earlier run's provenance.json, as it was
         if resume:
             if self.mirror:
                 self.mirror.fetch()
@@ -99,9 +103,58 @@ class RunFolder:
         if self.resumed is not None:
             self.path = self.local
         else:
+            self._remember_before()
             self.path = prepare_run_dir(self.local, self.config, self.overwrite)
         task.save_artifacts(self.path)
         return self.path
+
+    def _remember_before(self) -> None:
+        """What `discard` leaves: the entries already there (an --overwrite's earlier run,
+        or for a URI, the files fetched from it) and their provenance.json's bytes."""
+        if self.local.is_dir():
+            self._before = {entry.name for entry in self.local.iterdir()}
+        elif not self.mirror:
+            self._made = self.local
+            while not self._made.parent.exists():
+                self._made = self._made.parent
+        if self.mirror:
+            self._before |= set(self.mirror.sent)
+        provenance = self.local / PROVENANCE_FILE
+        self._provenance = provenance.read_bytes() if provenance.is_file() else None
+
+    def discard(self) -> None:
+        """Undo `create` for a run refused at start-up, before any round: what this run
+        wrote goes (its config, log, task files, provenance entry), what was there before
+        stays (as it is after --overwrite dropped the earlier run's config, metrics and log),
+        and a folder this run made goes too. A resume's folder is never touched."""
+        if self.path is None or self.resumed is not None:
+            return
+        self.detach_log()
+        written = {entry.name for entry in self.path.iterdir()} - self._before
+        written |= {CONFIG_FILE, METRICS_FILE, LOG_FILE}  # ours even when --overwrite ran
+        sent = set(self.mirror.sent) if self.mirror else set()
+        for name in written:
+            entry = self.path / name
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)
+        for rel in (sent - self._before) | (sent & {CONFIG_FILE, METRICS_FILE, LOG_FILE}):
+            delete(join(self.location, *rel.split("/")))
+        if self._provenance is not None:
+            (self.path / PROVENANCE_FILE).write_bytes(self._provenance)
+            if self.mirror:
+                write_bytes(join(self.location, PROVENANCE_FILE), self._provenance)
+        folder = self.path
+        while self._made is not None and not any(folder.iterdir()):  # the folders it made
+            folder.rmdir()
+            if folder == self._made:
+                break
+            folder = folder.parent
+        self.path = None
+        if self.mirror:  # nothing left to upload: drop the staging folder
+            shutil.rmtree(self.mirror.local, ignore_errors=True)
+            self.mirror = None
 
     def attach_log(self) -> None:
         if self.path:

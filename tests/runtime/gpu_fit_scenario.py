@@ -1,8 +1,12 @@
 """Run as a script by tests/test_memory_fit.py: 'auto' GPU shares on a loopback Ray cluster
 whose nodes declare GPUs they do not have (a 2-CPU head without GPUs, a 2-CPU node with 2),
-each GPU said to hold runtime.gpu_memory_gb. Prints one JSON line: what `info` printed, the
-fitted layout, and the GPUs real actors in its reserved bundles were given; then what `info`
-prints for a layout that cannot fit."""
+each GPU said to hold runtime.gpu_memory_gb. One cluster for every case: what `info` prints
+for a layout that fits and for one that cannot (left out with --no-info); then a 2-round
+run of each algorithm named on the command line (default FSL-SAGE) under
+actor_num_gpus=auto and server_num_gpus=auto, its actors holding the fitted GPU shares while
+runtime.device=cpu keeps the work on CPU (the GPUs are not there), with the GPUs and
+resources each actor was given, its run.log, and the same run in-process. Prints one JSON
+line."""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ import io
 import json
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -18,11 +24,13 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
+from fslsage_ray.callbacks import RunCallback  # noqa: E402
 from fslsage_ray.cli import main as cli_main  # noqa: E402
-from fslsage_ray.config import load_config  # noqa: E402
-from fslsage_ray.memory.auto import fit_to_cluster  # noqa: E402
+from fslsage_ray.config import load_config, quickstart_path  # noqa: E402
 from fslsage_ray.memory.estimate import MemoryPlanner  # noqa: E402
-from fslsage_ray.runtime.reservation import in_bundle, layout_on_cluster, release, reserve  # noqa: E402
+from fslsage_ray.outputs.metrics import TIMING_COLUMNS  # noqa: E402
+from fslsage_ray.outputs.run_dir import LOG_FILE  # noqa: E402
+from fslsage_ray.simulation import Simulation  # noqa: E402
 
 OVERRIDES = [
     "algorithm.num_clients=12",
@@ -32,13 +40,68 @@ OVERRIDES = [
     "runtime.server_num_gpus=auto",
     "runtime.actor_num_cpus=0.1",
     "runtime.server_num_cpus=0.1",
+    "run.rounds=2",
+    "runtime.device=cpu",  # runs: GPU shares reserved, the work on CPU
 ]
 
 
-@ray.remote(num_cpus=0)
-class Probe:
-    def where(self) -> list:
-        return [ray.get_runtime_context().get_node_id(), [str(g) for g in ray.get_gpu_ids()]]
+def where(actor: object) -> dict:
+    """Run inside an actor (__ray_call__): its node, the GPUs Ray gave it and its resources."""
+    context = ray.get_runtime_context()
+    return {
+        "node": context.get_node_id(),
+        "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+        "resources": context.get_assigned_resources(),
+    }
+
+
+class SeeActors(RunCallback):
+    """After the first round, while the actors live: where each of them runs and with what."""
+
+    def __init__(self) -> None:
+        self.sim: Simulation | None = None
+        self.clients: list[dict] = []
+        self.server: dict = {}
+
+    def on_round_recorded(self, row) -> None:
+        backend = self.sim.backend
+        if not self.clients:
+            self.clients = ray.get([a.__ray_call__.remote(where) for a in backend.actors])
+            self.server = ray.get(backend.server_actor.__ray_call__.remote(where))
+
+
+def learning(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]
+
+
+def train(address: str, algorithm: str, out: Path) -> dict:
+    """One run on the cluster under 'auto' and the same run in-process."""
+    on_cluster = [*OVERRIDES, f"algorithm.name={algorithm}"]
+    config = load_config(  # the quick start, as `info` reads it
+        quickstart_path(), [*on_cluster, f"runtime.address={address}", "runtime.gpu_memory_gb=2"]
+    )
+    seen = SeeActors()
+    sim = seen.sim = Simulation(config, out / algorithm, progress=False, callbacks=[seen])
+    rows = sim.run().to_pylist()
+    layout, runtime = sim.backend.layout, sim.config.runtime
+    plan = MemoryPlanner(sim.config).plan(layout.groups)
+    inprocess = load_config(quickstart_path(), [*on_cluster, "runtime.backend=inprocess"])
+    reference = Simulation(inprocess, out / f"{algorithm}-inprocess", progress=False).run()
+    return {
+        "rows": learning(rows),
+        "reference": learning(reference.to_pylist()),
+        "run_log": (out / algorithm / LOG_FILE).read_text(),
+        "actor_gpus": runtime.actor_num_gpus,
+        "server_gpus": runtime.server_num_gpus,
+        "num_actors": runtime.num_actors,
+        "window": runtime.max_inflight_uploads,
+        "layout_actors": layout.num_actors,
+        "clients": seen.clients,
+        "server": seen.server,
+        "devices": sim.backend.devices,
+        "client_gpu_bytes": plan.actor("client actor").gpu_total,
+        "server_gpu_bytes": plan.actor("server actor").gpu_total,
+    }
 
 
 def info(address: str, gib: float, *more: str) -> tuple[int, str]:
@@ -56,52 +119,21 @@ def info(address: str, gib: float, *more: str) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-def main() -> None:
+def main(algorithms: list[str], with_info: bool = True) -> None:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 0})
     gpu_node = cluster.add_node(num_cpus=2, num_gpus=2)
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     try:
-        code, text = info(cluster.address, 2.0)
-        # 0.6 GiB GPUs: the server's share (0.97) leaves one GPU for client actors, which
-        # holds one of them with its CUDA context, not the 12 asked for
-        refused_code, refused = info(cluster.address, 0.6, "runtime.num_actors=12")
-        config = load_config(
-            None, [*OVERRIDES, f"runtime.address={cluster.address}", "runtime.gpu_memory_gb=2"]
-        )
-        fitted = fit_to_cluster(config)
-        runtime = fitted.config.runtime
-        layout = layout_on_cluster(runtime, 12)
-        group = reserve(layout, 60)
-        probes = [
-            Probe.options(
-                num_cpus=0.1, num_gpus=runtime.actor_num_gpus, **in_bundle(group, b)
-            ).remote()
-            for b in range(layout.actor_bundle(0), layout.actor_bundle(layout.num_actors))
-        ]
-        server = Probe.options(
-            num_cpus=0.1, num_gpus=runtime.server_num_gpus, **in_bundle(group, 0)
-        ).remote()
-        seen = ray.get([p.where.remote() for p in probes], timeout=180)
-        server_seen = ray.get(server.where.remote(), timeout=180)
-        release(group)
-        plan = MemoryPlanner(fitted.config).plan(layout.groups)
-        result = {
-            "info_code": code,
-            "info": text,
-            "refused_code": refused_code,
-            "refused": refused,
-            "actor_gpus": runtime.actor_num_gpus,
-            "server_gpus": runtime.server_num_gpus,
-            "num_actors": runtime.num_actors,
-            "window": runtime.max_inflight_uploads,
-            "layout_actors": layout.num_actors,
-            "actors_on_gpu_node": sum(node == gpu_node.node_id for node, _ in seen),
-            "actor_gpu_ids": [gpus for _, gpus in seen],
-            "server_gpu_ids": server_seen[1],
-            "client_gpu_bytes": plan.actor("client actor").gpu_total,
-            "server_gpu_bytes": plan.actor("server actor").gpu_total,
-        }
+        result: dict = {"gpu_node": gpu_node.node_id}
+        if with_info:
+            result["info_code"], result["info"] = info(cluster.address, 2.0)
+            # 0.6 GiB GPUs: the server's share (0.97) leaves one GPU for client actors, which
+            # holds one of them with its CUDA context, not the 12 asked for
+            refused = info(cluster.address, 0.6, "runtime.num_actors=12")
+            result["refused_code"], result["refused"] = refused
+        with tempfile.TemporaryDirectory(prefix="gpu-fit-") as out:
+            result["runs"] = {a: train(cluster.address, a, Path(out)) for a in algorithms}
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -110,4 +142,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    names = [a for a in sys.argv[1:] if a != "--no-info"]
+    main(names or ["fsl_sage"], with_info="--no-info" not in sys.argv)
