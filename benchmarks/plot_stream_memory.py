@@ -111,11 +111,13 @@ def plot(points: Sequence[Point], out: Path) -> list[str]:
         for p in group:
             if p.note:
                 ax.plot(p.clients, p.gib, marker, mfc="none", color=color, ms=9)
+                right = p.clients == top  # at the right edge: the note goes to its left
                 ax.annotate(
                     p.note,
                     (p.clients, p.gib),
-                    xytext=(6, -12),
+                    xytext=(-8 if right else 8, -14),
                     textcoords="offset points",
+                    ha="right" if right else "left",
                     fontsize=7,
                     color=color,
                 )
