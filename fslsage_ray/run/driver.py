@@ -16,6 +16,7 @@ from fslsage_ray.algorithms.phases import LocalPhase, ServerJobPhase
 from fslsage_ray.config import Config
 from fslsage_ray.outputs.callbacks import CallbackList
 from fslsage_ray.outputs.metrics import MetricsTable
+from fslsage_ray.probes.generation import GenerationRunner
 from fslsage_ray.probes.runner import ProbeRunner
 from fslsage_ray.run.record import RoundRecord, job_figures
 from fslsage_ray.runtime.backend import Backend, ServerStats
@@ -38,8 +39,10 @@ class RoundDriver:
         metrics: MetricsTable,
         callbacks: CallbackList,
         probes: ProbeRunner | None = None,
+        generation: GenerationRunner | None = None,
     ) -> None:
-        """`probes`: the run's leakage probes (None: probes.list is empty)."""
+        """`probes`: the run's leakage probes (None: probes.list is empty); `generation`:
+        the generation scores (None: run.generate_every is off)."""
         self.config = config
         self.algorithm = algorithm
         self.backend = backend
@@ -48,6 +51,7 @@ class RoundDriver:
         self.metrics = metrics
         self.callbacks = callbacks
         self.probes = probes
+        self.generation = generation
         self.num_batches = backend.num_batches()
 
     def play_round(self, t: int, global_parts: Parts) -> tuple[dict[str, Any], Parts]:
@@ -79,6 +83,9 @@ class RoundDriver:
             self.callbacks.on_phase(f"round {t}: probes")
             self.probes.observe(t, ledger.messages())
             row.update(self.probes.columns(t, self.backend, new_parts))
+        if self.generation is not None:  # read-only too, as the probes
+            self.callbacks.on_phase(f"round {t}: decoding test MRs")
+            row.update(self.generation.columns(t, self.backend, new_parts))
         if self.system is not None:
             row.update(self._sim_columns(t, chosen, ledger, results, server))
         else:
