@@ -198,3 +198,27 @@ def test_a_resume_refuses_changing_what_generation_measures() -> None:
         assert [d.split(":")[0] for d in config_differences(saved, again)] == [change.split("=")[0]]
     same = load_config(None, [*TINY, "run.generate_every=2", "run.keep_best=false"])
     assert config_differences(saved, same) == []  # keeping the best measures nothing
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_generation_columns_are_the_same_on_ray_actors(runs, ray_local) -> None:
+    """On 2 client actors and a server actor the scores (decoded in the server actor) and
+    every learning column equal the in-process run's; the best file is written there too."""
+    from fslsage_ray.outputs.best_checkpoint import load_best
+
+    root, plain, scored = runs
+    on_ray = run_tiny(
+        root / "ray",
+        *[o for o in FAST if o != "runtime.backend=inprocess"],
+        *GENERATE[:2],
+        "runtime.num_actors=2",
+    )
+    skip = set(TIMING_COLUMNS) | {"gen_s"}
+    assert [{k: _clean(v) for k, v in r.items() if k not in skip} for r in on_ray] == [
+        {k: _clean(v) for k, v in r.items() if k not in skip} for r in scored
+    ]
+    ray_best, here = load_best(root / "ray"), load_best(root / "plain")
+    assert ray_best["round"] == here["round"]
+    for key, value in here["eval_head"].items():
+        assert torch.equal(ray_best["eval_head"][key], value)
