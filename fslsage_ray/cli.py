@@ -349,7 +349,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         for key, name in (("bleu", "BLEU"), ("nist", "NIST"), ("rouge_l", "ROUGE-L"))
         if result.get(key) is not None
     )
-    print(f"{result['mrs']} MRs decoded ({result['checkpoint']} checkpoint): {scores}")
+    print(
+        f"{result['mrs']} MRs decoded ({result['checkpoint']} checkpoint, round "
+        f"{result['round']}): {scores}"
+    )
     print(f"wrote {Path(args.run_dir) / PREDICTIONS_FILE} and {GENERATION_FILE}")
     return 0
 
@@ -498,9 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("run_dir", help="a finished run folder with a checkpoint")
     generate.add_argument(
         "--checkpoint",
-        choices=["last", "initial"],
+        choices=["last", "best", "initial"],
         default="last",
-        help="last: the run's checkpoint; initial: the untrained model (a baseline)",
+        help="last: the run's checkpoint; best: the round with the best test loss "
+        "(checkpoint_best.pt, run.keep_best); initial: the untrained model (a baseline)",
     )
     generate.add_argument("--beam", type=int, default=10, help="beam size (LoRA paper: 10)")
     generate.add_argument("--length-penalty", type=float, default=0.9, help="(LoRA paper: 0.9)")

@@ -33,7 +33,9 @@ from fslsage_ray.outputs.provenance import PROVENANCE_FILE, ProvenanceRecord, pr
 from fslsage_ray.outputs.run_dir import CONFIG_FILE, LOG_FILE, METRICS_FILE
 from fslsage_ray.outputs.storage import Where, download, is_uri
 from fslsage_ray.outputs.trackers import TrackerCallback, check_tracker, make_tracker
+from fslsage_ray.probes.generation import GenerationRunner
 from fslsage_ray.probes.runner import ProbeRunner, check_probes
+from fslsage_ray.run.best import BestKeeper, keeps_best
 from fslsage_ray.run.driver import RoundDriver
 from fslsage_ray.run.folder import RunFolder
 from fslsage_ray.run.round_log import RoundLogLine
@@ -223,8 +225,14 @@ class Simulation:
                 callbacks,
                 self._probes(),
                 self._authors_view(),
+                GenerationRunner(self.config, task) if self.config.run.generates else None,
             )
-            self._training = Training(driver, folder, callbacks, task.fingerprint())
+            best = (
+                BestKeeper(self.config, task, task.fingerprint(), folder.path)
+                if folder.path is not None and keeps_best(self.config, task)
+                else None
+            )
+            self._training = Training(driver, folder, callbacks, task.fingerprint(), best)
             if folder.resumed is not None:
                 checkpoint = folder.resumed
                 log.info("resuming after round %d", checkpoint["round"])

@@ -31,9 +31,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("runtime", ("runtime",)),
     ("outputs", ("outputs",)),
     ("memory", ("memory",)),
+    ("language models", ("lm",)),  # decoding and E2E scores: under probes (generate_every)
     ("probes", ("probes",)),
     ("coordinator", ("simulation", "run", "callbacks", "stopping", "plan")),
-    ("studies", ("compare", "study", "lm")),
+    ("studies", ("compare", "study")),
     ("cli", ("cli", "__main__")),
 ]
 

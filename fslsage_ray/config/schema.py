@@ -432,6 +432,14 @@ class RunConfig:
     tracker_project: str = display("fslsage-ray")  # MLflow experiment / W&B project
     callbacks: list[str] = display(factory=list)  # "package.module:Name" run callbacks:
     # they watch and add columns, learning does not depend on them (may change on --resume)
+    keep_best: bool | None = display(None)  # also keep checkpoint_best.pt: the models of
+    # the round with the best headline so far (client part + server eval head, no optimiser),
+    # for `generate --checkpoint best`; None: on for language models, off for images
+    generate_every: int | None = results(None)  # language models: decode run.generate_limit
+    # test MRs every this many rounds (and the last), gen_bleu/gen_rouge_l columns; None/0: off
+    generate_limit: int = results(20)  # the first this many test MRs (file order), fixed
+    generate_beam: int = results(1)  # beam width of that decoding (1: greedy, cheap on CPU;
+    # `generate` uses the LoRA paper's 10); length penalty 0.9, no repeated 4-grams, 64 tokens
 
     def __post_init__(self) -> None:
         _require(self.rounds >= 1, f"run.rounds must be >= 1, got {self.rounds}")
@@ -461,6 +469,26 @@ class RunConfig:
             "with the run; give them in the tracker's own environment variables",
         )
         _require(bool(self.tracker_project.strip()), "run.tracker_project must not be empty")
+        _require(
+            self.generate_every is None or self.generate_every >= 0,
+            f"run.generate_every must be >= 0 (0 or null: off), got {self.generate_every}",
+        )
+        _require(
+            self.generate_limit >= 1, f"run.generate_limit must be >= 1, got {self.generate_limit}"
+        )
+        _require(
+            self.generate_beam >= 1, f"run.generate_beam must be >= 1, got {self.generate_beam}"
+        )
+
+    @property
+    def generates(self) -> bool:
+        """Whether test MRs are decoded during training (run.generate_every set)."""
+        return bool(self.generate_every)
+
+    def is_generation_round(self, t: int) -> bool:
+        """Round t (from 0) decodes: every generate_every rounds (t+1 divisible) and the last."""
+        every = self.generate_every
+        return bool(every) and ((t + 1) % every == 0 or t + 1 == self.rounds)
 
 
 @dataclass(frozen=True)
@@ -488,6 +516,11 @@ class Config:
             ),
             "algorithm.server_order=client_major is a fixed order; it cannot be combined with "
             "runtime.upload_order=arrival",
+        )
+        _require(
+            not self.run.generates or (self.model.name == "gpt2" and self.data.name == "e2e"),
+            "run.generate_every decodes E2E meaning representations: it needs model.name=gpt2 "
+            f"and data.name=e2e, not {self.model.name} on {self.data.name}",
         )
 
 

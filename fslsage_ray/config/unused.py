@@ -72,3 +72,6 @@ def refuse_unused(config: Any, raw: Mapping[str, Any]) -> None:
     if run.tracker == "none":
         keys = [k for k in _given(raw, "run", run) if k in ("tracker_uri", "tracker_project")]
         _refuse("run", keys, "while run.tracker=none; name a tracker or drop them")
+    if not run.generates:
+        keys = [k for k in _given(raw, "run", run) if k in ("generate_limit", "generate_beam")]
+        _refuse("run", keys, "while run.generate_every is off; set it (rounds) or drop them")

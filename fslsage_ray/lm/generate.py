@@ -4,7 +4,9 @@ score the texts with the E2E metrics.
 The models are the ones the run evaluates: the aggregated client part from the checkpoint's
 global parts, then the server's evaluation head restored from the checkpoint's server state
 (for SplitFed-MS and FSL-AN the average of the server copies), rebuilt the way a run builds
-them, on one device, without Ray. ``--checkpoint initial`` decodes with the untrained model
+them, on one device, without Ray. ``--checkpoint best`` decodes the models of the round with
+the best test loss instead (checkpoint_best.pt, run.keep_best: client part and evaluation head
+as that round evaluated them). ``--checkpoint initial`` decodes with the untrained model
 instead (the same seed's initial weights): the baseline every trained BLEU is read against.
 
 The test MRs are the distinct ``mr`` values among the run's test rows (``data.test_subset``
@@ -36,7 +38,7 @@ from fslsage_ray.outputs.generation_scores import GENERATION_FILE
 log = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "predictions.txt"
-CHECKPOINTS = ("last", "initial")
+CHECKPOINTS = ("last", "best", "initial")
 
 
 @dataclass
@@ -47,7 +49,8 @@ class TrainedSplit:
     task: Any  # LanguageModelling
     client: nn.Module
     head: nn.Module
-    round: int  # the last completed round in the checkpoint; -1: the initial model
+    round: int  # the round the models come from; -1: the initial model
+    checkpoint: str = "last"  # which: last | best | initial
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ def load_split(run_dir: str | Path, checkpoint: str = "last", device: str = "cpu
     """The client part and server head of a run folder's checkpoint (or of its start)."""
     from fslsage_ray.algorithms.registry import get_algorithm
     from fslsage_ray.experiment import WorldSpec, build_template, initial_aux, load_data, partition
+    from fslsage_ray.models.frozen import load_own_state
+    from fslsage_ray.outputs.best_checkpoint import load_best
     from fslsage_ray.outputs.checkpoint import load_checkpoint
     from fslsage_ray.outputs.run_dir import CONFIG_FILE
     from fslsage_ray.runtime.server_host import ServerHost
@@ -74,7 +79,7 @@ def load_split(run_dir: str | Path, checkpoint: str = "last", device: str = "cpu
         payload = None
         config = load_config(run_dir / CONFIG_FILE)
     else:
-        payload = load_checkpoint(run_dir)
+        payload = load_best(run_dir) if checkpoint == "best" else load_checkpoint(run_dir)
         config = config_from_dict(payload["config"])
     if config.model.name != "gpt2" or config.data.name != "e2e":
         raise ConfigError(
@@ -97,14 +102,16 @@ def load_split(run_dir: str | Path, checkpoint: str = "last", device: str = "cpu
         )
         round_done = -1
     else:
-        if "backend" in payload:  # else: saved before round 0, the initial server
+        if "eval_head" in payload:  # the best round's head, without its frozen weights
+            load_own_state(host.server.eval_head(), payload["eval_head"], "the best head")
+        elif "backend" in payload:  # else: saved before round 0, the initial server
             host.restore(payload["backend"]["server"])
         parts = payload["global_parts"]
         round_done = int(payload["round"])
     client_state = parts["full"] if "full" in parts else parts["client"]
     client, head = host.eval_models(client_state).value  # the models themselves, unboxed
     client, head = client.to(device).eval(), head.to(device).eval()
-    return TrainedSplit(config, data.task, client, head, round_done)
+    return TrainedSplit(config, data.task, client, head, round_done, checkpoint)
 
 
 def test_set(config: Config, task, limit: int | None = None) -> TestSet:

@@ -12,6 +12,7 @@ from fslsage_ray.outputs.storage import Where, has_files, join
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.parquet"
 LOG_FILE = "run.log"
+BEST_FILE = "checkpoint_best.pt"  # the best round's models (outputs/best_checkpoint.py)
 
 
 def default_run_dir(config: Config) -> Where:
@@ -34,7 +35,7 @@ def prepare_run_dir(path: Path, config: Config, overwrite: bool = False) -> Path
     path = Path(path)
     check_run_dir(path, overwrite)
     if path.exists() and overwrite:
-        for name in (CONFIG_FILE, METRICS_FILE, LOG_FILE):
+        for name in (CONFIG_FILE, METRICS_FILE, LOG_FILE, BEST_FILE):
             (path / name).unlink(missing_ok=True)
     path.mkdir(parents=True, exist_ok=True)
     (path / CONFIG_FILE).write_text(dump_config(config))

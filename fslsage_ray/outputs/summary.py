@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fslsage_ray.outputs.headline import HeadlineMetric
+from fslsage_ray.outputs.headline import HeadlineMetric, is_number
 from fslsage_ray.outputs.runs import (
     RunRecord,
     common_headline,
@@ -62,9 +62,20 @@ def summarize(records: Sequence[RunRecord], target: float | None) -> list[dict[s
     return rows
 
 
+SCORE_HEADERS = {
+    "bleu": "BLEU",
+    "rouge_l": "ROUGE-L",
+    "gen_bleu": "gen BLEU",
+    "gen_rouge_l": "gen ROUGE-L",
+}
+
+
 def _generation_columns(runs: Sequence[RunRecord]) -> dict[str, float]:
     """bleu / rouge_l (mean and spread) where every seed's run folder holds generation.json
-    (`fslsage-ray generate`); nothing otherwise."""
+    (`fslsage-ray generate`), and gen_bleu / gen_rouge_l, the last round's scores of
+    run.generate_every (a fixed subset of test MRs, decoded as run.generate_beam says), where
+    every seed's metrics have them; the two are kept apart, being different decodings of
+    different MR sets. Nothing otherwise."""
     from fslsage_ray.outputs.generation_scores import read_generation_scores
 
     found = [read_generation_scores(r.path) for r in runs]
@@ -73,6 +84,10 @@ def _generation_columns(runs: Sequence[RunRecord]) -> dict[str, float]:
         values = [f.get(key) if f else None for f in found]
         if values and None not in values:
             columns[key], columns[f"{key}_sd"] = mean_spread(values)
+    for key in ("gen_bleu", "gen_rouge_l"):
+        last = [[float(v) for v in r.column(key) if is_number(v)] for r in runs]
+        if last and all(last):
+            columns[key], columns[f"{key}_sd"] = mean_spread([v[-1] for v in last])
     return columns
 
 
@@ -105,8 +120,8 @@ def to_markdown(rows: Sequence[dict[str, Any]], target: float | None) -> str:
         header.insert(2 + with_setting, "seeds")
     if target is not None:
         header.append(f"GiB to {target_label(metric, target)}")
-    scored = [key for key in ("bleu", "rouge_l") if any(key in row for row in rows)]
-    header += [{"bleu": "BLEU", "rouge_l": "ROUGE-L"}[key] for key in scored]
+    scored = [key for key in SCORE_HEADERS if any(key in row for row in rows)]
+    header += [SCORE_HEADERS[key] for key in scored]
     timed = "sim_s_total" in first
     if timed:
         header.append("simulated s")

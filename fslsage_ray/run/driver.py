@@ -17,6 +17,7 @@ from fslsage_ray.algorithms.phases import LocalPhase, ServerJobPhase
 from fslsage_ray.config import Config
 from fslsage_ray.outputs.callbacks import CallbackList
 from fslsage_ray.outputs.metrics import MetricsTable
+from fslsage_ray.probes.generation import GenerationRunner
 from fslsage_ray.probes.runner import ProbeRunner
 from fslsage_ray.run.record import RoundRecord, job_figures
 from fslsage_ray.runtime.backend import Backend, ServerStats
@@ -40,9 +41,11 @@ class RoundDriver:
         callbacks: CallbackList,
         probes: ProbeRunner | None = None,
         authors: AuthorsView | None = None,
+        generation: GenerationRunner | None = None,
     ) -> None:
         """`probes`: the run's leakage probes (None: probes.list is empty); `authors`: the
-        authors' byte count, priced from the same messages (None: run.authors_ledger off)."""
+        authors' byte count, priced from the same messages (None: run.authors_ledger off);
+        `generation`: the generation scores (None: run.generate_every is off)."""
         self.config = config
         self.algorithm = algorithm
         self.backend = backend
@@ -52,6 +55,7 @@ class RoundDriver:
         self.callbacks = callbacks
         self.probes = probes
         self.authors = authors
+        self.generation = generation
         self.num_batches = backend.num_batches()
 
     def play_round(self, t: int, global_parts: Parts) -> tuple[dict[str, Any], Parts]:
@@ -87,6 +91,9 @@ class RoundDriver:
             priced = self.authors.round_bytes((k, n) for _, _, k, n in ledger.messages())
             previous = self.metrics.rows[-1] if self.metrics.rows else None
             row.update(self.authors.columns(sum(priced.values()), previous))
+        if self.generation is not None:  # read-only too, as the probes
+            self.callbacks.on_phase(f"round {t}: decoding test MRs")
+            row.update(self.generation.columns(t, self.backend, new_parts))
         if self.system is not None:
             row.update(self._sim_columns(t, chosen, ledger, results, server))
         else:

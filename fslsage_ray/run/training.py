@@ -22,6 +22,7 @@ from fslsage_ray.config import Config, config_to_dict
 from fslsage_ray.errors import RunStopped
 from fslsage_ray.outputs.callbacks import CallbackList
 from fslsage_ray.outputs.metrics import MetricsTable
+from fslsage_ray.run.best import BestKeeper
 from fslsage_ray.run.driver import RoundDriver
 from fslsage_ray.run.folder import RunFolder
 from fslsage_ray.runtime.backend import Backend, WorkerLost
@@ -65,8 +66,11 @@ class Training:
         folder: RunFolder,
         callbacks: CallbackList,
         task_fingerprint: str,
+        best: BestKeeper | None = None,
     ) -> None:
+        """`best`: keeps checkpoint_best.pt (None: run.keep_best off, or no run folder)."""
         self.driver = driver
+        self.best = best
         self.config = driver.config
         self.backend = driver.backend
         self.metrics = driver.metrics
@@ -105,6 +109,8 @@ class Training:
         row.update(self.callbacks.round_columns(MappingProxyType(row)))  # the stored row
         self.folder.write_metrics(self.metrics)
         reason = self.callbacks.on_round_recorded(MappingProxyType(row))
+        if self.best is not None:  # before the checkpoint and the mirror's sync
+            self.best.after_round(t, self.metrics.rows, self.backend, global_parts)
         done = t + 1 >= run.rounds or reason is not None
         if run.checkpoint_every and ((t + 1) % run.checkpoint_every == 0 or done):
             checkpoint = self.state(t, global_parts, self.backend)
@@ -129,6 +135,8 @@ class Training:
         if "backend" in state:  # else: the initial state, which fresh workers already hold
             self.backend.restore(state["backend"])
         self.metrics.restore(state["metrics"])
+        if self.best is not None:
+            self.best.restore(state["round"])
         if self.driver.probes is not None:
             self.driver.probes.restore(state.get("probes"))
         self.callbacks.on_restore(self.metrics.rows)
