@@ -189,15 +189,14 @@ def test_before_alignment_is_the_same_in_process_and_on_two_actors(tmp_path, ray
 
 @pytest.mark.ray
 @pytest.mark.parametrize("method", ["fsl_sage", pytest.param("cse_fsl", marks=pytest.mark.slow)])
-def test_client_major_is_the_same_in_process_and_on_one_or_three_actors(
+def test_client_major_is_the_same_in_process_and_on_three_actors(
     method, tmp_path, ray_local, run_cache
 ):
-    # three rounds: rounds 0 and 2 align, so both fitting orders are covered
+    # three rounds: rounds 0 and 2 align, so both fitting orders are covered. One actor is
+    # not run here: test_determinism covers 1 against 3 actors, and the clock of a 2-core CI.
     alg = (f"algorithm.name={method}", "run.rounds=3")
     reference = run_small(tmp_path / "in", "runtime.backend=inprocess", CLIENT_MAJOR, *alg)
-    one = run_small(tmp_path / "one", "runtime.num_actors=1", CLIENT_MAJOR, *alg)
     three = run_small(tmp_path / "three", "runtime.num_actors=3", CLIENT_MAJOR, *alg)
-    assert_same_learning(reference, one)
     assert_same_learning(reference, three)
     interleaved = run_cache([*SMALL, "runtime.backend=inprocess", *alg])
     assert reference[-1]["test_loss"] != interleaved[-1]["test_loss"]  # the order matters
