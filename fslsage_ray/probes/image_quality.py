@@ -9,12 +9,17 @@ so the package imports without it and only a reconstruction probe needs it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 INSTALL_HINT = "pip install 'fslsage-ray[probes]' (or: pip install torchmetrics)"
 SSIM_WINDOW = 11  # Wang et al.'s Gaussian window (sigma 1.5), clipped to smaller images
 SSIM_SIGMA = 1.5
+GRID_DPI = 100  # the reconstruction grid's resolution, saved or shown inline
 
 
 def _image_metrics():
@@ -67,14 +72,16 @@ def ssim(images: torch.Tensor, references: torch.Tensor, data_range: float = 1.0
     )
 
 
-def save_reconstruction_grid(
+def reconstruction_grid(
     originals: torch.Tensor,
     reconstructions: torch.Tensor,
-    path: str | Path,
     max_images: int = 16,
-) -> Path:
-    """A PNG (or any format matplotlib writes) with originals on the top row and their
-    reconstructions beneath, so a person sees what the attack recovered; returns the path.
+    title: str | None = None,
+) -> Figure:
+    """A matplotlib figure with originals on the top row and their reconstructions beneath,
+    so a person sees what the attack recovered. Returned rather than saved so a notebook can
+    show it inline (Jupyter draws it as a PNG, without pyplot); `save_reconstruction_grid`
+    writes it to a file.
 
     Images are float (N, C, H, W) in [0, 1], one or three channels. The figure is drawn
     without pyplot, so no global figure state changes and it works in headless workers.
@@ -82,12 +89,12 @@ def save_reconstruction_grid(
     _check_pair(originals, reconstructions)
     if originals.shape[1] not in (1, 3):
         raise ValueError(f"a grid needs 1 or 3 channels, got {originals.shape[1]}")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from fslsage_ray.outputs.plots import PlotFigure  # draws inline in Jupyter, no pyplot
 
     count = min(int(originals.shape[0]), max_images)
-    figure = Figure(figsize=(1.1 * count + 0.9, 2.4))
-    FigureCanvasAgg(figure)
+    figure = PlotFigure()
+    figure.set_dpi(GRID_DPI)
+    figure.set_size_inches(1.1 * count + 0.9, 2.4 + (0.3 if title else 0.0))
     axes = figure.subplots(2, count, squeeze=False)
     rows = (("original", originals), ("reconstructed", reconstructions))
     for row, (label, images) in enumerate(rows):
@@ -101,8 +108,22 @@ def save_reconstruction_grid(
             axis.set_xticks([])
             axis.set_yticks([])
         axes[row][0].set_ylabel(label, fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=9)
     figure.tight_layout()
+    return figure
+
+
+def save_reconstruction_grid(
+    originals: torch.Tensor,
+    reconstructions: torch.Tensor,
+    path: str | Path,
+    max_images: int = 16,
+) -> Path:
+    """Write `reconstruction_grid`'s figure (originals above reconstructions) as a PNG, or
+    any format matplotlib writes; returns the path."""
+    figure = reconstruction_grid(originals, reconstructions, max_images)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    figure.savefig(path, dpi=GRID_DPI)
     return path

@@ -18,7 +18,12 @@ from torch import nn
 
 pytest.importorskip("torchmetrics")
 
-from fslsage_ray.probes.image_quality import psnr, save_reconstruction_grid, ssim  # noqa: E402
+from fslsage_ray.probes.image_quality import (  # noqa: E402
+    psnr,
+    reconstruction_grid,
+    save_reconstruction_grid,
+    ssim,
+)
 from fslsage_ray.probes.inversion import (  # noqa: E402
     InversionSettings,
     reconstruct_images,
@@ -208,6 +213,21 @@ def test_the_grid_shows_originals_above_reconstructions(digits, tmp_path):
     with Image.open(path) as picture:
         width, height = picture.size
     assert width > height > 0
+
+
+def test_the_grid_is_a_figure_a_notebook_shows_inline(digits):
+    """Jupyter draws an object with `_repr_png_` as an image: the grid needs no pyplot."""
+    import io
+
+    from PIL import Image
+
+    _, probe = digits
+    figure = reconstruction_grid(probe[:5], 1 - probe[:5], title="originals above")
+    assert len(figure.axes) == 10  # two rows of five
+    assert figure._suptitle.get_text() == "originals above"
+    with Image.open(io.BytesIO(figure._repr_png_())) as picture:
+        assert picture.format == "PNG"
+        assert picture.size[0] > picture.size[1] > 0
 
 
 # --- text ---------------------------------------------------------------------------------
