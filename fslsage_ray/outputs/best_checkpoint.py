@@ -14,25 +14,21 @@ run.keep_best). Written atomically and read with weights_only=True, like checkpo
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from fslsage_ray.config import ConfigError
+from fslsage_ray.outputs.checkpoint import save_atomically
 from fslsage_ray.outputs.run_dir import BEST_FILE
 
 BEST_FORMAT = 1
 
 
 def save_best(run_dir: Path, payload: dict[str, Any]) -> Path:
-    """Write to a temporary file, then rename: a crash mid-write keeps the previous best."""
-    path = Path(run_dir) / BEST_FILE
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save({"best_format": BEST_FORMAT, **payload}, tmp)
-    os.replace(tmp, path)
-    return path
+    """Atomically: a crash mid-write keeps the previous best."""
+    return save_atomically(Path(run_dir) / BEST_FILE, {"best_format": BEST_FORMAT, **payload})
 
 
 def load_best(run_dir: Path) -> dict[str, Any]:

@@ -20,13 +20,16 @@ CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = 2  # 2: one initial AM for every FSL-SAGE client; CSE-FSL/FSL-AN AMs' own Adam
 
 
-def save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> Path:
-    """Write to a temporary file, then rename: a crash mid-write keeps the previous one."""
-    path = Path(run_dir) / CHECKPOINT_FILE
+def save_atomically(path: Path, payload: dict[str, Any]) -> Path:
+    """Write to a temporary file, then rename: a crash mid-write keeps the previous file."""
     tmp = path.with_suffix(".pt.tmp")
-    torch.save({"format": FORMAT, **payload}, tmp)
+    torch.save(payload, tmp)
     os.replace(tmp, path)
     return path
+
+
+def save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> Path:
+    return save_atomically(Path(run_dir) / CHECKPOINT_FILE, {"format": FORMAT, **payload})
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, Any]:
