@@ -226,6 +226,28 @@ class Server(ABC):
     @abstractmethod
     def restore(self, snap: Mapping[str, Any]) -> None: ...
 
+    # --- per-client entries, checkpointed one at a time (runtime/state_file.py) ----------
+    # A server with per-client state (FSL-SAGE's AMs and buffers, SplitFed-MS's copies)
+    # splits its snapshot into a shared part and one entry per client, so a checkpoint never
+    # needs all entries in memory at once. A server without them is all shared part.
+    def snapshot_shared(self) -> dict[str, Any]:
+        """What `snapshot` holds apart from the per-client entries."""
+        return self.snapshot()
+
+    def entry_ids(self) -> list[int]:
+        """Clients whose entry left its initial state (the rest are built again)."""
+        return []
+
+    def entry_snapshot(self, cid: int) -> dict[str, Any]:
+        raise KeyError(f"{type(self).__name__} keeps no per-client state (client {cid})")
+
+    def restore_shared(self, snap: Mapping[str, Any]) -> None:
+        """Back to a `snapshot_shared`, every per-client entry in its initial state."""
+        self.restore(snap)
+
+    def restore_entry(self, cid: int, snap: Mapping[str, Any]) -> None:
+        raise KeyError(f"{type(self).__name__} keeps no per-client state (client {cid})")
+
     def record_loss(self, loss: float) -> None:
         self.loss_sum += loss
         self.uploads += 1

@@ -361,21 +361,37 @@ class FslSageServer(Server):
     def eval_head(self) -> nn.Module:
         return self.model
 
+    def snapshot_shared(self) -> dict[str, Any]:
+        return snapshot_pair(self.model, self.optimizer)
+
+    def entry_ids(self) -> list[int]:
+        return self.states.built
+
+    def entry_snapshot(self, cid: int) -> dict[str, Any]:
+        return self.states.snapshot(cid)  # {"aux": AM and its optimizer, "buffer": ...}
+
+    def restore_shared(self, snap: Mapping[str, Any]) -> None:
+        restore_pair(snap, self.model, self.optimizer)
+        self.states.reset()
+
+    def restore_entry(self, cid: int, snap: Mapping[str, Any]) -> None:
+        self.states.restore(cid, snap)
+        self.states.release(keep=())  # restoring many: idle ones go to disk as they come
+
     def snapshot(self) -> dict[str, Any]:
         """The server model, and the per-client state of clients that ever used it (one that
         never did is in its initial state, built again on use)."""
-        snap = snapshot_pair(self.model, self.optimizer)
-        states = {c: self.states.snapshot(c) for c in self.states.built}
+        snap = self.snapshot_shared()
+        states = {c: self.entry_snapshot(c) for c in self.entry_ids()}
         snap["aux"] = {c: s["aux"] for c, s in states.items()}
         snap["buffers"] = {c: s["buffer"] for c, s in states.items()}
         return snap
 
     def restore(self, snap: Mapping[str, Any]) -> None:
-        restore_pair(snap, self.model, self.optimizer)
-        self.states.reset()
+        self.restore_shared(snap)
         for cid in self.states.cids:
             if cid in snap["aux"]:
-                self.states.restore(cid, {"aux": snap["aux"][cid], "buffer": snap["buffers"][cid]})
+                self.restore_entry(cid, {"aux": snap["aux"][cid], "buffer": snap["buffers"][cid]})
 
 
 def is_alignment_round(round_idx: int, alignment: AlignmentConfig) -> bool:

@@ -277,19 +277,34 @@ class ServerCopies(Server):
     def eval_head(self) -> nn.Module:
         return self.average
 
+    def snapshot_shared(self) -> dict[str, Any]:
+        return {"average": to_cpu(own_state(self.average))}
+
+    def entry_ids(self) -> list[int]:
+        return self.states.built
+
+    def entry_snapshot(self, cid: int) -> dict[str, Any]:
+        """A copy's optimizer: between rounds its weights are the average's."""
+        return {"optimizer": self.states.snapshot(cid)["optimizer"]}
+
+    def restore_shared(self, snap: Mapping[str, Any]) -> None:
+        load_own_state(self.average, snap["average"])
+        self.states.reset()
+
+    def restore_entry(self, cid: int, snap: Mapping[str, Any]) -> None:
+        self.states.restore(cid, {"optimizer": snap["optimizer"]})
+        self.states.release(keep=())  # restoring many: idle ones go to disk as they come
+
     def snapshot(self) -> dict[str, Any]:
         """The average, and the optimizer of every copy ever made (a copy's weights are the
         average between rounds)."""
         return {
-            "average": to_cpu(own_state(self.average)),
-            "copies": {
-                c: {"optimizer": self.states.snapshot(c)["optimizer"]} for c in self.states.built
-            },
+            **self.snapshot_shared(),
+            "copies": {c: self.entry_snapshot(c) for c in self.entry_ids()},
         }
 
     def restore(self, snap: Mapping[str, Any]) -> None:
-        load_own_state(self.average, snap["average"])
-        self.states.reset()
+        self.restore_shared(snap)
         for cid in self.cids:
             if cid in snap["copies"]:
-                self.states.restore(cid, {"optimizer": snap["copies"][cid]["optimizer"]})
+                self.restore_entry(cid, snap["copies"][cid])

@@ -105,7 +105,7 @@ def load_split(run_dir: str | Path, checkpoint: str = "last", device: str = "cpu
         if "eval_head" in payload:  # the best round's head, without its frozen weights
             load_own_state(host.server.eval_head(), payload["eval_head"], "the best head")
         elif "backend" in payload:  # else: saved before round 0, the initial server
-            host.restore(payload["backend"]["server"])
+            host.restore_shared(payload["backend"]["server"])
         parts = payload["global_parts"]
         round_done = int(payload["round"])
     client_state = parts["full"] if "full" in parts else parts["client"]

@@ -1,7 +1,10 @@
 """Checkpoints: everything needed to continue a run exactly, written atomically.
 
-The file holds only tensors, numbers, strings and containers and is read back with
-torch.load(weights_only=True), so loading a checkpoint cannot execute code.
+Participants' states (every client's, and the server's per-client entries) are in a states
+file beside it that the checkpoint names (runtime/state_file.py), written and read a chunk at
+a time; the checkpoint itself stays small. Both hold only tensors, numbers, strings and
+containers and are read back with torch.load(weights_only=True), so loading a checkpoint
+cannot execute code.
 """
 
 from __future__ import annotations
@@ -15,9 +18,13 @@ import torch
 from fslsage_ray.config import Config, ConfigError, config_from_dict, config_to_dict
 from fslsage_ray.config.effects import Effect
 from fslsage_ray.config.keys import effect_of, live_settings
+from fslsage_ray.runtime.state_file import StatesFileError, StatesReader
 
 CHECKPOINT_FILE = "checkpoint.pt"
-FORMAT = 2  # 2: one initial AM for every FSL-SAGE client; CSE-FSL/FSL-AN AMs' own Adam
+# 2: one initial AM for every FSL-SAGE client; CSE-FSL/FSL-AN AMs' own Adam.
+# 3: participants' states in a states file next to the checkpoint (runtime/state_file.py).
+FORMAT = 3
+READABLE = (2, 3)  # format 2 kept every state inline; it continues exactly all the same
 
 
 def save_atomically(path: Path, payload: dict[str, Any]) -> Path:
@@ -42,14 +49,26 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"checkpoint {path} cannot be read: {exc}") from exc
     if not isinstance(payload, dict) or "format" not in payload:
         raise ConfigError(f"checkpoint {path} is not a fslsage-ray checkpoint (format {FORMAT})")
-    if payload["format"] != FORMAT:
+    if payload["format"] not in READABLE:
         raise ConfigError(
-            f"checkpoint {path} has format {payload['format']}, this fslsage-ray writes format "
-            f"{FORMAT} (since format 2 every FSL-SAGE client starts from one AM and CSE-FSL/"
-            "FSL-AN AMs have their own Adam), so it cannot continue that run exactly; start a "
-            "new run"
+            f"checkpoint {path} has format {payload['format']}, this fslsage-ray reads formats "
+            f"{READABLE[0]}-{READABLE[-1]} (since format 2 every FSL-SAGE client starts from one "
+            "AM and CSE-FSL/FSL-AN AMs have their own Adam), so it cannot continue that run "
+            "exactly; start a new run"
         )
+    states = payload.get("backend", {}).get("states")
+    if states is not None:
+        try:
+            StatesReader(path.parent, states)
+        except StatesFileError as exc:
+            raise ConfigError(f"checkpoint {path} cannot be continued: {exc}") from None
     return payload
+
+
+def states_file_of(payload: dict[str, Any]) -> str | None:
+    """The states file a checkpoint names (None: format 2, or saved before round 0)."""
+    states = payload.get("backend", {}).get("states")
+    return None if states is None else states["file"]
 
 
 def config_differences(saved: dict[str, Any], config: Config) -> list[str]:

@@ -25,6 +25,7 @@ import pyarrow.fs as pafs
 from fslsage_ray.config import ConfigError
 
 Where = str | Path  # a local folder or a URI
+COPY_CHUNK = 8 * 1024**2  # bytes per read and write when a file is copied to or from a URI
 
 
 def is_uri(where: Where) -> bool:
@@ -79,6 +80,23 @@ def write_bytes(where: Where, data: bytes) -> None:
         out.write(data)
 
 
+def upload_file(path: Path, where: Where) -> None:
+    """`write_bytes` for a file of any size: copied in chunks, never whole in memory (a
+    checkpoint's participant states can be gigabytes)."""
+    fs, target = filesystem(str(where))
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+    with open(path, "rb") as source, fs.open_output_stream(target) as out:
+        shutil.copyfileobj(source, out, COPY_CHUNK)
+
+
+def download_file(where: Where, target: Path) -> None:
+    """The remote file into `target`, in chunks."""
+    fs, path = filesystem(str(where))
+    with fs.open_input_stream(path) as source, open(target, "wb") as out:
+        shutil.copyfileobj(source, out, COPY_CHUNK)
+
+
 def read_bytes(where: Where) -> bytes:
     if not is_uri(where):
         return Path(where).read_bytes()
@@ -130,7 +148,7 @@ def download(uri: str, local: Path, names: Iterable[str] | None = None) -> list[
             continue
         target = local / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(read_bytes(join(uri, *rel.split("/"))))
+        download_file(join(uri, *rel.split("/")), target)
         copied.append(target)
     return copied
 
@@ -149,18 +167,27 @@ class Mirror:
         for path in download(self.uri, self.local, names):
             self._sent[path.relative_to(self.local).as_posix()] = _stamp(path)
 
-    def sync(self) -> list[str]:
-        """Upload every file that is new or changed since the last sync; returns their paths."""
+    def sync(self, last: Iterable[str] = ()) -> list[str]:
+        """Upload every file that is new or changed since the last sync; returns their paths.
+        Those named in `last` go after the rest (a checkpoint after the states it names)."""
+        last = set(last)
         sent = []
-        for path in sorted(p for p in self.local.rglob("*") if p.is_file()):
+        paths = (p for p in self.local.rglob("*") if p.is_file())
+        for path in sorted(paths, key=lambda p: (p.name in last, p.as_posix())):
             rel = path.relative_to(self.local).as_posix()
             if rel.endswith(".tmp") or self._sent.get(rel) == _stamp(path):
                 continue
             stamp = _stamp(path)
-            write_bytes(join(self.uri, *rel.split("/")), path.read_bytes())
+            upload_file(path, join(self.uri, *rel.split("/")))
             self._sent[rel] = stamp
             sent.append(rel)
         return sent
+
+    def remove(self, rel: str) -> None:
+        """Delete a file from the URI (and the staging folder) that the run no longer needs."""
+        (self.local / rel).unlink(missing_ok=True)
+        if self._sent.pop(rel, None) is not None:
+            delete(join(self.uri, *rel.split("/")))
 
     @property
     def sent(self) -> list[str]:

@@ -15,7 +15,13 @@ from typing import Any
 
 from fslsage_ray.config import Config, ConfigError
 from fslsage_ray.notebook import in_kernel
-from fslsage_ray.outputs.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from fslsage_ray.outputs.checkpoint import (
+    CHECKPOINT_FILE,
+    check_compatible,
+    load_checkpoint,
+    save_checkpoint,
+    states_file_of,
+)
 from fslsage_ray.outputs.metrics import MetricsTable
 from fslsage_ray.outputs.provenance import PROVENANCE_FILE, changed_data, data_hashes
 from fslsage_ray.outputs.run_dir import (
@@ -29,6 +35,7 @@ from fslsage_ray.outputs.run_dir import (
     prepare_run_dir,
 )
 from fslsage_ray.outputs.storage import Mirror, Where, delete, is_uri, join, write_bytes
+from fslsage_ray.runtime.state_file import is_states_file
 from fslsage_ray.tasks.base import Task
 
 
@@ -170,16 +177,25 @@ class RunFolder:
             metrics.write(self.path / METRICS_FILE)
 
     def save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Saved atomically and mirrored; a resume or a stop line names its round."""
+        """Saved atomically and mirrored; a resume or a stop line names its round. The states
+        file it names was written before (the run's `state`); once the checkpoint is in place
+        (and uploaded), earlier states files go."""
         if self.path:
             save_checkpoint(self.path, checkpoint)
             self.saved_round = checkpoint["round"]
             self.sync()
+            keep = states_file_of(checkpoint)
+            for entry in self.path.iterdir():
+                if is_states_file(entry.name) and entry.name != keep:
+                    if self.mirror:
+                        self.mirror.remove(entry.name)
+                    entry.unlink(missing_ok=True)
 
     def sync(self) -> None:
-        """Copy what changed to the run's URI (nothing to do for a local folder)."""
+        """Copy what changed to the run's URI (nothing to do for a local folder); the
+        checkpoint last, after the states file it names."""
         if self.mirror:
-            self.mirror.sync()
+            self.mirror.sync(last=(CHECKPOINT_FILE,))
 
     def close(self) -> None:
         if self.mirror:

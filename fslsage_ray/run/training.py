@@ -14,6 +14,10 @@ server), stops the run with a resumable checkpoint.
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -33,6 +37,7 @@ from fslsage_ray.runtime.oom import (
     smaller_setting,
     smallest_text,
 )
+from fslsage_ray.runtime.state_file import StatesReader, StatesWriter, states_file_name
 
 log = logging.getLogger("fslsage_ray")
 
@@ -43,20 +48,16 @@ def checkpoint_state(
     metrics: MetricsTable,
     round_done: int,
     global_parts: Parts,
-    backend: Backend | None = None,
 ) -> dict[str, Any]:
-    """Everything needed to continue after round `round_done` (-1: before round 0); without
-    a backend, the state fresh workers start in (no snapshot of theirs needed)."""
-    state = {
+    """What a checkpoint after round `round_done` (-1: before round 0) holds besides the
+    workers' state (Training.state adds that); alone, the state fresh workers start in."""
+    return {
         "config": config_to_dict(config),
         "round": round_done,
         "task": task_fingerprint,
         "global_parts": global_parts,
         "metrics": [dict(r) for r in metrics.rows],
     }
-    if backend is not None:
-        state["backend"] = backend.snapshot()
-    return state
 
 
 class Training:
@@ -80,6 +81,7 @@ class Training:
         self.restarts = 0  # lost workers replaced (bounded by runtime.max_restarts)
         self.runtime = self.config.runtime  # the workers' settings now (smaller after an OOM)
         self.memory_changes: list[str] = []  # each `runtime.key old -> new` made after an OOM
+        self._scratch: Path | None = None  # states files when the run has no folder
 
     def run_from(self, checkpoint: dict[str, Any]) -> None:
         t, global_parts = self._restore(checkpoint)
@@ -124,16 +126,54 @@ class Training:
         return global_parts, checkpoint, done
 
     def state(self, round_done: int, global_parts: Parts, backend: Backend | None = None):
+        """A checkpoint; with `backend`, its workers' state too: the participants' states go
+        to a states file beside it, a chunk at a time, and the checkpoint names that file."""
         state = checkpoint_state(
-            self.config, self.task_fingerprint, self.metrics, round_done, global_parts, backend
+            self.config, self.task_fingerprint, self.metrics, round_done, global_parts
         )
+        if backend is not None:
+            state["backend"] = self._save_workers(backend, round_done)
         if self.driver.probes is not None:  # cumulative counts (exposure) continue exactly
             state["probes"] = self.driver.probes.state()
         return state
 
+    def _save_workers(self, backend: Backend, round_done: int) -> dict[str, Any]:
+        folder = self._states_folder()
+        writer = StatesWriter(folder / states_file_name(round_done))
+        try:
+            saved = backend.save_state(writer)
+        except BaseException:
+            writer.abandon()
+            raise
+        saved["states"] = writer.finish()
+        if folder == self._scratch:  # no checkpoint on disk names the earlier ones
+            for entry in folder.iterdir():
+                if entry.name != saved["states"]["file"]:
+                    entry.unlink(missing_ok=True)
+        return saved
+
+    def _states_folder(self) -> Path:
+        """The run folder; without one (write_outputs=False), a scratch folder kept for this
+        run's recoveries and removed with it."""
+        if self.folder.path is not None:
+            return self.folder.path
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="fslsage-checkpoint-"))
+            weakref.finalize(self, shutil.rmtree, self._scratch, True)
+        return self._scratch
+
+    def _states_reader(self, ref: dict[str, Any]) -> StatesReader:
+        for folder in (self._scratch, self.folder.path, self.folder.local):
+            if folder is not None and (Path(folder) / ref["file"]).is_file():
+                return StatesReader(Path(folder), ref)
+        return StatesReader(self.folder.local, ref)  # says which file is missing
+
     def _restore(self, state: dict[str, Any]) -> tuple[int, Parts]:
-        if "backend" in state:  # else: the initial state, which fresh workers already hold
-            self.backend.restore(state["backend"])
+        saved = state.get("backend")  # None: the initial state, which fresh workers hold
+        if saved is not None and "states" in saved:
+            self.backend.load_state(saved, self._states_reader(saved["states"]))
+        elif saved is not None:  # format 2: every state inline
+            self.backend.restore(saved)
         self.metrics.restore(state["metrics"])
         if self.best is not None:
             self.best.restore(state["round"])

@@ -23,9 +23,14 @@ from fslsage_ray.experiment import WorldSpec
 from fslsage_ray.runtime.client_host import ClientResult
 from fslsage_ray.runtime.handles import Handle, opened, parcels_for
 from fslsage_ray.runtime.server_host import Key, ServerStats
+from fslsage_ray.runtime.state_file import StatesReader, StatesWriter
 from fslsage_ray.tasks.base import Arrays, add_sums, batch_ranges
 
 __all__ = ["Backend", "ServerStats", "WorkerLost"]
+
+
+# States travel between a host and the driver in chunks of about this size (one record or more).
+CHUNK_BYTES = 64 * 1024**2
 
 
 class WorkerLost(RuntimeError):
@@ -206,18 +211,55 @@ class Backend(ABC):
         return out
 
     # --- state -----------------------------------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
-        """{"clients": {cid: state}, "server": state} at a round boundary."""
-        clients: dict[int, Any] = {}
-        *parts, server = self._get(
-            [*(host.call("snapshot") for host in self.clients), self.server.call("snapshot")]
+    def save_state(self, writer: StatesWriter) -> dict[str, Any]:
+        """At a round boundary: every client's state and the server's per-client entries
+        into `writer`, a chunk of about CHUNK_BYTES at a time, so neither this process nor a
+        host ever holds all of them (10,000 clients' states are gigabytes); returns the
+        server's shared part ({"server": ...}), small."""
+        (shared,) = self._get([self.server.call("snapshot_shared")])
+        for host in self.clients:
+            self._write_entries(host, "clients", writer)
+        self._write_entries(self.server, "server", writer)
+        return {"server": shared}
+
+    def _write_entries(self, worker: Handle, role: str, writer: StatesWriter) -> None:
+        (ids,) = self._get([worker.call("state_ids")])
+        start, count = 0, 1  # the first record's size sets the chunk
+        while start < len(ids):
+            chunk = ids[start : start + count]
+            (states,) = self._get([worker.call("snapshot_entries", chunk)])
+            for cid in chunk:
+                writer.add(role, cid, states.pop(cid))
+            start += len(chunk)
+            count = max(1, CHUNK_BYTES // max(1, writer.last_bytes))
+
+    def load_state(self, saved: Mapping[str, Any], reader: StatesReader) -> None:
+        """Put every client and the server back to what `save_state` wrote (a client without
+        a record never ran: its initial state), a chunk at a time."""
+        self._get(
+            [
+                *(host.call("reset_states") for host in self.clients),
+                self.server.call("restore_shared", saved["server"]),
+            ]
         )
-        for part in parts:
-            clients.update(part)
-        return {"clients": clients, "server": server}
+        saved_clients = set(reader.ids("clients"))
+        for host, group in zip(self.clients, self.groups, strict=True):
+            self._read_entries(host, "clients", [c for c in group if c in saved_clients], reader)
+        self._read_entries(self.server, "server", reader.ids("server"), reader)
+
+    def _read_entries(
+        self, worker: Handle, role: str, cids: Sequence[int], reader: StatesReader
+    ) -> None:
+        start, count = 0, 1
+        while start < len(cids):
+            chunk = cids[start : start + count]
+            self._get([worker.call("restore_entries", {c: reader.read(role, c) for c in chunk})])
+            start += len(chunk)
+            count = max(1, CHUNK_BYTES // max(1, reader.record_bytes(role, chunk[-1])))
 
     def restore(self, snap: Mapping[str, Any]) -> None:
-        """Put every client and the server back to a snapshot."""
+        """Put every client and the server back to a snapshot held whole in memory (a
+        checkpoint of format 2, which kept every state inline)."""
         clients = snap["clients"]
         self._get(
             [

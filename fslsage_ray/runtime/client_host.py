@@ -236,15 +236,27 @@ class ClientHost:
                 self._client(cid).accept_delivery(delivery)
                 self._let_go()
 
-    def snapshot(self) -> dict[int, dict[str, Any]]:
+    # --- state, a chunk of clients at a time (backend.save_state/load_state) -------------
+    def state_ids(self) -> list[int]:
         """Clients that ever ran; one that never did is in its initial state, built again."""
-        return {cid: self.store.snapshot(cid) for cid in self.store.built}
+        return self.store.built
+
+    def snapshot_entries(self, cids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        return {cid: self.store.snapshot(cid) for cid in cids}
+
+    def reset_states(self) -> None:
+        """Every client back to its initial state, before `restore_entries`."""
+        self.store.reset()
+
+    def restore_entries(self, snaps: Mapping[int, Mapping[str, Any]]) -> None:
+        for cid, snap in snaps.items():
+            self.store.restore(cid, snap)
+            self.store.release(keep=())  # restoring many: idle ones go to disk as they come
 
     def restore(self, snaps: Mapping[int, Mapping[str, Any]]) -> None:
-        self.store.reset()
-        for cid in self.store.cids:
-            if cid in snaps:
-                self.store.restore(cid, snaps[cid])
+        """All at once (a checkpoint of format 2, which kept every state inline)."""
+        self.reset_states()
+        self.restore_entries({cid: snaps[cid] for cid in self.store.cids if cid in snaps})
 
     def finish_round(self) -> list[ClientResult]:
         results = []

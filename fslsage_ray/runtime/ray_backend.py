@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,7 @@ from fslsage_ray.runtime.reservation import (
     reserve,
 )
 from fslsage_ray.runtime.server_host import ServerHost
+from fslsage_ray.runtime.state_file import StatesReader, StatesWriter, states_file_name
 
 __all__ = ["RayBackend", "server_share"]
 
@@ -140,18 +143,26 @@ class RayBackend(Backend):
             return False  # nothing fits right now: keep the actors we have
         if layout.num_actors == self.layout.num_actors:
             return False
-        snap, old = self.snapshot(), self.layout
-        self._release()  # the new group needs the resources the old one holds
-        try:
-            self._reserve(layout)
-        except ConfigError as exc:
-            log.warning("worker pool not resized: %s", exc)
+        old = self.layout
+        with tempfile.TemporaryDirectory(prefix="fslsage-resize-") as folder:
+            writer = StatesWriter(Path(folder) / states_file_name(0))
             try:
-                self._reserve(old)
-            except ConfigError as again:  # the coordinator replaces the workers, or stops
-                raise WorkerLost(f"the pool could not be placed again: {again}") from again
-        self._create_actors()
-        self.restore(snap)
+                saved = self.save_state(writer)
+            except BaseException:
+                writer.abandon()
+                raise
+            reader = StatesReader(Path(folder), writer.finish())
+            self._release()  # the new group needs the resources the old one holds
+            try:
+                self._reserve(layout)
+            except ConfigError as exc:
+                log.warning("worker pool not resized: %s", exc)
+                try:
+                    self._reserve(old)
+                except ConfigError as again:  # the coordinator replaces the workers, or stops
+                    raise WorkerLost(f"the pool could not be placed again: {again}") from again
+            self._create_actors()
+            self.load_state(saved, reader)
         return self.layout is layout
 
     def restart(self, runtime: RuntimeConfig | None = None) -> None:

@@ -207,12 +207,29 @@ class ServerHost:
     def device_name(self) -> str:
         return str(self.device)
 
-    def snapshot(self) -> dict[str, Any]:
+    # --- state: a shared part, then per-client entries a chunk at a time ----------------
+    def snapshot_shared(self) -> dict[str, Any]:
         if self._pending:
             raise UploadOrderError("cannot snapshot the server with uploads still pending")
-        return self.server.snapshot()
+        return self.server.snapshot_shared()
+
+    def state_ids(self) -> list[int]:
+        return self.server.entry_ids()
+
+    def snapshot_entries(self, cids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        return {cid: self.server.entry_snapshot(cid) for cid in cids}
+
+    def restore_shared(self, snap: Mapping[str, Any]) -> None:
+        """The shared part; every per-client entry back to its initial state."""
+        self._pending.clear()
+        self.server.restore_shared(snap)
+
+    def restore_entries(self, snaps: Mapping[int, Mapping[str, Any]]) -> None:
+        for cid, snap in snaps.items():
+            self.server.restore_entry(cid, snap)
 
     def restore(self, snap: Mapping[str, Any]) -> None:
+        """All at once (a checkpoint of format 2, which kept every state inline)."""
         self._pending.clear()
         self.server.restore(snap)
 

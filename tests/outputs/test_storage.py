@@ -51,6 +51,9 @@ def write_resume_plot(uri: str, straight: list[dict]) -> None:
     assert len(read_table(storage.join(uri, "metrics.parquet"))) == 2
     assert main(["run", "--quiet", "--resume", uri, "run.rounds=3"]) == 0
     assert learning(read_table(storage.join(uri, "metrics.parquet"))) == straight
+    # the participants' states of the last checkpoint only: earlier rounds' files are deleted
+    states = [name for name in storage.files_under(uri) if name.startswith("checkpoint_states")]
+    assert states == ["checkpoint_states-r2.bin"]
     assert main(["plot", uri]) == 0
     assert {"summary.md", "accuracy_vs_gib.png"} <= set(storage.files_under(uri))
 

@@ -9,6 +9,7 @@ from run_helpers import assert_same_learning, run_small
 from fslsage_ray.cli import main
 from fslsage_ray.config import ConfigError
 from fslsage_ray.outputs.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from fslsage_ray.runtime.state_file import StatesReader
 from fslsage_ray.simulation import Simulation
 
 INPROC = ["runtime.backend=inprocess", "run.checkpoint_every=1"]
@@ -49,12 +50,28 @@ def test_checkpoint_loads_with_weights_only_and_holds_all_state(tmp_path):
     run_small(tmp_path / "run", *INPROC, "run.rounds=2")
     payload = torch.load(tmp_path / "run" / CHECKPOINT_FILE, weights_only=True)
     assert payload["round"] == 1
-    assert set(payload["backend"]) == {"clients", "server"}
-    client = payload["backend"]["clients"][0]
-    assert {"model", "optimizer", "aux", "generator"} <= set(client)
-    server = payload["backend"]["server"]
-    assert {"model", "optimizer", "aux", "buffers"} <= set(server)
+    assert set(payload["backend"]) == {"server", "states"}
+    assert {"model", "optimizer"} <= set(payload["backend"]["server"])  # the shared part
+    # Every participant's state is a record of the states file the checkpoint names, each
+    # read back with weights_only (StatesReader); the file of an earlier round is gone.
+    assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint_states-*")) == [
+        "checkpoint_states-r1.bin"
+    ]
+    states = StatesReader(tmp_path / "run", payload["backend"]["states"])
+    clients = dict(states.items("clients"))
+    assert len(clients) >= 2 and set(clients) <= set(range(5))  # those that ever ran
+    assert all({"model", "optimizer", "aux", "generator"} <= set(c) for c in clients.values())
+    entries = dict(states.items("server"))  # FSL-SAGE's per-client AM and alignment buffer
+    assert entries.keys() == clients.keys()
+    assert all(set(e) == {"aux", "buffer"} for e in entries.values())
     assert len(payload["metrics"]) == 2
+
+
+def test_a_missing_states_file_is_refused_before_any_work(tmp_path):
+    run_small(tmp_path / "run", *INPROC, "run.rounds=1")
+    (tmp_path / "run" / "checkpoint_states-r0.bin").unlink()
+    with pytest.raises(ConfigError, match="checkpoint_states-r0.bin are missing"):
+        Simulation.resume(tmp_path / "run", ["run.rounds=2"], progress=False)
 
 
 def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path):
@@ -103,3 +120,26 @@ def test_resume_with_simulated_time_reads_its_checkpoint_and_keeps_the_clock(tmp
     rows = resumed.to_pylist()
     assert_same_learning(straight, rows)
     assert [r["sim_time_s"] for r in rows] == [r["sim_time_s"] for r in straight]
+
+
+def test_a_format_2_checkpoint_with_every_state_inline_still_resumes_exactly(tmp_path):
+    """Checkpoints written before the states file (format 2) held every state inline."""
+    straight = run_small(tmp_path / "straight", *INPROC, "run.rounds=3")
+    run_small(tmp_path / "run", *INPROC, "run.rounds=2")
+    path = tmp_path / "run" / CHECKPOINT_FILE
+    payload = torch.load(path, weights_only=True)
+    states = StatesReader(tmp_path / "run", payload["backend"]["states"])
+    entries = dict(states.items("server"))
+    payload["format"] = 2
+    payload["backend"] = {
+        "clients": dict(states.items("clients")),
+        "server": {  # FSL-SAGE's server snapshot as format 2 laid it out
+            **payload["backend"]["server"],
+            "aux": {c: e["aux"] for c, e in entries.items()},
+            "buffers": {c: e["buffer"] for c, e in entries.items()},
+        },
+    }
+    torch.save(payload, path)
+    states.path.unlink()
+    resumed = Simulation.resume(tmp_path / "run", ["run.rounds=3"], progress=False).run()
+    assert_same_learning(straight, resumed.to_pylist())

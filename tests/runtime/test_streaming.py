@@ -13,8 +13,11 @@ from fslsage_ray.algorithms.aggregate import RunningAverage, weighted_average
 from fslsage_ray.algorithms.state_store import StateStore
 from fslsage_ray.config import load_config
 from fslsage_ray.outputs.checkpoint import CHECKPOINT_FILE
+from fslsage_ray.runtime import backend as backend_module
 from fslsage_ray.runtime.backend import job_windows
 from fslsage_ray.runtime.client_host import ClientHost
+from fslsage_ray.runtime.server_host import ServerHost
+from fslsage_ray.runtime.state_file import StatesReader
 from fslsage_ray.simulation import Simulation
 
 # Every client in every round, four local iterations each (iteration-major: a streamed
@@ -86,13 +89,54 @@ def test_streamed_checkpoints_hold_the_same_state_and_resume_exactly(tmp_path):
     straight = run_small(tmp_path / "straight", *run, *STREAMED, "run.rounds=3")
     run_small(tmp_path / "memory", *run, *IN_MEMORY, "run.rounds=2")
     run_small(tmp_path / "stopped", *run, *STREAMED, "run.rounds=2")
-    held = [
-        torch.load(tmp_path / name / CHECKPOINT_FILE, weights_only=True)["backend"]
-        for name in ("memory", "stopped")
-    ]
-    _assert_same_state(held[0], held[1])
+    _assert_same_state(_held(tmp_path / "memory"), _held(tmp_path / "stopped"))
     resumed = Simulation.resume(tmp_path / "stopped", ["run.rounds=3"], progress=False).run()
     assert_same_learning(straight, resumed.to_pylist())
+
+
+def test_a_checkpoint_moves_participants_a_chunk_at_a_time(tmp_path, monkeypatch):
+    """Neither the driver nor a host ever holds every participant's state for a checkpoint:
+    with a chunk of one record, each host hands over and takes back one state per call, and
+    a restore spills as it goes (a zero budget: at most the state being restored is in
+    memory); the resumed run continues exactly."""
+    run = [*ALL, "runtime.backend=inprocess", "algorithm.name=sflv1", "run.checkpoint_every=1"]
+    straight = run_small(tmp_path / "straight", *run, *STREAMED, "run.rounds=3")
+    monkeypatch.setattr(backend_module, "CHUNK_BYTES", 1)
+    chunks: list[int] = []
+    resident: list[int] = []
+    for host in (ClientHost, ServerHost):
+        give, take = host.snapshot_entries, host.restore_entries
+
+        def snapshot_entries(self, cids, give=give):
+            chunks.append(len(cids))
+            return give(self, cids)
+
+        def restore_entries(self, snaps, take=take):
+            chunks.append(len(snaps))
+            take(self, snaps)
+            store = self.store if isinstance(self, ClientHost) else self.server.states
+            resident.append(len(store.resident))
+
+        monkeypatch.setattr(host, "snapshot_entries", snapshot_entries)
+        monkeypatch.setattr(host, "restore_entries", restore_entries)
+    run_small(tmp_path / "stopped", *run, *STREAMED, "run.rounds=2")
+    saved = len(chunks)
+    resumed = Simulation.resume(tmp_path / "stopped", ["run.rounds=3"], progress=False).run()
+    assert_same_learning(straight, resumed.to_pylist())
+    # 5 clients and 5 server copies per checkpoint (2 saved), then 10 restored, one per call
+    assert saved == 2 * 10 and len(chunks) == 3 * 10 + 10 and set(chunks) == {1}
+    assert resident and max(resident) == 0
+
+
+def _held(run_dir):
+    """A checkpoint's workers' state: the shared part and every record of its states file."""
+    backend = torch.load(run_dir / CHECKPOINT_FILE, weights_only=True)["backend"]
+    states = StatesReader(run_dir, backend["states"])
+    return {
+        "server": backend["server"],
+        "clients": dict(states.items("clients")),
+        "entries": dict(states.items("server")),
+    }
 
 
 def _assert_same_state(a, b) -> None:
