@@ -228,7 +228,7 @@ class Simulation:
                 GenerationRunner(self.config, task) if self.config.run.generates else None,
             )
             best = (
-                BestKeeper(self.config, task, task.fingerprint(), folder.path)
+                BestKeeper(self.config, task, task.fingerprint(), folder.path, folder.remove)
                 if folder.path is not None and keeps_best(self.config, task)
                 else None
             )

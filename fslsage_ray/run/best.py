@@ -15,7 +15,7 @@ learns depends on whether the best is kept.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +49,27 @@ def eval_head_state(host: Any, parts: Mapping[str, Any]) -> dict[str, Any]:
 class BestKeeper:
     """Writes checkpoint_best.pt into `folder` when a round's headline is the best so far."""
 
-    def __init__(self, config: Config, task: Task, task_fingerprint: str, folder: Path) -> None:
+    def __init__(
+        self,
+        config: Config,
+        task: Task,
+        task_fingerprint: str,
+        folder: Path,
+        remove: Callable[[str], None] | None = None,
+    ) -> None:
+        """`remove(name)`: deletes a stale file here and wherever the folder is mirrored (a
+        run at a URI); by default only here."""
         self.config = config
         self.headline = HeadlineMetric(task.headline, task.goal)
         self.task_fingerprint = task_fingerprint
         self.folder = Path(folder)
+        self.remove = remove or (lambda name: drop_best(self.folder))
 
     def restore(self, round_done: int) -> None:
         """The run continues after `round_done`: a best file from a later round is stale."""
         saved = best_round(self.folder)
         if saved is not None and saved > round_done:
-            drop_best(self.folder)
+            self.remove(BEST_FILE)
             log.info(
                 "%s came from round %d, after the checkpoint's round %d: removed; the redone "
                 "rounds write it again",

@@ -187,9 +187,14 @@ class RunFolder:
             keep = states_file_of(checkpoint)
             for entry in self.path.iterdir():
                 if is_states_file(entry.name) and entry.name != keep:
-                    if self.mirror:
-                        self.mirror.remove(entry.name)
-                    entry.unlink(missing_ok=True)
+                    self.remove(entry.name)
+
+    def remove(self, name: str) -> None:
+        """Delete a file the run no longer needs, here and at the run's URI."""
+        if self.path:
+            if self.mirror:
+                self.mirror.remove(name)
+            (self.path / name).unlink(missing_ok=True)
 
     def sync(self) -> None:
         """Copy what changed to the run's URI (nothing to do for a local folder); the

@@ -130,3 +130,27 @@ def test_paths_inside_a_uri_keep_its_query_and_run_out_dir_may_be_a_uri():
     assert storage.join("runs", "a") == Path("runs/a")
     config = load_config(None, ["run.out_dir=gs://bucket/runs", "run.name=x"])
     assert str(default_run_dir(config)).startswith("gs://bucket/runs/x-")
+
+
+def test_a_mirror_uploads_in_chunks_the_checkpoint_last_and_removes_stale_files(tmp_path):
+    uri = f"file://{tmp_path}/remote"
+    mirror = storage.Mirror(uri)
+    try:
+        big = os.urandom(3 * storage.COPY_CHUNK + 5)  # more than one chunk each way
+        (mirror.local / "checkpoint_states-r0.bin").write_bytes(big)
+        (mirror.local / "checkpoint.pt").write_bytes(b"names r0")
+        (mirror.local / "z.log").write_bytes(b"log")
+        assert mirror.sync(last=("checkpoint.pt",)) == [
+            "checkpoint_states-r0.bin",
+            "z.log",
+            "checkpoint.pt",
+        ]
+        assert (tmp_path / "remote" / "checkpoint_states-r0.bin").read_bytes() == big
+        mirror.remove("checkpoint_states-r0.bin")
+        assert sorted(storage.files_under(uri)) == ["checkpoint.pt", "z.log"]
+        assert not (mirror.local / "checkpoint_states-r0.bin").exists()
+        again = tmp_path / "again"
+        storage.download(uri, again)
+        assert (again / "checkpoint.pt").read_bytes() == b"names r0"
+    finally:
+        mirror.close()
