@@ -52,6 +52,15 @@ from fslsage_ray.outputs.settings import (  # noqa: E402
 FIGSIZE = (7.0, 4.5)
 DPI = 120
 GIB_LABEL = "cumulative communication (GiB)"
+AUTHORS_GIB = "authors_comm_gib_cum"  # run.authors_ledger: their calculate_load's count
+# x column -> (axis label, what the title says the metric is against); GiB by default
+X_AXES = {
+    "sim_time_s": ("simulated time (s)", "simulated time"),
+    AUTHORS_GIB: (
+        "cumulative communication (GiB, the authors' count)",
+        "communication (authors' count)",
+    ),
+}
 ACC_LABEL = "test accuracy (%)"
 LOSS_LABEL = "test loss (cross-entropy)"
 LINESTYLES = ("-", "--", ":", "-.")
@@ -208,6 +217,10 @@ def _finish(
     return fig
 
 
+def _has_column(record: RunRecord, column: str) -> bool:
+    return bool(record.metrics) and all(_is_number(row.get(column)) for row in record.metrics)
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not math.isnan(value)
 
@@ -219,9 +232,9 @@ def _plot_vs_gib(
     target: float | None,
     x: str = "comm_gib_cum",
 ) -> Figure:
-    """One metric against traffic (or simulated time, x="sim_time_s"); with a target each
-    run's first crossing is marked and its GiB (seconds) quoted in the legend, which is the
-    paper's headline number.
+    """One metric against traffic (or simulated time, x="sim_time_s", or the authors' byte
+    count, x="authors_comm_gib_cum"); with a target each run's first crossing is marked and
+    its GiB (seconds) quoted in the legend, which is the paper's headline number.
     """
     _require_records(records)
     fig, ax = _new_axes()
@@ -267,10 +280,10 @@ def _plot_vs_gib(
             linewidth=1,
             label=f"target {axis.fmt(target)}",
         )
-    ax.set_xlabel("simulated time (s)" if timed else GIB_LABEL)
+    xlabel, versus = X_AXES.get(x, (GIB_LABEL, "communication"))
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(axis.ylabel)
     ax.set_xlim(left=0)
-    versus = "simulated time" if timed else "communication"
     ax.set_title(f"{_dataset_title(records)}: {axis.metric.noun} vs {versus}")
     return _finish(fig, ax, out_path)
 
@@ -448,6 +461,13 @@ def plot_all(
     if all(has_sim_time(r) for r in records):  # beside the GiB figure: the same vs time
         draws.append(
             (f"{axis.word}_vs_time", lambda p: _plot_vs_gib(records, p, axis, target, "sim_time_s"))
+        )
+    if all(_has_column(r, AUTHORS_GIB) for r in records):  # run.authors_ledger: their x
+        draws.append(
+            (
+                f"{axis.word}_vs_authors_gib",
+                lambda p: _plot_vs_gib(records, p, axis, target, AUTHORS_GIB),
+            )
         )
     if any(_has_am_error(r) for r in records):
         draws.append(("am_error", lambda p: plot_am_error(records, p)))

@@ -23,6 +23,8 @@ from fslsage_ray.algorithms.authors_ledger import (  # noqa: E402
 )
 from fslsage_ray.config import ConfigError, load_config  # noqa: E402
 from fslsage_ray.experiment import planned_authors_view, planned_sizes  # noqa: E402
+from fslsage_ray.outputs.plots import plot_all  # noqa: E402
+from fslsage_ray.outputs.runs import load_runs  # noqa: E402
 from fslsage_ray.plan import plan_rounds  # noqa: E402
 from fslsage_ray.tasks import PayloadSizes  # noqa: E402
 
@@ -139,3 +141,6 @@ def test_the_runs_authors_view_equals_the_plans_and_leaves_its_own_ledger(method
     aligned = "aux_model.down" in plan["rounds"][0]["authors_bytes"]
     assert aligned == (method == "fsl_sage")  # round 0 aligns
     assert all(set(COLUMNS) <= set(r) for r in rows)
+    # `plot` draws the headline against their count beside the one against ours
+    drawn = {p.name for p in plot_all(load_runs([tmp_path / "r"]), tmp_path / "figures")}
+    assert {"loss_vs_gib.png", "loss_vs_authors_gib.png"} <= drawn
