@@ -34,8 +34,9 @@ from fslsage_ray.experiment import (
     load_data,
     partition,
 )
-from fslsage_ray.memory.measure_steps import eval_chunk_bytes, probe_steps
+from fslsage_ray.memory.measure_steps import eval_chunk_bytes, probe_steps, run_threads
 from fslsage_ray.memory.parts import BASELINE_RSS, ActorMemory, MemoryPlan, Part
+from fslsage_ray.runtime.backend import CHUNK_BYTES
 from fslsage_ray.tasks.base import Arrays, Task
 
 
@@ -130,11 +131,16 @@ def local_groups(config: Config) -> tuple[tuple[int, ...], ...]:
     ).groups
 
 
-def _resident(hosted: int, active: int, entry: int, budget_gb: float | None) -> int:
+def _resident(
+    hosted: int, active: int, entry: int, budget_gb: float | None, at_once: int | None = None
+) -> int:
     """Entries a store keeps in memory: all it ever built, or above a budget, this round's
-    participants and as many more as the budget holds."""
+    participants and as many more as the budget holds. Participants streamed
+    (runtime.stream_participants, `at_once` given): only those in use at once must stay."""
     if budget_gb is None or entry <= 0:
         return hosted
+    if at_once is not None:
+        active = min(active, at_once)
     return min(hosted, max(active, int(budget_gb * GIB // entry)))
 
 
@@ -159,7 +165,8 @@ class MemoryPlanner:
             probed.server.eval_head() if probed.server is not None else _head(algorithm, template)
         )
         self.eval_client = algorithm.client_module(template)
-        self.chunk = eval_chunk_bytes(task, self.eval_client, head, self.test, eval_rows)
+        with run_threads(config):
+            self.chunk = eval_chunk_bytes(task, self.eval_client, head, self.test, eval_rows)
         self.eval_models = state_bytes(self.eval_client) + (
             state_bytes(head) if probed.server else 0
         )
@@ -170,8 +177,9 @@ class MemoryPlanner:
             ).values()
         )
         server = probed.server
-        self.server_snapshot = (
-            _server_snapshot_bytes(server, len(self.client_sizes)) if server is not None else 0
+        # the server's shared state, and one client's entry (SplitFed-MS copy, FSL-SAGE AM)
+        self.server_shared, self.server_entry = (
+            _server_snapshot_bytes(server) if server is not None else (0, 0)
         )
         self.buffer_rows = _buffer_rows(config, algorithm, self.client_sizes)
 
@@ -223,7 +231,9 @@ class MemoryPlanner:
             entry += state_bytes(aux) + (adam_state_bytes(aux) if aux_optimizer else 0)
         hosted = max(len(g) for g in groups)
         active = min(hosted, math.ceil(k * hosted / m))
-        resident = _resident(hosted, active, entry, runtime.client_state_budget_gb)
+        # streamed, a host holds the clients in flight and the one it loads next
+        at_once = window + 1 if runtime.stream_participants else None
+        resident = _resident(hosted, active, entry, runtime.client_state_budget_gb, at_once)
         trainable = param_bytes(client_part, True) + (
             param_bytes(aux, True) if aux_optimizer else 0
         )
@@ -339,16 +349,35 @@ class MemoryPlanner:
                 f"round results: {k} participants' parts", k * shared, "aggregate", on_device=False
             ),
         ]
-        if config.run.checkpoint_every:
-            snap = m * entry + self.server_snapshot
+        if config.run.checkpoint_every:  # states go to their file a chunk at a time
+            states = m * (entry + self.server_entry)
             d.append(
                 Part(
-                    f"checkpoint: {m} clients' and the server's state",
-                    snap,
+                    f"checkpoint: the server's shared state and a chunk of the {m} clients' "
+                    "states (at most CHUNK_BYTES and one record)",
+                    self.server_shared + min(states, CHUNK_BYTES + max(entry, self.server_entry)),
                     "checkpoint",
                     on_device=False,
                 )
             )
+        if config.run.checkpoint_every and not in_process:  # the hosts' side of the chunks
+            c.append(
+                Part(
+                    "checkpoint: a chunk of its clients' states",
+                    min(hosted * entry, CHUNK_BYTES + entry),
+                    "checkpoint",
+                    on_device=False,
+                )
+            )
+            if self.server_entry:
+                s.append(
+                    Part(
+                        "checkpoint: a chunk of the per-client entries",
+                        min(m * self.server_entry, CHUNK_BYTES + self.server_entry),
+                        "checkpoint",
+                        on_device=False,
+                    )
+                )
         if server is None and not in_process:  # FedAvg: the eval models live on the driver
             d.append(
                 Part("template and evaluation model", template_bytes + eval_models, on_device=False)
@@ -412,15 +441,11 @@ def _payload_bytes(payload: Any, batch: int) -> int:
     return total * batch // n
 
 
-def _server_snapshot_bytes(server: Any, m: int) -> int:
-    states = getattr(server, "states", None)
-    own = sum(
-        _nbytes(v) for k, v in server.snapshot().items() if k not in ("aux", "buffers", "copies")
-    )
-    if states is None or not states.resident:
-        return own
-    one = _nbytes(next(iter(states.resident.values())).snapshot())
-    return own + m * one
+def _server_snapshot_bytes(server: Any) -> tuple[int, int]:
+    """(the shared part of a server's checkpoint, one client's entry in it)."""
+    shared = _nbytes(server.snapshot_shared())
+    ids = server.entry_ids()
+    return shared, (_nbytes(server.entry_snapshot(ids[0])) if ids else 0)
 
 
 def _server_parts(
@@ -457,7 +482,11 @@ def _server_parts(
         entry = next(iter(states.resident.values()))
         sized = _entry_parts(config, entry, buffer_rows)
         per_client = sum(sized.values())
-        resident = _resident(len(client_sizes), k, per_client, runtime.server_state_budget_gb)
+        # streamed: the uploads every client actor may have in flight, and a job window
+        at_once = actors * window + runtime.job_window if runtime.stream_participants else None
+        resident = _resident(
+            len(client_sizes), k, per_client, runtime.server_state_budget_gb, at_once
+        )
         for name, nbytes in sized.items():
             parts.append(Part(f"{name}: {resident} x", resident * nbytes))
     parts.append(
