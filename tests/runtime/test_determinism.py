@@ -110,10 +110,14 @@ def test_bf16_channels_last_runs_agree_on_any_layout_and_send_float32_bytes(
 
 
 BASELINES = ["fedavg", "sflv1", "sflv2", "cse_fsl", "fsl_an", "fsl_sage_lazy"]
+# SplitFed-MS on 3 actors is slow: test_pipelined_splitfed_exchanges_give_the_same_metrics
+# keeps it on a Ray actor in the quick suite, and sflv2 keeps 3 actors' uploads interleaving
+# at one shared server.
+ON_THREE = [pytest.param(n, marks=pytest.mark.slow) if n == "sflv1" else n for n in BASELINES]
 
 
 @pytest.mark.ray
-@pytest.mark.parametrize("name", BASELINES)
+@pytest.mark.parametrize("name", ON_THREE)
 def test_every_algorithm_gives_the_same_metrics_on_three_actors(
     tmp_path, ray_local, run_cache, name
 ):
