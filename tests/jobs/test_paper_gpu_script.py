@@ -25,7 +25,9 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash
 
 def _run(tmp_path: Path, data: Path, extra: str):
     args = [str(data), str(tmp_path / "out"), "5"]
-    return run_script("paper_cifar10_gpu.sh", args, tmp_path, EXTRA=extra, ALGS="fsl_sage cse_fsl")
+    return run_script(
+        "paper_cifar10_gpu.sh", args, tmp_path, EXTRA=extra, ALGS="fsl_sage cse_fsl", POLL_S="1"
+    )
 
 
 def test_both_runs_finish_and_their_outputs_come_back(tmp_path: Path, shared_data: Path) -> None:
