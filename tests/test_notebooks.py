@@ -154,10 +154,7 @@ def test_stop_button_ends_the_run_and_keeps_the_kernel(session):
         "from dataclasses import replace\n"
         "from fslsage_ray.config import load_config, quickstart_path\n"
         "from fslsage_ray.simulation import Simulation\n"
-        # 4 clients: a shorter first round to wait for, and the same stop path
-        "config = load_config(\n"
-        "    quickstart_path(), ['alignment.every=1000', 'algorithm.num_clients=4']\n"
-        ")\n"
+        "config = load_config(quickstart_path(), ['alignment.every=1000'])\n"
     )
     session.run("%reset -f\n" + setup)
     metrics = session.cwd / "runs" / "stopped" / "metrics.parquet"
