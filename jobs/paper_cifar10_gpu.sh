@@ -6,7 +6,8 @@
 #
 #   jobs/paper_cifar10_gpu.sh DATA_DIR OUT_DIR [MINUTES] [PYTHON]
 #
-# OUT_DIR receives, refreshed every 15 s (so a run cut short still leaves its rounds):
+# OUT_DIR receives, refreshed every POLL_S seconds (default 15; so a run cut short still
+# leaves its rounds):
 # ALG.metrics.parquet, ALG.run.log and ALG.stdout for each ALG.
 set -u
 DATA=${1:?data folder with cifar10-train.parquet and cifar10-test.parquet}
@@ -17,6 +18,7 @@ RUNS=${RUNS_DIR:-/tmp/fslsage-gpu-runs}
 ALGS=${ALGS:-"fsl_sage cse_fsl"}
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT" "$RUNS"
+POLL_S=${POLL_S:-15}  # seconds between refreshes of OUT_DIR (its test waits 1, not 15)
 EXTRA=${EXTRA:-}  # more overrides, e.g. for a short check: EXTRA="run.rounds=2"
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda:', torch.cuda.is_available())"
 
@@ -50,7 +52,7 @@ while alive; do
         for alg in $ALGS; do tail -n 1 "$RUNS/$alg/run.log" 2>/dev/null; done
     fi
     ticks=$((ticks + 1))
-    sleep 15
+    sleep "$POLL_S"
 done
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done

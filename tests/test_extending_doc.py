@@ -89,8 +89,10 @@ def test_the_plugin_algorithm_reads_its_own_settings_from_yaml_and_overrides(tmp
 def test_the_plugin_reaches_ray_actors_through_the_command_line(tmp_path):
     folder = _module_from_doc(tmp_path)
     config_file = tmp_path / "iris.yaml"
-    settings = {**SETTINGS, "run": {"rounds": 3, "checkpoint_every": 0}}
-    settings["runtime"] = {"num_actors": 2, "actor_num_cpus": 0.5, "server_num_cpus": 0.5}
+    # One round on one client actor and a server actor of its own: two worker processes that
+    # each import the plugin (the learning is test_registered_family_..._run_in_process's).
+    settings = {**SETTINGS, "run": {"rounds": 1, "checkpoint_every": 0}}
+    settings["runtime"] = {"num_actors": 1, "actor_num_cpus": 0.5, "server_num_cpus": 0.5}
     config_file.write_text(yaml.safe_dump(settings))
     env = {**os.environ, "PYTHONPATH": str(folder)}
     out = tmp_path / "run"

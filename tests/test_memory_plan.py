@@ -83,6 +83,37 @@ def test_plan_matches_measured_parts_on_resnet18(algorithm: str) -> None:
     _within(compare("cifar_resnet18", algorithm))
 
 
+def test_one_probe_plans_configs_that_differ_only_in_placement(monkeypatch) -> None:
+    """`info`, the fit before a run and the run's own plan share one probe per process: a
+    config that differs only in placement is planned from it exactly as from its own probe;
+    a setting the probe reads (the server's state budget) is a probe of its own."""
+    from collections import OrderedDict
+
+    from fslsage_ray.config import load_config, quickstart_path
+    from fslsage_ray.memory import estimate
+
+    probes = []
+
+    def counted(*args):
+        probes.append(args)
+        return probe_steps(*args)
+
+    probe_steps = estimate.probe_steps
+    monkeypatch.setattr(estimate, "probe_steps", counted)
+    monkeypatch.setattr(estimate, "_PROBED", OrderedDict())
+    base = [*SMALL_DIGITS, "runtime.actor_num_gpus=auto", "runtime.gpu_memory_gb=2"]
+    placed = ["runtime.num_actors=3", "runtime.actor_num_gpus=0.25", "runtime.gpu_memory_gb=4"]
+    first = estimate.memory_planner(load_config(quickstart_path(), base))
+    config = load_config(quickstart_path(), [*base, *placed])
+    shared = estimate.memory_planner(config)
+    assert len(probes) == 1 and shared.probed is first.probed
+    assert shared.config == estimate.MemoryPlanner(config).config
+    groups = [(0,), (1,), (2,)]
+    assert shared.plan(groups) == estimate.MemoryPlanner(config).plan(groups)
+    budget = load_config(quickstart_path(), [*base, "runtime.server_state_budget_gb=0.001"])
+    assert estimate._probe_key(budget) != estimate._probe_key(config)
+
+
 def test_plan_memory_prints_a_table_per_actor_kind_and_json_carries_it(capsys) -> None:
     assert main(["plan", "--memory", "run.rounds=1", *SMALL_DIGITS]) == 0
     text = capsys.readouterr().out

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from fslsage_ray.config.schema import AUTO, Config
-from fslsage_ray.memory.estimate import MemoryPlanner, local_node
+from fslsage_ray.memory.estimate import MemoryPlanner, local_node, memory_planner
 from fslsage_ray.memory.fit import Needs, fit_gpus, gpu_sizes
 from fslsage_ray.memory.parts import MemoryPlan
 
@@ -18,7 +18,7 @@ def plan_memory(config: Config, groups: Sequence[Sequence[int]] | None = None) -
     """Every actor kind's parts. `groups`: clients per client actor (default: as a local
     Ray on this machine would place them; `info` passes the cluster's plan). GPU shares left
     to the plan (runtime.*_num_gpus=auto) are first fitted to this machine."""
-    planner = MemoryPlanner(config)
+    planner = memory_planner(config)
     if config.runtime.gpus_auto and config.runtime.backend == "ray":
         fitted = fit_local(config, planner)
         planner = planner.with_runtime(fitted.config.runtime)
@@ -70,7 +70,7 @@ def fit_config(
         return Fitted(replace(config, runtime=replace(runtime, **shares)), ())
     from fslsage_ray.algorithms.registry import get_algorithm
 
-    planner = planner or MemoryPlanner(config)
+    planner = planner or memory_planner(config)
     need_driver = runtime.gpu_memory_gb is None and any(n.get("GPU", 0) >= 1 for n in nodes)
     sizes = gpu_sizes(nodes, runtime.gpu_memory_gb, driver_gpu() if need_driver else None)
     fit = fit_gpus(
@@ -113,7 +113,7 @@ class ClusterMemory:
 
     def _planner(self, config: Config) -> MemoryPlanner:
         if self.planner is None:
-            self.planner = MemoryPlanner(config)
+            self.planner = memory_planner(config)
         return self.planner.with_runtime(config.runtime)
 
     def fit(self, nodes: Sequence[Mapping[str, float]]) -> tuple[Config, tuple[str, ...]]:

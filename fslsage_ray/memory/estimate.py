@@ -14,8 +14,10 @@ actor hosts comes from the placement planner (runtime/placement.py). No Ray is n
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -404,6 +406,76 @@ class MemoryPlanner:
             store = row_bytes * sum(client_sizes) + n_test * _test_row_bytes(test)
             store += len(groups) * (window + max(1, window // 2)) * payload
         return MemoryPlan(algorithm.name, runtime.backend, B, actors, int(store), tuple(notes))
+
+
+# Runtime settings that only say where actors go, how many, what they reserve and where the
+# plan puts evaluation and alignment: nothing the probe builds reads them (the algorithm's
+# pieces read runtime.server_state_budget_gb and stream_participants, which stay in the key),
+# and with_runtime plans any of them from the same probe. `info`, the fit before a run and
+# the run itself differ only here.
+_PLACEMENT_ONLY = frozenset(
+    {
+        "backend",
+        "address",
+        "num_actors",
+        "clients_per_actor",
+        "actor_num_cpus",
+        "actor_num_gpus",
+        "actor_memory_gb",
+        "actor_resources",
+        "server_num_cpus",
+        "server_num_gpus",
+        "server_memory_gb",
+        "server_resources",
+        "placement_strategy",
+        "placement_timeout_s",
+        "local_num_cpus",
+        "local_num_gpus",
+        "gpu_memory_gb",
+        "max_inflight_uploads",
+        "dashboard",
+        "call_timeout_s",
+        "max_restarts",
+        "eval_on",
+        "align_on",
+    }
+)
+PROBES_KEPT = 2  # planners held per process: each holds a template and probe data
+_PROBED: OrderedDict[str, MemoryPlanner] = OrderedDict()
+
+
+def _probe_key(config: Config) -> str:
+    """Everything the probe can depend on: the config less the placement-only runtime
+    settings, and what the config's model, data and algorithm names are registered as (a
+    plugin may register another class under a name already used in this process)."""
+    from fslsage_ray import registry
+    from fslsage_ray.config import config_to_dict
+
+    tree = config_to_dict(config)
+    tree["runtime"] = {k: v for k, v in tree["runtime"].items() if k not in _PLACEMENT_ONLY}
+    owners = [
+        repr(registry.entry(kind, name))
+        for kind, name in (
+            (registry.MODEL, config.model.name),
+            (registry.DATA, config.data.name),
+            (registry.ALGORITHM, config.algorithm.name),
+        )
+    ]
+    return json.dumps([tree, owners], sort_keys=True, default=repr)
+
+
+def memory_planner(config: Config) -> MemoryPlanner:
+    """MemoryPlanner(config), its probe run once per process for configs that differ only in
+    placement: `info` plans a config, the fit before a run plans it again for the cluster it
+    attaches to, and each probe trains a few steps (seconds). The last PROBES_KEPT are kept."""
+    key = _probe_key(config)
+    planner = _PROBED.get(key)
+    if planner is None:
+        planner = _PROBED[key] = MemoryPlanner(config)
+        while len(_PROBED) > PROBES_KEPT:
+            _PROBED.popitem(last=False)
+    _PROBED.move_to_end(key)
+    return planner.with_runtime(config.runtime)
 
 
 def _planning_runtime(runtime: RuntimeConfig) -> RuntimeConfig:

@@ -13,9 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from job_scripts import run_script
 
+# ResNet-18 on the CPU: 2 clients (10 fit 5x the alignment rows), the fewest images that
+# still give each client a batch
 SHRINK = (
-    "runtime.device=cpu data.train_subset=200 data.test_subset=100 algorithm.batch_size=32 "
-    "alignment.epochs=2 alignment.buffer_size=32 run.rounds=2"
+    "runtime.device=cpu data.train_subset=64 data.test_subset=32 algorithm.batch_size=32 "
+    "algorithm.num_clients=2 alignment.epochs=2 alignment.buffer_size=32 run.rounds=2"
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
@@ -23,7 +25,9 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash
 
 def _run(tmp_path: Path, data: Path, extra: str):
     args = [str(data), str(tmp_path / "out"), "5"]
-    return run_script("paper_cifar10_gpu.sh", args, tmp_path, EXTRA=extra, ALGS="fsl_sage cse_fsl")
+    return run_script(
+        "paper_cifar10_gpu.sh", args, tmp_path, EXTRA=extra, ALGS="fsl_sage cse_fsl", POLL_S="1"
+    )
 
 
 def test_both_runs_finish_and_their_outputs_come_back(tmp_path: Path, shared_data: Path) -> None:

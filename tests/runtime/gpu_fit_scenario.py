@@ -27,7 +27,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 from fslsage_ray.callbacks import RunCallback  # noqa: E402
 from fslsage_ray.cli import main as cli_main  # noqa: E402
 from fslsage_ray.config import load_config, quickstart_path  # noqa: E402
-from fslsage_ray.memory.estimate import MemoryPlanner  # noqa: E402
+from fslsage_ray.memory.estimate import memory_planner  # noqa: E402
 from fslsage_ray.outputs.metrics import TIMING_COLUMNS  # noqa: E402
 from fslsage_ray.outputs.run_dir import LOG_FILE  # noqa: E402
 from fslsage_ray.simulation import Simulation  # noqa: E402
@@ -84,7 +84,7 @@ def train(address: str, algorithm: str, out: Path) -> dict:
     sim = seen.sim = Simulation(config, out / algorithm, progress=False, callbacks=[seen])
     rows = sim.run().to_pylist()
     layout, runtime = sim.backend.layout, sim.config.runtime
-    plan = MemoryPlanner(sim.config).plan(layout.groups)
+    plan = memory_planner(sim.config).plan(layout.groups)  # the fit's probe, kept
     inprocess = load_config(quickstart_path(), [*on_cluster, "runtime.backend=inprocess"])
     reference = Simulation(inprocess, out / f"{algorithm}-inprocess", progress=False).run()
     return {

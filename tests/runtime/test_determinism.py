@@ -95,8 +95,9 @@ def test_bf16_channels_last_runs_agree_on_any_layout_and_send_float32_bytes(
 ):
     """model.precision=bf16 with channels-last changes the arithmetic (not the numbers'
     independence from the layout) and not the wire: the cut stays float32."""
-    compute = ("model.precision=bf16", "model.channels_last=true")
-    fp32 = _reference(run_cache)
+    # Two rounds: round 0 aligns; round 2's alignment took half of this test on 2 cores.
+    compute = ("model.precision=bf16", "model.channels_last=true", "run.rounds=2")
+    fp32 = _reference(run_cache)[:2]
     reference = _run(tmp_path, "inproc", "runtime.backend=inprocess", *compute)
     three = _run(tmp_path, "three", "runtime.num_actors=3", *compute)
     assert _same(_learning_columns(reference), _learning_columns(three))
@@ -110,10 +111,14 @@ def test_bf16_channels_last_runs_agree_on_any_layout_and_send_float32_bytes(
 
 
 BASELINES = ["fedavg", "sflv1", "sflv2", "cse_fsl", "fsl_an", "fsl_sage_lazy"]
+# SplitFed-MS on 3 actors is slow: test_pipelined_splitfed_exchanges_give_the_same_metrics
+# keeps it on a Ray actor in the quick suite, and sflv2 keeps 3 actors' uploads interleaving
+# at one shared server.
+ON_THREE = [pytest.param(n, marks=pytest.mark.slow) if n == "sflv1" else n for n in BASELINES]
 
 
 @pytest.mark.ray
-@pytest.mark.parametrize("name", BASELINES)
+@pytest.mark.parametrize("name", ON_THREE)
 def test_every_algorithm_gives_the_same_metrics_on_three_actors(
     tmp_path, ray_local, run_cache, name
 ):
