@@ -38,6 +38,7 @@ from fslsage_ray.experiment import (
 )
 from fslsage_ray.memory.measure_steps import eval_chunk_bytes, probe_steps, run_threads
 from fslsage_ray.memory.parts import BASELINE_RSS, ActorMemory, MemoryPlan, Part
+from fslsage_ray.runtime.allocator import torch_threads
 from fslsage_ray.runtime.backend import CHUNK_BYTES
 from fslsage_ray.tasks.base import Arrays, Task
 
@@ -453,6 +454,7 @@ def _probe_key(config: Config) -> str:
 
     tree = config_to_dict(config)
     tree["runtime"] = {k: v for k, v in tree["runtime"].items() if k not in _PLACEMENT_ONLY}
+    tree["runtime"]["probe threads"] = torch_threads(config.runtime)  # from actor_num_cpus
     owners = [
         repr(registry.entry(kind, name))
         for kind, name in (
