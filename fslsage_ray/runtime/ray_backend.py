@@ -50,6 +50,7 @@ __all__ = ["RayBackend", "server_share"]
 
 log = logging.getLogger("fslsage_ray")
 STARTUP_TIMEOUT_S = 300.0
+CLOSE_TIMEOUT_S = 10.0  # for actors to delete their spill folders before they are killed
 _LOST = (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError)
 
 
@@ -191,7 +192,19 @@ class RayBackend(Backend):
         return layout_on_cluster(self.runtime, len(self._parts), self.uses_server)
 
     def _release(self) -> None:
-        """End every actor and give back their placement group."""
+        """End every actor and give back their placement group; first, while they still
+        answer, each deletes its spill folder (ray.kill runs no finalizer)."""
+        closing = []
+        remote = [*getattr(self, "clients", [])]
+        if self.server_actor is not None:
+            remote.append(self.server)
+        for handle in remote:
+            try:
+                closing.append(handle.call("close_stores"))
+            except ray.exceptions.RayError:
+                pass  # already gone
+        if closing:
+            ray.wait(closing, num_returns=len(closing), timeout=CLOSE_TIMEOUT_S)
         for actor in [*self.actors, self.server_actor]:
             if actor is not None:
                 try:

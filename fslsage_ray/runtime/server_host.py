@@ -228,6 +228,12 @@ class ServerHost:
         for cid, snap in snaps.items():
             self.server.restore_entry(cid, snap)
 
+    def close_stores(self) -> None:
+        """Delete the per-client spill folder now (see ClientHost.close_stores)."""
+        states = getattr(self.server, "states", None)
+        if states is not None:
+            states.close()
+
     def restore(self, snap: Mapping[str, Any]) -> None:
         """All at once (a checkpoint of format 2, which kept every state inline)."""
         self._pending.clear()
